@@ -1,0 +1,43 @@
+# Every target sets itself up: a fresh clone needs only python3 (>= 3.11) and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+LAKE   ?= $(or $(LGS_LAKE),data/lake)
+OUT    ?= out
+EMBEDDED := lgs_fast/data/online_retail.parquet
+
+.DEFAULT_GOAL := help
+.PHONY: help install analyze test bench lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install lgs_fast with its dev extras
+
+analyze: $(STAMP) ## Build the lake (PostgreSQL if LGS_PG_DSN is set, else the embedded data) and analyse it
+	$(BIN)/lgs-fast import $(EMBEDDED) --lake $(LAKE)
+	@echo "analysis arrives with the analytics engine; the lake is ready at $(LAKE)"
+
+test: $(STAMP) ## Run the test suite
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP) ## Run the benchmarks (quick mode; BENCH_FULL=1 for 10M/100M lines)
+	@echo "benchmarks arrive with the analytics engine"
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check lgs_fast tests benchmarks
+	$(BIN)/ruff format --check lgs_fast tests benchmarks
+
+format: $(STAMP) ## Format the code with ruff
+	$(BIN)/ruff format lgs_fast tests benchmarks
+	$(BIN)/ruff check --fix lgs_fast tests benchmarks
+
+clean: ## Remove the virtual environment, lake and outputs
+	rm -rf $(VENV) data/lake $(OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,413 @@
+"""The Polars engine: one pure function per analysis, LazyFrame in, LazyFrame out.
+
+Every function follows DESIGN.md ("Definitions") to the letter; `queries/*.sql` is the DuckDB
+twin of each, and `benchmarks/pandas_reference.py` the third opinion. Nothing here collects.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from lgs_fast.definitions import NON_PRODUCT_PATTERN, UNCLASSIFIED, Options, segment_rules_frame
+
+AMOUNT = (pl.col("quantity").cast(pl.Float64) * pl.col("unit_price")).alias("amount")
+IS_CANCELLATION = pl.col("invoice_no").str.starts_with("C")
+HAS_CUSTOMER = pl.col("customer_id").is_not_null()
+MONTH = pl.col("invoice_date").dt.truncate("1mo").dt.date().alias("month")
+_DAY_US = 86_400_000_000
+
+_RANK = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("rank")
+
+DEFAULT = Options()
+
+
+def _count(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.Int64)
+
+
+def _month_index(col: str) -> pl.Expr:
+    return pl.col(col).dt.year().cast(pl.Int32) * 12 + pl.col(col).dt.month().cast(pl.Int32)
+
+
+def _yyyymm(col: str) -> pl.Expr:
+    return (pl.col(col).dt.year().cast(pl.Int32) * 100 + pl.col(col).dt.month().cast(pl.Int32)).alias(
+        "yyyymm"
+    )
+
+
+def overview(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """One row: lines, invoices, customers, stock codes, countries, date span, revenue, mean invoice."""
+    totals = lines.group_by("invoice_no").agg(AMOUNT.sum().alias("total"))
+    counts = lines.select(
+        lines=_count(pl.len()),
+        invoices=_count(pl.col("invoice_no").n_unique()),
+        customers=_count(pl.col("customer_id").drop_nulls().n_unique()),
+        stock_codes=_count(pl.col("stock_code").n_unique()),
+        countries=_count(pl.col("country").drop_nulls().n_unique()),
+        first_invoice=pl.col("invoice_date").min(),
+        last_invoice=pl.col("invoice_date").max(),
+        revenue=AMOUNT.sum(),
+    )
+    mean = totals.filter(pl.col("total") > 0).select(mean_invoice_total=pl.col("total").mean())
+    return pl.concat([counts, mean], how="horizontal")
+
+
+def invoice_totals(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """The values whose distribution is reported, one column `amount`.
+
+    standard: invoice totals of non-cancellation invoices with total > 0;
+    notebook: line amounts with quantity > 0 and unit_price > 0.
+    """
+    if options.preset == "notebook":
+        return lines.filter(pl.col("quantity") > 0, pl.col("unit_price") > 0).select(AMOUNT)
+    return (
+        lines.filter(~IS_CANCELLATION)
+        .group_by("invoice_no")
+        .agg(AMOUNT.sum())
+        .filter(pl.col("amount") > 0)
+        .select("amount")
+    )
+
+
+def _below_p85(values: pl.LazyFrame) -> pl.LazyFrame:
+    return values.filter(pl.col("amount") <= pl.col("amount").quantile(0.85, "linear"))
+
+
+_PENCE = ((pl.col("amount") * 100 + 0.5).floor()).cast(pl.Int64).alias("pence")
+_QUANTILES = {"median": 0.5, "p25": 0.25, "p75": 0.75, "p85": 0.85, "p95": 0.95, "p99": 0.99}
+
+
+def _distribution(values: pl.LazyFrame, view: str) -> pl.LazyFrame:
+    amount = pl.col("amount")
+    stats = values.select(
+        view=pl.lit(view),
+        count=_count(pl.len()),
+        min=amount.min(),
+        mean=amount.mean(),
+        **{name: amount.quantile(q, "linear") for name, q in _QUANTILES.items()},
+        max=amount.max(),
+    )
+    # Mode in whole pence, smallest on ties, so float noise cannot split a popular total.
+    mode = (
+        values.group_by(_PENCE)
+        .agg(n=pl.len())
+        .select(
+            mode=pl.col("pence").sort_by(["n", "pence"], descending=[True, False]).first() / 100
+        )
+    )
+    return pl.concat([stats, mode], how="horizontal").select(
+        "view", "count", "min", "mean", "median", "mode", "max", "p25", "p75", "p85", "p95", "p99"
+    )
+
+
+def invoice_amounts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """Distribution statistics of invoice totals: view `all`, and view `le_p85` (totals ≤ p85)."""
+    values = invoice_totals(lines, options)
+    return pl.concat([_distribution(values, "all"), _distribution(_below_p85(values), "le_p85")])
+
+
+def _histogram(values: pl.LazyFrame, view: str, bins: int) -> pl.LazyFrame:
+    amount = pl.col("amount")
+    bounds = values.select(lo=amount.min(), hi=amount.max())
+    width = (pl.col("hi") - pl.col("lo")) / bins
+    binned = (
+        values.join(bounds, how="cross")
+        .select(
+            bin=pl.when(pl.col("hi") > pl.col("lo"))
+            .then(((amount - pl.col("lo")) / width).floor().cast(pl.Int32).clip(upper_bound=bins - 1))
+            .otherwise(0)
+        )
+        .group_by("bin")
+        .agg(count=_count(pl.len()))
+    )
+    grid = bounds.filter(pl.col("lo").is_not_null()).join(
+        pl.LazyFrame({"bin": pl.int_range(0, bins, eager=True).cast(pl.Int32)}), how="cross"
+    )
+    return (
+        grid.join(binned, on="bin", how="left")
+        .select(
+            view=pl.lit(view),
+            bin=pl.col("bin"),
+            bin_start=pl.col("lo") + pl.col("bin") * width,
+            bin_end=pl.col("lo") + (pl.col("bin") + 1) * width,
+            count=pl.col("count").fill_null(0),
+        )
+        .sort("bin")
+    )
+
+
+def invoice_histogram(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """Equal-width histogram bins over [min, max] of the invoice totals, for both views."""
+    values = invoice_totals(lines, options)
+    bins = options.histogram_bins
+    return pl.concat([_histogram(values, "all", bins), _histogram(_below_p85(values), "le_p85", bins)])
+
+
+def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """One row per calendar month, first to last, empty months as zeros (DESIGN.md "monthly")."""
+    dated = lines.with_columns(MONTH, AMOUNT, cancel=IS_CANCELLATION)
+    cancel = pl.col("cancel")
+    per_month = dated.group_by("month").agg(
+        placed_orders=_count(pl.col("invoice_no").filter(~cancel).n_unique()),
+        cancelled_orders=_count(pl.col("invoice_no").filter(cancel).n_unique()),
+        placed_lines=_count((~cancel).sum()),
+        cancelled_lines=_count(cancel.sum()),
+        sales=pl.col("amount").filter(~cancel).sum(),
+        active_customers=_count(pl.col("customer_id").drop_nulls().n_unique()),
+    )
+    new = (
+        dated.filter(HAS_CUSTOMER)
+        .group_by("customer_id")
+        .agg(pl.col("month").min())
+        .group_by("month")
+        .agg(new_customers=_count(pl.len()))
+    )
+    spine = dated.select(
+        month=pl.date_range(pl.col("month").min(), pl.col("month").max(), interval="1mo")
+    ).drop_nulls()
+    counts = [
+        "placed_orders", "cancelled_orders", "placed_lines", "cancelled_lines",
+        "active_customers", "new_customers",
+    ]  # fmt: skip
+    previous = pl.col("sales").shift(1)
+    return (
+        spine.join(per_month, on="month", how="left")
+        .join(new, on="month", how="left")
+        .with_columns(pl.col(counts).fill_null(0), pl.col("sales").fill_null(0.0))
+        .sort("month")
+        .select(
+            "month",
+            _yyyymm("month"),
+            *counts[:4],
+            "sales",
+            sales_growth_pct=pl.when(previous != 0).then(100 * (pl.col("sales") / previous - 1)),
+            active_customers=pl.col("active_customers"),
+            new_customers=pl.col("new_customers"),
+            existing_customers=pl.col("active_customers") - pl.col("new_customers"),
+        )
+    )
+
+
+def _score_bin(x: pl.Expr, quantiles: list[float]) -> pl.Expr:
+    """bin = smallest i ≥ 1 with x ≤ e_i, e_i = quantile(x, i/B): 1 + #{inner edges below x}."""
+    above = [(x > x.quantile(q, "linear")).cast(pl.Int32) for q in quantiles]
+    return (1 + pl.sum_horizontal(above)).cast(pl.Int32)
+
+
+def _segment(rf: pl.Expr, options: Options) -> pl.Expr:
+    expr: pl.Expr = pl.lit(UNCLASSIFIED)
+    for rule in reversed(options.rules):
+        expr = pl.when(rf.str.contains(f"^(?:{rule.pattern})$")).then(pl.lit(rule.name)).otherwise(expr)
+    return expr
+
+
+def _reference_time(lines: pl.LazyFrame, options: Options) -> pl.LazyFrame:
+    if options.as_of is not None:
+        return pl.LazyFrame({"t": [options.as_of]}, schema={"t": pl.Datetime("us")})
+    scope = lines.filter(HAS_CUSTOMER) if options.preset == "notebook" else lines
+    return scope.select(t=pl.col("invoice_date").max())
+
+
+def _main_country(customers: pl.LazyFrame) -> pl.LazyFrame:
+    """Each customer's country with the most lines, alphabetically first on ties."""
+    return (
+        customers.group_by("customer_id", "country")
+        .agg(n=pl.len())
+        .sort(["customer_id", "n", "country"], descending=[False, True, False], nulls_last=True)
+        .unique("customer_id", keep="first", maintain_order=True)
+        .select("customer_id", "country")
+    )
+
+
+def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """Per customer: recency (days), frequency, monetary, quintile scores, rfm_score, segment.
+
+    standard: customers with a purchase line; recency from the last purchase; frequency =
+    distinct purchase invoices; monetary = net spend over all lines. notebook: every customer
+    with any line, recency from any line, frequency = lines. `as_of` drops later lines.
+    """
+    if options.as_of is not None:
+        lines = lines.filter(pl.col("invoice_date") <= options.as_of)
+    customers = lines.filter(HAS_CUSTOMER).with_columns(AMOUNT)
+    if options.preset == "notebook":
+        per_customer = customers.group_by("customer_id").agg(
+            last=pl.col("invoice_date").max(),
+            frequency=_count(pl.len()),
+            monetary=pl.col("amount").sum(),
+        )
+    else:
+        purchases = customers.filter(~IS_CANCELLATION).group_by("customer_id").agg(
+            last=pl.col("invoice_date").max(),
+            frequency=_count(pl.col("invoice_no").n_unique()),
+        )
+        spend = customers.group_by("customer_id").agg(monetary=pl.col("amount").sum())
+        per_customer = purchases.join(spend, on="customer_id", how="left")
+    qs = options.quantiles
+    b = options.bins
+    scored = (
+        per_customer.join(_reference_time(lines, options), how="cross")
+        .with_columns(
+            recency=((pl.col("t") - pl.col("last")).dt.total_microseconds() // _DAY_US).cast(pl.Int64)
+        )
+        .sort(["frequency", "customer_id"])
+        .with_columns(f_rank=pl.int_range(1, pl.len() + 1))
+        .with_columns(
+            r_score=(b + 1 - _score_bin(pl.col("recency"), qs)).cast(pl.Int32),
+            f_score=_score_bin(pl.col("f_rank"), qs),
+            m_score=_score_bin(pl.col("monetary"), qs),
+        )
+        .with_columns(
+            rfm_score=pl.concat_str(pl.col("r_score", "f_score", "m_score").cast(pl.String)),
+            segment=_segment(pl.concat_str(pl.col("r_score", "f_score").cast(pl.String)), options),
+        )
+    )
+    return (
+        scored.join(_main_country(customers), on="customer_id", how="left")
+        .select(
+            "customer_id", "country", "recency", "frequency", "monetary",
+            "r_score", "f_score", "m_score", "rfm_score", "segment",
+        )  # fmt: skip
+        .sort("customer_id")
+    )
+
+
+def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """Segment summary from an `rfm` table: size, share, means, total monetary, action.
+
+    Every segment of the map appears, in map order, empty ones with 0 customers; customers no
+    rule matches are counted as `Unclassified`, last.
+    """
+    rules = (
+        segment_rules_frame(options.rules)
+        .lazy()
+        .group_by("segment")
+        .agg(pl.col("priority").min(), pl.col("action").first())
+    )
+    sized = rfm_table.group_by("segment").agg(
+        customers=_count(pl.len()),
+        mean_recency=pl.col("recency").mean(),
+        mean_frequency=pl.col("frequency").mean(),
+        mean_monetary=pl.col("monetary").mean(),
+        total_monetary=pl.col("monetary").sum(),
+    )
+    return (
+        rules.join(sized, on="segment", how="full", coalesce=True)
+        .with_columns(
+            pl.col("customers").fill_null(0),
+            pl.col("total_monetary").fill_null(0.0),
+            pl.col("priority").fill_null(10_000),
+            pl.col("action").fill_null(""),
+        )
+        .with_columns(share=pl.col("customers") / pl.col("customers").sum())
+        .sort("priority", "segment")
+        .select(
+            "segment", "customers", "share", "mean_recency", "mean_frequency",
+            "mean_monetary", "total_monetary", "action",
+        )  # fmt: skip
+    )
+
+
+def top_countries(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """Countries by sales (non-cancellation lines), with orders, customers and share of sales."""
+    placed = lines.filter(~IS_CANCELLATION).with_columns(AMOUNT)
+    return (
+        placed.group_by("country")
+        .agg(
+            sales=pl.col("amount").sum(),
+            orders=_count(pl.col("invoice_no").n_unique()),
+            customers=_count(pl.col("customer_id").drop_nulls().n_unique()),
+        )
+        .with_columns(share=pl.col("sales") / pl.col("sales").sum())
+        .sort(["sales", "country"], descending=[True, False], nulls_last=True)
+        .head(options.top)
+        .select(_RANK, "country", "sales", "share", "orders", "customers")
+    )
+
+
+def top_products(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """Products (non-product codes excluded) by sales over non-cancellation lines."""
+    placed = lines.filter(
+        ~IS_CANCELLATION, ~pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN)
+    ).with_columns(AMOUNT)
+    names = (
+        placed.filter(pl.col("description").is_not_null())
+        .group_by("stock_code", "description")
+        .agg(n=pl.len())
+        .sort(["stock_code", "n", "description"], descending=[False, True, False])
+        .unique("stock_code", keep="first", maintain_order=True)
+        .select("stock_code", "description")
+    )
+    return (
+        placed.group_by("stock_code")
+        .agg(
+            sales=pl.col("amount").sum(),
+            quantity=pl.col("quantity").cast(pl.Int64).sum(),
+            orders=_count(pl.col("invoice_no").n_unique()),
+        )
+        .sort(["sales", "stock_code"], descending=[True, False])
+        .head(options.top)
+        .join(names, on="stock_code", how="left", maintain_order="left")
+        .select(_RANK, "stock_code", "description", "sales", "quantity", "orders")
+    )
+
+
+def cohorts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """Monthly cohort retention: cohort = month of a customer's first line; share active k months on."""
+    active = lines.filter(HAS_CUSTOMER).select("customer_id", MONTH).unique()
+    first = active.group_by("customer_id").agg(cohort=pl.col("month").min())
+    last_index = active.select(last=_month_index("month").max())
+    sizes = first.group_by("cohort").agg(cohort_size=_count(pl.len()))
+    grid = (
+        sizes.join(last_index, how="cross")
+        .with_columns(months_since=pl.int_ranges(0, pl.col("last") - _month_index("cohort") + 1))
+        .explode("months_since")
+        .with_columns(pl.col("months_since").cast(pl.Int32))
+    )
+    kept = (
+        active.join(first, on="customer_id")
+        .with_columns(months_since=(_month_index("month") - _month_index("cohort")).cast(pl.Int32))
+        .group_by("cohort", "months_since")
+        .agg(customers=_count(pl.len()))
+    )
+    return (
+        grid.join(kept, on=["cohort", "months_since"], how="left")
+        .with_columns(pl.col("customers").fill_null(0))
+        .select(
+            "cohort",
+            _yyyymm("cohort").alias("cohort_yyyymm"),
+            "months_since",
+            "cohort_size",
+            "customers",
+            retention=pl.col("customers") / pl.col("cohort_size"),
+        )
+        .sort("cohort", "months_since")
+    )
+
+
+def data_quality(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """The data-quality counts of `shared/data/README.md`, as (check, count) rows."""
+    counts = lines.select(
+        lines=pl.len(),
+        no_customer_id=pl.col("customer_id").is_null().sum(),
+        no_description=pl.col("description").is_null().sum(),
+        cancellation_lines=IS_CANCELLATION.sum(),
+        cancelled_invoices=pl.col("invoice_no").filter(IS_CANCELLATION).n_unique(),
+        stock_adjustment_lines=((pl.col("quantity") < 0) & ~IS_CANCELLATION).sum(),
+        zero_price_lines=(pl.col("unit_price") == 0).sum(),
+        negative_price_lines=(pl.col("unit_price") < 0).sum(),
+        non_product_lines=pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN).sum(),
+    )
+    duplicates = pl.concat(
+        [lines.select(n=pl.len()), lines.unique().select(u=pl.len())], how="horizontal"
+    ).select(exact_duplicate_lines=pl.col("n") - pl.col("u"))
+    return (
+        pl.concat([counts, duplicates], how="horizontal")
+        .unpivot(variable_name="check", value_name="count")
+        .with_columns(pl.col("count").cast(pl.Int64))
+    )
+
+
+ANALYSES = (
+    "overview", "invoice_amounts", "invoice_histogram", "monthly", "rfm", "segments",
+    "top_countries", "top_products", "cohorts", "data_quality",
+)  # fmt: skip
