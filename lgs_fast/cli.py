@@ -6,6 +6,7 @@ OS error) becomes one line on stderr and a non-zero exit code, here and nowhere 
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -93,8 +94,86 @@ def import_command(files: tuple[Path, ...], lake: Path | None, dedupe: bool) -> 
     _print_table("data quality:", [(c, f"{n:,}") for c, n in quality.iter_rows()])
 
 
+def _parse_when(value: str | None, option: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD[ HH:MM:SS])", param_hint=option) from None
+
+
+@cli.command("analyze")
+@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+@click.option("--out", type=click.Path(path_type=Path), default="out", show_default=True, help="Output directory.")
+@click.option("--engine", type=click.Choice(["polars", "duckdb"]), default="polars", show_default=True, help="Which engine computes the tables (both give the same answers).")
+@click.option("--preset", type=click.Choice(["standard", "notebook"]), default="standard", show_default=True, help="standard, or notebook: the original LGS notebook's definitions.")
+@click.option("--as-of", "as_of", metavar="DATE", help="Reference time T for recency (default: the latest invoice); later lines are left out of RFM.")
+@click.option("--bins", type=int, default=5, show_default=True, help="Score bins per R, F and M (5 = quintiles, 4 = quartiles).")
+@click.option("--segments", "segments_file", type=click.Path(path_type=Path), help="TOML segment map ([[segment]] name, pattern, action).")
+@click.option("--from", "start", metavar="DATE", help="Only lines on or after DATE.")
+@click.option("--to", "end", metavar="DATE", help="Only lines before DATE.")
+@click.option("--top", type=int, default=10, show_default=True, help="Rows in the top countries and top products tables.")
+def analyze_command(
+    lake: Path | None,
+    out: Path,
+    engine: str,
+    preset: str,
+    as_of: str | None,
+    bins: int,
+    segments_file: Path | None,
+    start: str | None,
+    end: str | None,
+    top: int,
+) -> None:
+    """Compute every analysis over the lake and write OUT/tables/*.parquet and *.csv.
+
+    Tables: overview, invoice_amounts, invoice_histogram, monthly, rfm, segments,
+    top_countries, top_products, cohorts, data_quality (definitions in DESIGN.md).
+    """
+    from lgs_fast.analyze import analyze
+    from lgs_fast.definitions import Options, load_segment_rules
+
+    options = Options(
+        preset=preset,  # type: ignore[arg-type]
+        as_of=_parse_when(as_of, "--as-of"),
+        bins=bins,
+        rules=load_segment_rules(segments_file),
+        top=top,
+    )
+    click.echo(f"analysing with {engine}…", err=True)
+    result = analyze(
+        lake, out, options,
+        engine=engine,  # type: ignore[arg-type]
+        start=_parse_when(start, "--from"), end=_parse_when(end, "--to"),
+    )  # fmt: skip
+    _print_summary(result.tables)
+    click.echo(f"tables: {result.out / 'tables'}")
+
+
+def _print_summary(tables: dict[str, Any]) -> None:
+    overview = tables["overview"].row(0, named=True)
+    monthly = tables["monthly"]
+    rows = [
+        ("lines", f"{overview['lines']:,}"),
+        ("invoices", f"{overview['invoices']:,}"),
+        ("customers", f"{overview['customers']:,}"),
+        ("months", f"{monthly.height:,}"),
+        ("sales (GBP)", f"{monthly['sales'].sum():,.2f}"),
+    ]
+    _print_table("summary:", rows)
+    segments = tables["segments"]
+    _print_table("segments (customers):", [(s, f"{n:,}") for s, n in segments.select("segment", "customers").iter_rows()])
+
+
 def main() -> None:
-    cli(prog_name="lgs-fast")
+    """Entry point: usage errors, like every other error, become one line and exit code 2."""
+    try:
+        cli.main(prog_name="lgs-fast", standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.ClickException as err:
+        _fail(err.format_message() + "; see --help", err.exit_code)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ PRESETS: Final[tuple[Preset, ...]] = ("standard", "notebook")
 # Stock codes that are not products: postage, manual entries, carriage, discounts, samples,
 # fees, charity, gift vouchers and tests. Matched against the whole code.
 NON_PRODUCT_PATTERN: Final = (
-    r"^(POST|DOT|M|m|C2|D|S|B|PADS|CRUK|AMAZONFEE|BANK CHARGES|TEST\d+|gift_\d+_\d+)$"
+    r"^(?:POST|DOT|M|m|C2|D|S|B|PADS|CRUK|AMAZONFEE|BANK CHARGES|TEST\d+|gift_\d+_\d+)$"
 )
 
 UNCLASSIFIED: Final = "Unclassified"
@@ -34,6 +34,11 @@ class SegmentRule:
     name: str
     pattern: str
     action: str
+
+    @property
+    def regex(self) -> str:
+        """The pattern anchored to the whole two-digit "rf" string."""
+        return f"^(?:{self.pattern})$"
 
 
 def load_segment_rules(path: str | Path | None = None) -> tuple[SegmentRule, ...]:
@@ -57,7 +62,7 @@ def load_segment_rules(path: str | Path | None = None) -> tuple[SegmentRule, ...
         raise InputError(f"{origin}: no [[segment]] rules")
     for rule in rules:
         try:
-            pl.Series(["11"]).str.contains(rule.pattern)
+            pl.Series(["11"]).str.contains(rule.regex)
         except pl.exceptions.ComputeError as err:
             raise InputError(f"{origin}: segment {rule.name!r}: bad pattern {rule.pattern!r}") from err
     return rules
@@ -69,7 +74,7 @@ def segment_rules_frame(rules: tuple[SegmentRule, ...]) -> pl.DataFrame:
         {
             "priority": [r.priority for r in rules],
             "segment": [r.name for r in rules],
-            "pattern": [f"^(?:{r.pattern})$" for r in rules],
+            "pattern": [r.regex for r in rules],
             "action": [r.action for r in rules],
         },
         schema={"priority": pl.Int32, "segment": pl.String, "pattern": pl.String, "action": pl.String},

@@ -197,7 +197,7 @@ def _score_bin(x: pl.Expr, quantiles: list[float]) -> pl.Expr:
 def _segment(rf: pl.Expr, options: Options) -> pl.Expr:
     expr: pl.Expr = pl.lit(UNCLASSIFIED)
     for rule in reversed(options.rules):
-        expr = pl.when(rf.str.contains(f"^(?:{rule.pattern})$")).then(pl.lit(rule.name)).otherwise(expr)
+        expr = pl.when(rf.str.contains(rule.regex)).then(pl.lit(rule.name)).otherwise(expr)
     return expr
 
 
@@ -298,7 +298,11 @@ def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
             pl.col("priority").fill_null(10_000),
             pl.col("action").fill_null(""),
         )
-        .with_columns(share=pl.col("customers") / pl.col("customers").sum())
+        .with_columns(
+            share=pl.when(pl.col("customers").sum() > 0).then(
+                pl.col("customers") / pl.col("customers").sum()
+            )
+        )
         .sort("priority", "segment")
         .select(
             "segment", "customers", "share", "mean_recency", "mean_frequency",
@@ -411,3 +415,13 @@ ANALYSES = (
     "overview", "invoice_amounts", "invoice_histogram", "monthly", "rfm", "segments",
     "top_countries", "top_products", "cohorts", "data_quality",
 )  # fmt: skip
+
+
+def tables(lines: pl.LazyFrame, options: Options = DEFAULT) -> dict[str, pl.LazyFrame]:
+    """Every analysis as a LazyFrame, keyed by table name (collect them together to share scans)."""
+    table = rfm(lines, options)
+    return {
+        name: segments(table, options) if name == "segments" else table if name == "rfm"
+        else globals()[name](lines, options)
+        for name in ANALYSES
+    }  # fmt: skip

@@ -1,0 +1,348 @@
+"""The pandas reference: every analysis written the way the LGS notebook did, eagerly, in pandas.
+
+It follows DESIGN.md ("Definitions") independently of lgs_fast's engines: it is the third
+opinion in the tests and the baseline in the benchmarks. It deliberately shares no code with
+`lgs_fast.metrics` or `queries/` beyond the option values (bins, presets, segment rules).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lgs_fast.definitions import NON_PRODUCT_PATTERN, UNCLASSIFIED, Options
+
+COLUMNS = [
+    "invoice_no", "stock_code", "description", "quantity",
+    "invoice_date", "unit_price", "customer_id", "country",
+]  # fmt: skip
+QUANTILES = {"median": 0.5, "p25": 0.25, "p75": 0.75, "p85": 0.85, "p95": 0.95, "p99": 0.99}
+
+
+def load_lines(lake: str | Path) -> pd.DataFrame:
+    """Every line of the lake in memory, as the notebook held them."""
+    files = sorted(Path(lake).glob("invoice_lines/year=*/month=*/*.parquet"))
+    if not files:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY.items()})
+    return pd.concat(
+        (pd.read_parquet(f, columns=COLUMNS, dtype_backend="numpy_nullable") for f in files),
+        ignore_index=True,
+    )
+
+
+_EMPTY = {
+    "invoice_no": "string", "stock_code": "string", "description": "string",
+    "quantity": "Int32", "invoice_date": "datetime64[us]", "unit_price": "Float64",
+    "customer_id": "Int64", "country": "string",
+}  # fmt: skip
+
+
+def _amount(df: pd.DataFrame) -> pd.Series:
+    return df["quantity"].astype("float64") * df["unit_price"].astype("float64")
+
+
+def _cancel(df: pd.DataFrame) -> pd.Series:
+    return df["invoice_no"].str.startswith("C").astype(bool)
+
+
+def _month(dates: pd.Series) -> pd.Series:
+    return dates.dt.to_period("M").dt.to_timestamp()
+
+
+def overview(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    amount = _amount(df)
+    totals = amount.groupby(df["invoice_no"]).sum()
+    return pd.DataFrame(
+        [
+            {
+                "lines": len(df),
+                "invoices": df["invoice_no"].nunique(),
+                "customers": df["customer_id"].nunique(),
+                "stock_codes": df["stock_code"].nunique(),
+                "countries": df["country"].nunique(),
+                "first_invoice": df["invoice_date"].min(),
+                "last_invoice": df["invoice_date"].max(),
+                "revenue": amount.sum(),
+                "mean_invoice_total": totals[totals > 0].mean(),
+            }
+        ]
+    )
+
+
+def invoice_totals(df: pd.DataFrame, options: Options) -> pd.Series:
+    if options.preset == "notebook":
+        keep = (df["quantity"] > 0) & (df["unit_price"] > 0)
+        return _amount(df[keep]).reset_index(drop=True)
+    placed = df[~_cancel(df)]
+    totals = _amount(placed).groupby(placed["invoice_no"]).sum()
+    return totals[totals > 0].reset_index(drop=True)
+
+
+def _views(values: pd.Series) -> dict[str, pd.Series]:
+    return {"all": values, "le_p85": values[values <= values.quantile(0.85)]}
+
+
+def _mode(values: pd.Series) -> float | None:
+    if values.empty:
+        return None
+    pence = np.floor(values * 100 + 0.5).astype("int64")
+    counts = pence.value_counts()
+    return float(counts[counts == counts.max()].index.min()) / 100
+
+
+def invoice_amounts(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    rows = []
+    for view, v in _views(invoice_totals(df, options)).items():
+        rows.append(
+            {
+                "view": view,
+                "count": len(v),
+                "min": v.min(),
+                "mean": v.mean(),
+                "median": v.quantile(0.5),
+                "mode": _mode(v),
+                "max": v.max(),
+                **{k: v.quantile(q) for k, q in QUANTILES.items() if k != "median"},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def invoice_histogram(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    bins = options.histogram_bins
+    frames = []
+    for view, v in _views(invoice_totals(df, options)).items():
+        if v.empty:
+            continue
+        lo, hi = v.min(), v.max()
+        width = (hi - lo) / bins
+        index = np.minimum(np.floor((v - lo) / width), bins - 1) if hi > lo else v * 0
+        counts = index.astype("int64").value_counts().reindex(range(bins), fill_value=0)
+        b = np.arange(bins)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "view": view,
+                    "bin": b,
+                    "bin_start": lo + b * width,
+                    "bin_end": lo + (b + 1) * width,
+                    "count": counts.to_numpy(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def monthly(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    d = df.assign(month=_month(df["invoice_date"]), amount=_amount(df), cancel=_cancel(df))
+    placed, cancelled = d[~d["cancel"]], d[d["cancel"]]
+    out = pd.DataFrame(
+        index=pd.date_range(d["month"].min(), d["month"].max(), freq="MS", name="month")
+    )
+    out["placed_orders"] = placed.groupby("month")["invoice_no"].nunique()
+    out["cancelled_orders"] = cancelled.groupby("month")["invoice_no"].nunique()
+    out["placed_lines"] = placed.groupby("month").size()
+    out["cancelled_lines"] = cancelled.groupby("month").size()
+    out["sales"] = placed.groupby("month")["amount"].sum()
+    out["active_customers"] = d.groupby("month")["customer_id"].nunique()
+    first = d.dropna(subset=["customer_id"]).groupby("customer_id")["month"].min()
+    out["new_customers"] = first.value_counts()
+    out = out.fillna(0)
+    previous = out["sales"].shift(1)
+    out["sales_growth_pct"] = (100 * (out["sales"] / previous - 1)).where(previous != 0)
+    out["existing_customers"] = out["active_customers"] - out["new_customers"]
+    out = out.reset_index()
+    out["yyyymm"] = out["month"].dt.year * 100 + out["month"].dt.month
+    return out[
+        [
+            "month", "yyyymm", "placed_orders", "cancelled_orders", "placed_lines",
+            "cancelled_lines", "sales", "sales_growth_pct", "active_customers",
+            "new_customers", "existing_customers",
+        ]
+    ]  # fmt: skip
+
+
+def _score_bin(x: pd.Series, options: Options) -> pd.Series:
+    """qcut's bins, except that repeated edges do not raise: 1 + edges strictly below x."""
+    edges = x.quantile(options.quantiles)
+    return 1 + sum((x > e).astype("int64") for e in edges)
+
+
+def _segment(rf: pd.Series, options: Options) -> pd.Series:
+    def name(code: str) -> str:
+        for rule in options.rules:
+            if re.fullmatch(rule.pattern, code):
+                return rule.name
+        return UNCLASSIFIED
+
+    return rf.map(name)
+
+
+def rfm(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    if options.as_of is not None:
+        df = df[df["invoice_date"] <= options.as_of]
+    customers = df.dropna(subset=["customer_id"]).assign(amount=_amount, cancel=_cancel)
+    if options.preset == "notebook":
+        t = options.as_of or customers["invoice_date"].max()
+        g = customers.groupby("customer_id").agg(
+            last=("invoice_date", "max"),
+            frequency=("invoice_no", "size"),
+            monetary=("amount", "sum"),
+        )
+    else:
+        t = options.as_of or df["invoice_date"].max()
+        purchases = customers[~customers["cancel"]]
+        g = purchases.groupby("customer_id").agg(
+            last=("invoice_date", "max"), frequency=("invoice_no", "nunique")
+        )
+        g["monetary"] = customers.groupby("customer_id")["amount"].sum()
+    g["recency"] = (pd.Timestamp(t) - g["last"]) // pd.Timedelta(days=1)
+    g = g.reset_index().sort_values(["frequency", "customer_id"])
+    g["f_rank"] = np.arange(1, len(g) + 1)
+    g["r_score"] = options.bins + 1 - _score_bin(g["recency"], options)
+    g["f_score"] = _score_bin(g["f_rank"], options)
+    g["m_score"] = _score_bin(g["monetary"], options)
+    digits = g[["r_score", "f_score", "m_score"]].astype(str)
+    g["rfm_score"] = digits["r_score"] + digits["f_score"] + digits["m_score"]
+    g["segment"] = _segment(digits["r_score"] + digits["f_score"], options)
+    lines = customers.groupby(["customer_id", "country"]).size().rename("n").reset_index()
+    country = (
+        lines.sort_values(["customer_id", "n", "country"], ascending=[True, False, True])
+        .drop_duplicates("customer_id")
+        .set_index("customer_id")["country"]
+    )
+    g["country"] = g["customer_id"].map(country)
+    return g.sort_values("customer_id")[
+        [
+            "customer_id", "country", "recency", "frequency", "monetary",
+            "r_score", "f_score", "m_score", "rfm_score", "segment",
+        ]
+    ]  # fmt: skip
+
+
+def segments(table: pd.DataFrame, options: Options) -> pd.DataFrame:
+    names: dict[str, tuple[int, str]] = {}
+    for rule in options.rules:
+        names.setdefault(rule.name, (rule.priority, rule.action))
+    g = table.groupby("segment").agg(
+        customers=("customer_id", "size"),
+        mean_recency=("recency", "mean"),
+        mean_frequency=("frequency", "mean"),
+        mean_monetary=("monetary", "mean"),
+        total_monetary=("monetary", "sum"),
+    )
+    rows = []
+    for segment in sorted(set(names) | set(g.index), key=lambda s: (names.get(s, (10_000,))[0], s)):
+        stats = g.loc[segment] if segment in g.index else None
+        customers = int(stats["customers"]) if stats is not None else 0
+        rows.append(
+            {
+                "segment": segment,
+                "customers": customers,
+                "share": customers / len(table) if len(table) else None,
+                "mean_recency": stats["mean_recency"] if stats is not None else None,
+                "mean_frequency": stats["mean_frequency"] if stats is not None else None,
+                "mean_monetary": stats["mean_monetary"] if stats is not None else None,
+                "total_monetary": stats["total_monetary"] if stats is not None else 0.0,
+                "action": names.get(segment, (0, ""))[1],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def top_countries(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    placed = df[~_cancel(df)].assign(amount=_amount)
+    g = placed.groupby("country", dropna=False).agg(
+        sales=("amount", "sum"), orders=("invoice_no", "nunique"), customers=("customer_id", "nunique")
+    )
+    g["share"] = g["sales"] / g["sales"].sum()
+    g = g.reset_index().sort_values(["sales", "country"], ascending=[False, True]).head(options.top)
+    g.insert(0, "rank", np.arange(1, len(g) + 1))
+    return g[["rank", "country", "sales", "share", "orders", "customers"]]
+
+
+def top_products(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    products = ~df["stock_code"].str.contains(NON_PRODUCT_PATTERN, regex=True).astype(bool)
+    placed = df[~_cancel(df) & products].assign(amount=_amount)
+    g = placed.groupby("stock_code").agg(
+        sales=("amount", "sum"), quantity=("quantity", "sum"), orders=("invoice_no", "nunique")
+    )
+    g = g.reset_index().sort_values(["sales", "stock_code"], ascending=[False, True]).head(options.top)
+    named = placed.dropna(subset=["description"])
+    counts = named.groupby(["stock_code", "description"]).size().rename("n").reset_index()
+    names = (
+        counts.sort_values(["stock_code", "n", "description"], ascending=[True, False, True])
+        .drop_duplicates("stock_code")
+        .set_index("stock_code")["description"]
+    )
+    g["description"] = g["stock_code"].map(names)
+    g.insert(0, "rank", np.arange(1, len(g) + 1))
+    return g[["rank", "stock_code", "description", "sales", "quantity", "orders"]]
+
+
+def cohorts(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    known = df.dropna(subset=["customer_id"])
+    active = pd.DataFrame(
+        {"customer_id": known["customer_id"], "month": _month(known["invoice_date"])}
+    ).drop_duplicates()
+    active["cohort"] = active.groupby("customer_id")["month"].transform("min")
+
+    def index(s: pd.Series) -> pd.Series:
+        return s.dt.year * 12 + s.dt.month
+
+    active["months_since"] = index(active["month"]) - index(active["cohort"])
+    sizes = active[active["months_since"] == 0].groupby("cohort").size()
+    kept = active.groupby(["cohort", "months_since"]).size()
+    last = index(active["month"]).max()
+    rows = []
+    for cohort, size in sizes.items():
+        for k in range(int(last - (cohort.year * 12 + cohort.month)) + 1):
+            n = int(kept.get((cohort, k), 0))
+            rows.append(
+                {
+                    "cohort": cohort,
+                    "cohort_yyyymm": cohort.year * 100 + cohort.month,
+                    "months_since": k,
+                    "cohort_size": int(size),
+                    "customers": n,
+                    "retention": n / size,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def data_quality(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    cancel = _cancel(df)
+    counts = {
+        "lines": len(df),
+        "no_customer_id": int(df["customer_id"].isna().sum()),
+        "no_description": int(df["description"].isna().sum()),
+        "cancellation_lines": int(cancel.sum()),
+        "cancelled_invoices": df.loc[cancel, "invoice_no"].nunique(),
+        "stock_adjustment_lines": int(((df["quantity"] < 0) & ~cancel).sum()),
+        "zero_price_lines": int((df["unit_price"] == 0).sum()),
+        "negative_price_lines": int((df["unit_price"] < 0).sum()),
+        "non_product_lines": int(df["stock_code"].str.contains(NON_PRODUCT_PATTERN).sum()),
+        "exact_duplicate_lines": int(df.duplicated().sum()),
+    }
+    return pd.DataFrame({"check": list(counts), "count": list(counts.values())})
+
+
+def run_all(df: pd.DataFrame, options: Options) -> dict[str, pd.DataFrame]:
+    """Every table, as `lgs-fast analyze` writes them."""
+    table = rfm(df, options)
+    return {
+        "overview": overview(df, options),
+        "invoice_amounts": invoice_amounts(df, options),
+        "invoice_histogram": invoice_histogram(df, options),
+        "monthly": monthly(df, options),
+        "rfm": table,
+        "segments": segments(table, options),
+        "top_countries": top_countries(df, options),
+        "top_products": top_products(df, options),
+        "cohorts": cohorts(df, options),
+        "data_quality": data_quality(df, options),
+    }

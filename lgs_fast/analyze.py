@@ -1,0 +1,103 @@
+"""`analyze`: run every analysis with one engine and write the output tables.
+
+The engines themselves are `lgs_fast.metrics` (Polars) and `lgs_fast.sql` (DuckDB); this module
+only chooses one, collects at the edge, and writes `OUT/tables/NAME.{parquet,csv}` atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from lgs_fast.definitions import Options
+from lgs_fast.errors import InputError
+from lgs_fast.lake import default_lake, scan
+
+Engine = Literal["polars", "duckdb"]
+ENGINES: tuple[Engine, ...] = ("polars", "duckdb")
+DEFAULT_OUT = Path("out")
+
+
+def _polars(lake: Path, options: Options, start: dt.date | None, end: dt.date | None) -> dict[str, pl.DataFrame]:
+    from lgs_fast import metrics
+
+    lazy = metrics.tables(scan(lake, start=start, end=end), options)
+    return dict(zip(lazy, pl.collect_all(list(lazy.values()))))
+
+
+def _duckdb(lake: Path, options: Options, start: dt.date | None, end: dt.date | None) -> dict[str, pl.DataFrame]:
+    from lgs_fast import sql
+
+    return sql.tables(sql.connect(lake, options, start=start, end=end))
+
+
+_RUNNERS: dict[Engine, Callable[[Path, Options, dt.date | None, dt.date | None], dict[str, pl.DataFrame]]] = {
+    "polars": _polars,
+    "duckdb": _duckdb,
+}
+
+
+def compute_tables(
+    lake: str | Path | None = None,
+    options: Options | None = None,
+    *,
+    engine: Engine = "polars",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> dict[str, pl.DataFrame]:
+    """Every output table, computed by `engine` over the lake (optionally a date range)."""
+    if engine not in _RUNNERS:
+        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if start is not None and end is not None and start >= end:
+        raise InputError(f"empty date range: --from {start} is not before --to {end}")
+    root = Path(lake) if lake is not None else default_lake()
+    return _RUNNERS[engine](root, options or Options(), start, end)
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    out: Path
+    tables: dict[str, pl.DataFrame]
+
+
+def write_tables(tables: dict[str, pl.DataFrame], out: Path) -> Path:
+    """Write `OUT/tables/NAME.parquet` and `.csv`, replacing the old tables in one step."""
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / "tables"
+    tmp = out / f".tables.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        for name, frame in tables.items():
+            frame.write_parquet(tmp / f"{name}.parquet", compression="zstd")
+            frame.write_csv(tmp / f"{name}.csv")
+        old = out / f".tables.old-{os.getpid()}"
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def analyze(
+    lake: str | Path | None = None,
+    out: str | Path = DEFAULT_OUT,
+    options: Options | None = None,
+    *,
+    engine: Engine = "polars",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> AnalysisResult:
+    """Compute every table with `engine` and write them under `out/tables/`."""
+    tables = compute_tables(lake, options, engine=engine, start=start, end=end)
+    write_tables(tables, Path(out))
+    return AnalysisResult(Path(out), tables)

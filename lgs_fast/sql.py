@@ -1,0 +1,115 @@
+"""The DuckDB engine: `queries/*.sql` over the lake, registered as view `invoice_lines`.
+
+Options reach the SQL as DuckDB variables set with bound parameters (`getvariable('bins')`),
+never pasted into the text, so each query file runs unchanged for every option.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from lgs_fast.definitions import NON_PRODUCT_PATTERN, Options, segment_rules_frame
+from lgs_fast.errors import LgsError
+from lgs_fast.lake import PART_FILE, TABLE, Manifest, default_lake
+from lgs_fast.schema import ARROW_SCHEMA, COLUMNS
+
+QUERIES = Path(__file__).resolve().parent.parent / "queries"
+# Queries that others read from, kept as views: `invoice_amounts` reads `invoice_totals`,
+# `segments` reads `rfm`.
+_VIEWS = ("invoice_totals", "rfm")
+_NAME = re.compile(r"^[a-z_]+$")
+
+
+@cache
+def load_query(name: str) -> str:
+    """The text of `queries/NAME.sql`."""
+    path = QUERIES / f"{name}.sql"
+    if not _NAME.match(name) or not path.is_file():
+        known = ", ".join(sorted(p.stem for p in QUERIES.glob("*.sql")))
+        raise LgsError(f"no query named {name!r}; known: {known}")
+    return path.read_text()
+
+
+def _variables(options: Options) -> dict[str, object]:
+    return {
+        "notebook": options.preset == "notebook",
+        "as_of": options.as_of,
+        "bins": options.bins,
+        "quantiles": options.quantiles,
+        "top": options.top,
+        "histogram_bins": options.histogram_bins,
+        "non_product": NON_PRODUCT_PATTERN,
+    }
+
+
+def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+
+
+def _lines(
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    start: dt.date | dt.datetime | None,
+    end: dt.date | dt.datetime | None,
+) -> duckdb.DuckDBPyRelation:
+    files = sorted((root / TABLE).glob(f"year=*/month=*/{PART_FILE}"))
+    if not files:
+        return con.from_arrow(ARROW_SCHEMA.empty_table())
+    rel = con.read_parquet([str(f) for f in files], hive_partitioning=True)
+    col, const = duckdb.ColumnExpression, duckdb.ConstantExpression
+    month = col("year") * const(100) + col("month")
+    if start is not None:
+        ts = _timestamp(start)
+        rel = rel.filter(month >= const(ts.year * 100 + ts.month)).filter(col("invoice_date") >= const(ts))
+    if end is not None:
+        ts = _timestamp(end)
+        rel = rel.filter(month <= const(ts.year * 100 + ts.month)).filter(col("invoice_date") < const(ts))
+    return rel.select(*COLUMNS)
+
+
+def connect(
+    lake: str | Path | None = None,
+    options: Options | None = None,
+    *,
+    start: dt.date | dt.datetime | None = None,
+    end: dt.date | dt.datetime | None = None,
+    lines: pl.LazyFrame | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake as view `invoice_lines`, ready for `query(con, name)`.
+
+    `lines`, if given, is used instead of a lake (a LazyFrame of the canonical schema; tests
+    and notebooks use it to run the SQL engine on any frame).
+    """
+    options = options or Options()
+    con = duckdb.connect()
+    for name, value in _variables(options).items():
+        con.execute(f"SET VARIABLE {name} = $value", {"value": value})
+    if lines is not None:
+        rel = con.from_arrow(lines.collect().to_arrow().cast(ARROW_SCHEMA))
+    else:
+        root = Path(lake) if lake is not None else default_lake()
+        Manifest.read(root)
+        rel = _lines(con, root, start, end)
+    rel.create_view("invoice_lines")
+    con.from_arrow(segment_rules_frame(options.rules).to_arrow()).create_view("segment_rules")
+    for name in _VIEWS:
+        con.execute(f"CREATE TEMP VIEW {name} AS {load_query(name)}")
+    return con
+
+
+def query(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBPyRelation:
+    """The relation of `queries/NAME.sql`; lazy until fetched (`.pl()`, `.arrow()`, `.df()`)."""
+    return con.sql(load_query(name))
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+    """Every analysis of `queries/`, fetched as Polars frames, keyed by table name."""
+    from lgs_fast.metrics import ANALYSES
+
+    return {name: query(con, name).pl() for name in ANALYSES}

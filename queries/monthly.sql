@@ -1,0 +1,67 @@
+-- monthly: one row per calendar month from the first to the last, empty months as zeros.
+-- Orders are distinct invoices, sales the amount of non-cancellation lines, new customers
+-- those whose first line ever falls in the month.
+WITH lines AS (
+    SELECT
+        date_trunc('month', invoice_date)::DATE AS month,
+        invoice_no,
+        customer_id,
+        starts_with(invoice_no, 'C') AS cancel,
+        quantity * unit_price AS amount
+    FROM invoice_lines
+),
+per_month AS (
+    SELECT
+        month,
+        count(DISTINCT invoice_no) FILTER (WHERE NOT cancel) AS placed_orders,
+        count(DISTINCT invoice_no) FILTER (WHERE cancel) AS cancelled_orders,
+        count(*) FILTER (WHERE NOT cancel) AS placed_lines,
+        count(*) FILTER (WHERE cancel) AS cancelled_lines,
+        sum(amount) FILTER (WHERE NOT cancel) AS sales,
+        count(DISTINCT customer_id) AS active_customers
+    FROM lines
+    GROUP BY month
+),
+new AS (
+    SELECT month, count(*) AS new_customers
+    FROM (
+        SELECT min(month) AS month FROM lines
+        WHERE customer_id IS NOT NULL
+        GROUP BY customer_id
+    )
+    GROUP BY month
+),
+spine AS (
+    SELECT unnest(generate_series(min(month), max(month), INTERVAL 1 MONTH))::DATE AS month
+    FROM lines
+),
+filled AS (
+    SELECT
+        month,
+        coalesce(placed_orders, 0)::BIGINT AS placed_orders,
+        coalesce(cancelled_orders, 0)::BIGINT AS cancelled_orders,
+        coalesce(placed_lines, 0)::BIGINT AS placed_lines,
+        coalesce(cancelled_lines, 0)::BIGINT AS cancelled_lines,
+        coalesce(sales, 0.0) AS sales,
+        coalesce(active_customers, 0)::BIGINT AS active_customers,
+        coalesce(new_customers, 0)::BIGINT AS new_customers
+    FROM spine
+    LEFT JOIN per_month USING (month)
+    LEFT JOIN new USING (month)
+)
+SELECT
+    month,
+    (year(month) * 100 + month(month))::INTEGER AS yyyymm,
+    placed_orders,
+    cancelled_orders,
+    placed_lines,
+    cancelled_lines,
+    sales,
+    CASE WHEN lag(sales) OVER w <> 0 THEN 100 * (sales / lag(sales) OVER w - 1) END
+        AS sales_growth_pct,
+    active_customers,
+    new_customers,
+    active_customers - new_customers AS existing_customers
+FROM filled
+WINDOW w AS (ORDER BY month)
+ORDER BY month

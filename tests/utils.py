@@ -1,0 +1,38 @@
+"""One comparison for every engine: exact for counts, keys and scores; 1e-9 relative for money."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import polars as pl
+
+REL = 1e-9
+
+
+def to_polars(frame: pl.DataFrame | pd.DataFrame, like: pl.DataFrame) -> pl.DataFrame:
+    """A result in `like`'s schema (pandas results arrive with pandas' own dtypes)."""
+    if isinstance(frame, pd.DataFrame):
+        frame = pl.from_pandas(frame.reset_index(drop=True))
+    if frame.height == 0 and like.height == 0:
+        return like.clear()
+    return frame.select(
+        pl.col(name).cast(dtype) if frame.schema[name] != dtype else pl.col(name)
+        for name, dtype in like.schema.items()
+    )
+
+
+def assert_agree(expected: pl.DataFrame, got: pl.DataFrame | pd.DataFrame, what: str = "") -> None:
+    got = to_polars(got, expected)
+    assert got.columns == expected.columns, what
+    assert got.height == expected.height, f"{what}: {got.height} rows, expected {expected.height}"
+    for name, dtype in expected.schema.items():
+        a, b = expected[name].to_list(), got[name].to_list()
+        if dtype.is_float():
+            for i, (x, y) in enumerate(zip(a, b)):
+                if x is None or y is None or (isinstance(x, float) and math.isnan(x)):
+                    assert (x is None or math.isnan(x)) == (y is None or math.isnan(y)), f"{what}.{name}[{i}]: {x} vs {y}"
+                else:
+                    assert math.isclose(x, y, rel_tol=REL, abs_tol=1e-9), f"{what}.{name}[{i}]: {x} vs {y}"
+        else:
+            assert a == b, f"{what}.{name}: first difference at {next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)}"
