@@ -85,11 +85,18 @@ def _views(values: pd.Series) -> dict[str, pd.Series]:
     return {"all": values, "le_p85": values[values <= values.quantile(0.85)]}
 
 
+def _pence(values: pd.Series) -> pd.Series:
+    """Whole pence, half away from zero (numpy rounds half to even, so ties are fixed up)."""
+    cents = values.astype("float64") * 100
+    rounded = np.round(cents)
+    tie = (cents - np.trunc(cents)).abs() == 0.5
+    return pd.Series(np.where(tie, np.trunc(cents) + np.sign(cents), rounded), index=values.index).astype("int64")
+
+
 def _mode(values: pd.Series) -> float | None:
     if values.empty:
         return None
-    pence = np.floor(values * 100 + 0.5).astype("int64")
-    counts = pence.value_counts()
+    counts = _pence(values).value_counts()
     return float(counts[counts == counts.max()].index.min()) / 100
 
 
@@ -117,18 +124,18 @@ def invoice_histogram(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     for view, v in _views(invoice_totals(df, options)).items():
         if v.empty:
             continue
-        lo, hi = v.min(), v.max()
-        width = (hi - lo) / bins
-        index = np.minimum(np.floor((v - lo) / width), bins - 1) if hi > lo else v * 0
-        counts = index.astype("int64").value_counts().reindex(range(bins), fill_value=0)
+        pence = _pence(v)
+        lo, span = int(pence.min()), int(pence.max() - pence.min())
+        index = np.minimum((pence - lo) * bins // span, bins - 1) if span > 0 else pence * 0
+        counts = index.value_counts().reindex(range(bins), fill_value=0)
         b = np.arange(bins)
         frames.append(
             pd.DataFrame(
                 {
                     "view": view,
                     "bin": b,
-                    "bin_start": lo + b * width,
-                    "bin_end": lo + (b + 1) * width,
+                    "bin_start": (lo + span / bins * b) / 100,
+                    "bin_end": (lo + span / bins * b + span / bins) / 100,
                     "count": counts.to_numpy(),
                 }
             )
@@ -198,7 +205,7 @@ def rfm(df: pd.DataFrame, options: Options) -> pd.DataFrame:
         g = purchases.groupby("customer_id").agg(
             last=("invoice_date", "max"), frequency=("invoice_no", "nunique")
         )
-        g["monetary"] = customers.groupby("customer_id")["amount"].sum()
+        g["monetary"] = customers.groupby("customer_id")["amount"].sum().reindex(g.index)
     g["recency"] = (pd.Timestamp(t) - g["last"]) // pd.Timedelta(days=1)
     g = g.reset_index().sort_values(["frequency", "customer_id"])
     g["f_rank"] = np.arange(1, len(g) + 1)

@@ -25,11 +25,16 @@ ENGINES: tuple[Engine, ...] = ("polars", "duckdb")
 DEFAULT_OUT = Path("out")
 
 
-def _polars(lake: Path, options: Options, start: dt.date | None, end: dt.date | None) -> dict[str, pl.DataFrame]:
+def _collect(lines: pl.LazyFrame, options: Options) -> dict[str, pl.DataFrame]:
     from lgs_fast import metrics
 
-    lazy = metrics.tables(scan(lake, start=start, end=end), options)
+    lazy = metrics.tables(lines, options)
+    # One collect_all: Polars shares the common scans and sub-plans between the tables.
     return dict(zip(lazy, pl.collect_all(list(lazy.values()))))
+
+
+def _polars(lake: Path, options: Options, start: dt.date | None, end: dt.date | None) -> dict[str, pl.DataFrame]:
+    return _collect(scan(lake, start=start, end=end), options)
 
 
 def _duckdb(lake: Path, options: Options, start: dt.date | None, end: dt.date | None) -> dict[str, pl.DataFrame]:
@@ -59,6 +64,16 @@ def compute_tables(
         raise InputError(f"empty date range: --from {start} is not before --to {end}")
     root = Path(lake) if lake is not None else default_lake()
     return _RUNNERS[engine](root, options or Options(), start, end)
+
+
+def tables_of(lines: pl.LazyFrame, options: Options | None = None, *, engine: Engine = "polars") -> dict[str, pl.DataFrame]:
+    """Every output table of any LazyFrame of canonical lines (notebooks, tests), by `engine`."""
+    from lgs_fast import sql
+
+    options = options or Options()
+    if engine == "duckdb":
+        return sql.tables(sql.connect(options=options, lines=lines))
+    return _collect(lines, options)
 
 
 @dataclass(frozen=True)

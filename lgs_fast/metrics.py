@@ -73,7 +73,8 @@ def _below_p85(values: pl.LazyFrame) -> pl.LazyFrame:
     return values.filter(pl.col("amount") <= pl.col("amount").quantile(0.85, "linear"))
 
 
-_PENCE = ((pl.col("amount") * 100 + 0.5).floor()).cast(pl.Int64).alias("pence")
+# Whole pence, half away from zero (DuckDB's `round`), from the one float product amount * 100.
+_PENCE = (pl.col("amount") * 100).round(0, mode="half_away_from_zero").cast(pl.Int64).alias("pence")
 _QUANTILES = {"median": 0.5, "p25": 0.25, "p75": 0.75, "p85": 0.85, "p95": 0.95, "p99": 0.99}
 
 
@@ -107,15 +108,18 @@ def invoice_amounts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyF
 
 
 def _histogram(values: pl.LazyFrame, view: str, bins: int) -> pl.LazyFrame:
-    amount = pl.col("amount")
-    bounds = values.select(lo=amount.min(), hi=amount.max())
-    width = (pl.col("hi") - pl.col("lo")) / bins
+    # Binned in whole pence with integer arithmetic: engines round float division differently
+    # (Polars turns floor(a / b) into an exact floor division, and a * b + c into a fused
+    # multiply-add), so a float formula would put edge values in different bins.
+    pence = values.select(_PENCE)
+    bounds = pence.select(lo=pl.col("pence").min(), span=pl.col("pence").max() - pl.col("pence").min())
     binned = (
-        values.join(bounds, how="cross")
+        pence.join(bounds, how="cross")
         .select(
-            bin=pl.when(pl.col("hi") > pl.col("lo"))
-            .then(((amount - pl.col("lo")) / width).floor().cast(pl.Int32).clip(upper_bound=bins - 1))
+            bin=pl.when(pl.col("span") > 0)
+            .then(((pl.col("pence") - pl.col("lo")) * bins // pl.col("span")).clip(upper_bound=bins - 1))
             .otherwise(0)
+            .cast(pl.Int32)
         )
         .group_by("bin")
         .agg(count=_count(pl.len()))
@@ -123,13 +127,14 @@ def _histogram(values: pl.LazyFrame, view: str, bins: int) -> pl.LazyFrame:
     grid = bounds.filter(pl.col("lo").is_not_null()).join(
         pl.LazyFrame({"bin": pl.int_range(0, bins, eager=True).cast(pl.Int32)}), how="cross"
     )
+    edge = pl.col("lo") + pl.col("span") / bins * pl.col("bin")
     return (
         grid.join(binned, on="bin", how="left")
         .select(
             view=pl.lit(view),
             bin=pl.col("bin"),
-            bin_start=pl.col("lo") + pl.col("bin") * width,
-            bin_end=pl.col("lo") + (pl.col("bin") + 1) * width,
+            bin_start=edge / 100,
+            bin_end=(edge + pl.col("span") / bins) / 100,
             count=pl.col("count").fill_null(0),
         )
         .sort("bin")
@@ -137,7 +142,10 @@ def _histogram(values: pl.LazyFrame, view: str, bins: int) -> pl.LazyFrame:
 
 
 def invoice_histogram(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
-    """Equal-width histogram bins over [min, max] of the invoice totals, for both views."""
+    """Equal-width histogram bins over [min, max] of the invoice totals in pence, both views.
+
+    A total of p pence is in bin floor((p - min) * bins / (max - min)), the last bin closed.
+    """
     values = invoice_totals(lines, options)
     bins = options.histogram_bins
     return pl.concat([_histogram(values, "all", bins), _histogram(_below_p85(values), "le_p85", bins)])
@@ -162,9 +170,14 @@ def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
         .group_by("month")
         .agg(new_customers=_count(pl.len()))
     )
-    spine = dated.select(
-        month=pl.date_range(pl.col("month").min(), pl.col("month").max(), interval="1mo")
-    ).drop_nulls()
+    # Month numbers, not date_range, so an empty input gives an empty spine rather than an error.
+    index = _month_index("month")
+    spine = (
+        dated.select(i=pl.int_ranges(index.min(), index.max() + 1))
+        .explode("i")
+        .drop_nulls()
+        .select(month=pl.date((pl.col("i") - 1) // 12, (pl.col("i") - 1) % 12 + 1, 1))
+    )
     counts = [
         "placed_orders", "cancelled_orders", "placed_lines", "cancelled_lines",
         "active_customers", "new_customers",

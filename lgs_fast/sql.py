@@ -63,7 +63,10 @@ def _lines(
         return con.from_arrow(ARROW_SCHEMA.empty_table())
     rel = con.read_parquet([str(f) for f in files], hive_partitioning=True)
     col, const = duckdb.ColumnExpression, duckdb.ConstantExpression
-    month = col("year") * const(100) + col("month")
+    # Hive values arrive as text ("03"); compare year*100+month as integers to prune files.
+    month = col("year").cast(duckdb.sqltypes.INTEGER) * const(100) + col("month").cast(
+        duckdb.sqltypes.INTEGER
+    )
     if start is not None:
         ts = _timestamp(start)
         rel = rel.filter(month >= const(ts.year * 100 + ts.month)).filter(col("invoice_date") >= const(ts))

@@ -1,6 +1,6 @@
 -- invoice_amounts: distribution of invoice_totals, view `all` and view `le_p85` (totals at or
 -- below the 85th percentile). Quantiles interpolate linearly; the mode is the most frequent
--- total in whole pence, the smallest on ties.
+-- total in whole pence (half away from zero), the smallest on ties.
 WITH views AS (
     SELECT 'all' AS view, amount FROM invoice_totals
     UNION ALL
@@ -26,7 +26,7 @@ stats AS (
 modes AS (
     SELECT view, pence / 100 AS mode
     FROM (
-        SELECT view, floor(amount * 100 + 0.5)::BIGINT AS pence, count(*) AS n
+        SELECT view, round(amount * 100)::BIGINT AS pence, count(*) AS n
         FROM views
         GROUP BY ALL
     )

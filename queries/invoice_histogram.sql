@@ -1,24 +1,26 @@
--- invoice_histogram: equal-width bins over [min, max] of invoice_totals, for the views `all`
--- and `le_p85`; every bin is listed, empty ones with count 0.
+-- invoice_histogram: equal-width bins over [min, max] of invoice_totals in whole pence, for the
+-- views `all` and `le_p85`; every bin is listed, empty ones with count 0. A total of p pence is
+-- in bin floor((p - min) * bins / (max - min)), the last bin closed: integer arithmetic, so no
+-- engine's float rounding can move a total across an edge.
 WITH views AS (
-    SELECT 'all' AS view, 1 AS ord, amount FROM invoice_totals
+    SELECT 'all' AS view, 1 AS ord, round(amount * 100)::BIGINT AS pence FROM invoice_totals
     UNION ALL
-    SELECT 'le_p85', 2, amount FROM invoice_totals
+    SELECT 'le_p85', 2, round(amount * 100)::BIGINT FROM invoice_totals
     WHERE amount <= (SELECT quantile_cont(amount, 0.85) FROM invoice_totals)
 ),
 bounds AS (
-    SELECT view, ord, min(amount) AS lo, max(amount) AS hi,
-        (max(amount) - min(amount)) / getvariable('histogram_bins') AS width
+    SELECT view, ord, min(pence) AS lo, max(pence) - min(pence) AS span
     FROM views
     GROUP BY view, ord
 ),
 binned AS (
     SELECT
         view,
-        CASE WHEN hi > lo
-            THEN least(floor((amount - lo) / width)::INTEGER, getvariable('histogram_bins') - 1)
+        CASE WHEN span > 0
+            THEN least((pence - lo) * getvariable('histogram_bins') // span,
+                getvariable('histogram_bins') - 1)
             ELSE 0
-        END AS bin,
+        END::INTEGER AS bin,
         count(*)::BIGINT AS count
     FROM views
     JOIN bounds USING (view)
@@ -27,8 +29,8 @@ binned AS (
 SELECT
     b.view,
     g.bin::INTEGER AS bin,
-    b.lo + g.bin * b.width AS bin_start,
-    b.lo + (g.bin + 1) * b.width AS bin_end,
+    (b.lo + b.span / getvariable('histogram_bins') * g.bin) / 100 AS bin_start,
+    (b.lo + b.span / getvariable('histogram_bins') * g.bin + b.span / getvariable('histogram_bins')) / 100 AS bin_end,
     coalesce(n.count, 0)::BIGINT AS count
 FROM bounds AS b
 CROSS JOIN range(0, getvariable('histogram_bins')) AS g(bin)

@@ -54,3 +54,9 @@ def retail_ii_frame() -> pl.DataFrame:
         customer_id=pl.col("Customer ID").cast(pl.Int64),
         country=pl.col("Country"),
     )
+
+
+@pytest.fixture(params=["polars", "duckdb"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every analysis test runs on both engines."""
+    return str(request.param)

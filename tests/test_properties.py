@@ -1,0 +1,140 @@
+"""Property tests on small generated frames: both engines and pandas agree on every edge.
+
+Prices are binary fractions so that every sum is exact whatever the order of addition: any
+difference is then a difference of definition, not of floating point.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import hypothesis.strategies as st
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from benchmarks import pandas_reference as reference
+from lgs_fast.analyze import tables_of
+from lgs_fast.definitions import Options
+from lgs_fast.metrics import ANALYSES
+from lgs_fast.schema import POLARS_SCHEMA
+from tests.utils import assert_agree
+
+START = dt.datetime(2010, 11, 1, 8, 0)
+
+
+def frame(rows: list[dict[str, object]]) -> pl.LazyFrame:
+    return pl.DataFrame(rows, schema=POLARS_SCHEMA).lazy()
+
+
+@st.composite
+def invoice_lines(draw: st.DrawFn) -> list[dict[str, object]]:
+    invoices = draw(
+        st.lists(
+            st.tuples(
+                st.booleans() if draw(st.booleans()) else st.just(False),  # cancellation
+                st.integers(0, 150),  # day offset: several months, some empty
+                st.sampled_from([0, 0, 9, 17]),  # hour: ties in recency
+                st.one_of(st.none(), st.integers(1, 8)),  # customer
+                st.sampled_from(["United Kingdom", "France", "EIRE"]),
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    rows = []
+    for number, (cancel, day, hour, customer, country) in enumerate(invoices):
+        for _ in range(draw(st.integers(1, 4))):
+            quantity = draw(st.integers(1, 12))
+            rows.append(
+                {
+                    "invoice_no": f"{'C' if cancel else ''}{536000 + number}",
+                    "stock_code": draw(st.sampled_from(["22423", "85123A", "POST", "M", "21212"])),
+                    "description": draw(st.sampled_from(["CAKESTAND", "HEART", None])),
+                    "quantity": -quantity if cancel else quantity,
+                    "invoice_date": START + dt.timedelta(days=day, hours=hour),
+                    "unit_price": draw(st.sampled_from([0.0, 0.5, 1.25, 2.0, 2.0, 8.0])),
+                    "customer_id": customer,
+                    "country": country,
+                }
+            )
+    return rows
+
+
+def check_agreement(rows: list[dict[str, object]], options: Options) -> dict[str, pl.DataFrame]:
+    lines = frame(rows)
+    polars = tables_of(lines, options, engine="polars")
+    duckdb = tables_of(lines, options, engine="duckdb")
+    expected = reference.run_all(lines.collect().to_pandas(), options)
+    for name in ANALYSES:
+        assert_agree(polars[name], duckdb[name], f"duckdb/{name}")
+        if not (name == "invoice_histogram" and polars[name].height == 0):
+            assert_agree(polars[name], expected[name], f"pandas/{name}")
+    return polars
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=invoice_lines(), preset=st.sampled_from(["standard", "notebook"]), bins=st.sampled_from([3, 4, 5]))
+def test_engines_agree_on_generated_lines(rows: list[dict[str, object]], preset: str, bins: int) -> None:
+    check_agreement(rows, Options(preset=preset, bins=bins))  # type: ignore[arg-type]
+
+
+def _line(invoice: str, day: int, customer: int | None, quantity: int = 1, price: float = 2.0) -> dict[str, object]:
+    return {
+        "invoice_no": invoice,
+        "stock_code": "22423",
+        "description": "CAKESTAND",
+        "quantity": quantity,
+        "invoice_date": START + dt.timedelta(days=day),
+        "unit_price": price,
+        "customer_id": customer,
+        "country": "United Kingdom",
+    }
+
+
+def test_single_customer() -> None:
+    tables = check_agreement([_line("1", 0, 7), _line("2", 10, 7)], Options())
+    assert tables["rfm"].drop("country").rows() == [(7, 0, 2, 4.0, 5, 1, 1, "511", "New Customers")]
+    assert tables["segments"].filter(pl.col("customers") > 0)["share"].to_list() == [1.0]
+
+
+def test_all_values_equal() -> None:
+    rows = [_line(str(i), 3, c) for i, c in enumerate([1, 2, 3, 4, 5])]
+    rfm = check_agreement(rows, Options())["rfm"]
+    assert rfm["r_score"].to_list() == [5] * 5  # equal recency: every edge equal, lowest bin
+    assert rfm["m_score"].to_list() == [1] * 5
+    assert rfm["f_score"].to_list() == [1, 2, 3, 4, 5]  # frequency ties broken by customer_id
+
+
+def test_ties_in_every_score() -> None:
+    rows = [_line(f"{c}{k}", day, c) for c, day in [(1, 0), (2, 0), (3, 5), (4, 5)] for k in range(1 + c % 2)]
+    rfm = check_agreement(rows, Options(bins=4))["rfm"]
+    assert rfm.select("customer_id", "recency", "frequency", "r_score", "f_score", "m_score").rows() == [
+        (1, 5, 2, 2, 3, 3), (2, 5, 1, 2, 1, 1), (3, 0, 2, 4, 4, 3), (4, 0, 1, 4, 2, 1),
+    ]  # fmt: skip
+
+
+def test_customer_with_only_cancellations() -> None:
+    rows = [_line("1", 0, 1), _line("C2", 5, 2, quantity=-1), _line("3", 9, None)]
+    standard = check_agreement(rows, Options())["rfm"]
+    assert standard["customer_id"].to_list() == [1]  # no purchase line: not an RFM customer
+    notebook = check_agreement(rows, Options(preset="notebook"))["rfm"]
+    assert notebook.select("customer_id", "recency", "frequency", "monetary").rows() == [
+        (1, 5, 1, 2.0), (2, 0, 1, -2.0),
+    ]  # fmt: skip
+
+
+def test_no_customers_at_all() -> None:
+    tables = check_agreement([_line("1", 0, None), _line("2", 40, None)], Options())
+    assert tables["rfm"].height == 0
+    assert tables["cohorts"].height == 0
+    assert tables["monthly"]["active_customers"].to_list() == [0, 0]
+    assert tables["segments"]["customers"].sum() == 0
+
+
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+def test_no_lines(engine: str) -> None:
+    tables = tables_of(frame([]), engine=engine)  # type: ignore[arg-type]
+    assert tables["overview"].row(0)[:5] == (0, 0, 0, 0, 0)
+    assert all(tables[name].height == 0 for name in ("monthly", "rfm", "cohorts", "top_countries"))
+    assert tables["invoice_amounts"]["count"].to_list() == [0, 0]
