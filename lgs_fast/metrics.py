@@ -414,9 +414,9 @@ def data_quality(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
         negative_price_lines=(pl.col("unit_price") < 0).sum(),
         non_product_lines=pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN).sum(),
     )
-    duplicates = pl.concat(
-        [lines.select(n=pl.len()), lines.unique().select(u=pl.len())], how="horizontal"
-    ).select(exact_duplicate_lines=pl.col("n") - pl.col("u"))
+    duplicates = lines.select(
+        exact_duplicate_lines=pl.len() - pl.struct(pl.all()).n_unique()
+    )
     return (
         pl.concat([counts, duplicates], how="horizontal")
         .unpivot(variable_name="check", value_name="count")

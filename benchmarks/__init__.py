@@ -1,0 +1,1 @@
+"""Benchmarks and the pandas reference (see benchmarks/README.md)."""

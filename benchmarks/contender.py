@@ -1,0 +1,69 @@
+"""One benchmark contender, run in its own process so its time and peak memory are its own.
+
+    python -m benchmarks.contender NAME LAKE
+
+Prints two numbers: the wall time of the work in seconds (imports excluded: each contender
+imports its libraries before the clock starts) and the process's peak RSS in bytes (VmHWM,
+which, unlike rusage, does not inherit the parent's size across fork and exec).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+Work = Callable[[], object]
+
+
+def pandas(lake: Path) -> Work:
+    from benchmarks import pandas_reference
+    from lgs_fast.definitions import Options
+
+    options = Options()
+    return lambda: pandas_reference.run_all(pandas_reference.load_lines(lake), options)
+
+
+def polars(lake: Path) -> Work:
+    from lgs_fast.analyze import compute_tables
+
+    return lambda: compute_tables(lake, engine="polars")
+
+
+def duckdb(lake: Path) -> Work:
+    from lgs_fast.analyze import compute_tables
+
+    return lambda: compute_tables(lake, engine="duckdb")
+
+
+def floor(lake: Path) -> Work:
+    """The floor: one DuckDB scan of the same lake summing quantity * unit_price."""
+    import duckdb as db
+
+    files = [str(p) for p in sorted(lake.glob("invoice_lines/*/*/*.parquet"))]
+    query = "SELECT sum(quantity * unit_price) FROM read_parquet($files)"
+    return lambda: db.sql(query, params={"files": files}).fetchall()
+
+
+CONTENDERS: dict[str, Callable[[Path], Work]] = {
+    "pandas": pandas,
+    "polars": polars,
+    "duckdb": duckdb,
+    "floor": floor,
+}
+
+
+def peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+if __name__ == "__main__":
+    name, lake = sys.argv[1], Path(sys.argv[2])
+    work = CONTENDERS[name](lake)
+    start = time.perf_counter()
+    work()
+    print(f"{time.perf_counter() - start:.6f} {peak_rss()}")
