@@ -6,6 +6,7 @@ never pasted into the text, so each query file runs unchanged for every option.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from functools import cache
@@ -91,6 +92,10 @@ def connect(
     """
     options = options or Options()
     con = duckdb.connect()
+    # No progress bar in terminals; inside Jupyter without ipywidgets DuckDB refuses the
+    # setting, and shows no bar there anyway.
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.execute("SET enable_progress_bar = false")
     for name, value in _variables(options).items():
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})
     if lines is not None:
@@ -115,4 +120,7 @@ def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     """Every analysis of `queries/`, fetched as Polars frames, keyed by table name."""
     from lgs_fast.metrics import ANALYSES
 
+    for name in _VIEWS:  # computed once here, not once per query that reads them
+        con.execute(f"DROP VIEW {name}")
+        con.execute(f"CREATE TEMP TABLE {name} AS {load_query(name)}")
     return {name: query(con, name).pl() for name in ANALYSES}
