@@ -21,8 +21,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install lgs_fast with its dev extras
 
-analyze: $(STAMP) ## Build the lake from the shipped real data, then write every table to out/
-	$(BIN)/lgs-fast import $(EMBEDDED) --lake $(LAKE)
+analyze: $(STAMP) ## Build the lake (export from PostgreSQL if LGS_PG_DSN is set, else the shipped real data), write every table to out/
+	@if [ -n "$$LGS_PG_DSN" ]; then \
+		$(BIN)/lgs-fast export --lake $(LAKE); \
+	else \
+		$(BIN)/lgs-fast import $(EMBEDDED) --lake $(LAKE); \
+	fi
 	$(BIN)/lgs-fast analyze --lake $(LAKE) --out $(OUT)
 
 test: $(STAMP) ## Run the test suite

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -60,3 +61,60 @@ def retail_ii_frame() -> pl.DataFrame:
 def engine(request: pytest.FixtureRequest) -> str:
     """Every analysis test runs on both engines."""
     return str(request.param)
+
+
+LOCAL_PG = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+def _reachable(dsn: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real PostgreSQL: $LGS_TEST_PG_DSN, else the local server, else an embedded pgserver."""
+    configured = os.environ.get("LGS_TEST_PG_DSN")
+    if configured:
+        return configured
+    if _reachable(LOCAL_PG):
+        return LOCAL_PG
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    return str(server.get_uri())
+
+
+@pytest.fixture
+def pg_table(pg_dsn: str) -> Iterator[str]:
+    """A fresh table name, dropped afterwards, so tests never share rows."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    name = f"retail_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def pg_retail(pg_dsn: str) -> Iterator[str]:
+    """The real 541,909 lines loaded into PostgreSQL once (table name returned)."""
+    import psycopg
+    from psycopg import sql
+
+    from lgs_fast.postgres import load_pg
+
+    name = f"retail_real_{os.getpid()}"
+    assert load_pg([EMBEDDED], pg_dsn, table=name) == 541_909
+    yield name
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
