@@ -120,52 +120,46 @@ def _canonical(name: str, form: tuple[str, ...]) -> str:
     return COLUMNS[form.index(name)] if name in form else ""
 
 
-def _parse_datetime(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if dtype == pl.String:
-        text = col.str.strip_chars()
-        return pl.coalesce(
-            *(text.str.to_datetime(f, time_unit="us", strict=False) for f in DATE_FORMATS)
-        )
-    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-        # Zoned timestamps are shown in UK local time, as the shop's own data is.
-        return col.dt.convert_time_zone("Europe/London").dt.replace_time_zone(None).dt.cast_time_unit("us")
-    if isinstance(dtype, pl.Date):
-        return col.cast(pl.Datetime("us"))
-    return col.cast(pl.Datetime("us"), strict=False)
-
-
-def _parse_integer(col: pl.Expr, dtype: pl.DataType, target: pl.DataType) -> pl.Expr:
-    # Customer ids arrive as "17850", 17850.0 (spreadsheets) or numeric; accept whole numbers only.
-    as_float = (col.str.strip_chars() if dtype == pl.String else col).cast(pl.Float64, strict=False)
-    whole = pl.when(as_float == as_float.floor()).then(as_float)
-    if dtype == pl.String:
-        exact = col.str.strip_chars().cast(target, strict=False)
-        return pl.coalesce(exact, whole.cast(target, strict=False))
-    if dtype.is_integer():
-        return col.cast(target, strict=False)
-    return whole.cast(target, strict=False)
-
-
-def _parse(name: str, dtype: pl.DataType) -> pl.Expr:
+def _fast(name: str, dtype: pl.DataType) -> pl.Expr:
+    """The one-step parse that fits nearly every value (ISO dates, plain integers)."""
     col = pl.col(name)
     target = POLARS_SCHEMA[name]
-    if target == pl.String:
-        return col.cast(pl.String)
-    if target == pl.Float64:
-        return (col.str.strip_chars() if dtype == pl.String else col).cast(pl.Float64, strict=False)
-    if isinstance(target, pl.Datetime):
-        return _parse_datetime(col, dtype)
-    return _parse_integer(col, dtype, target)
+    if dtype == pl.String and isinstance(target, pl.Datetime):
+        return col.str.to_datetime(DATE_FORMATS[0], time_unit="us", strict=False)
+    if dtype == pl.String and target != pl.String:
+        return col.str.strip_chars().cast(target, strict=False)
+    if isinstance(target, pl.Datetime) and isinstance(dtype, pl.Datetime) and dtype.time_zone:
+        # Zoned timestamps are shown in UK local time, as the shop's own data is.
+        return col.dt.convert_time_zone("Europe/London").dt.replace_time_zone(None).dt.cast_time_unit("us")
+    return col.cast(target, strict=False)
+
+
+def _lenient(name: str, dtype: pl.DataType) -> pl.Expr:
+    """The slower parse for what the fast one missed: other date forms, whole floats as ids."""
+    col = pl.col(name)
+    target = POLARS_SCHEMA[name]
+    text = col.str.strip_chars() if dtype == pl.String else col
+    if isinstance(target, pl.Datetime) and dtype == pl.String:
+        return pl.coalesce(*(text.str.to_datetime(f, time_unit="us", strict=False) for f in DATE_FORMATS))
+    if target.is_integer():
+        # Customer ids arrive as 17850.0 from spreadsheets; accept whole numbers only.
+        as_float = text.cast(pl.Float64, strict=False)
+        return pl.when(as_float == as_float.floor()).then(as_float).cast(target, strict=False)
+    return _fast(name, dtype)
 
 
 def conform(df: pl.DataFrame, *, origin: str, first_row: int, unit: str = "row") -> pl.DataFrame:
     """Cast a frame with canonical column names to the canonical schema, strictly.
 
     `first_row` is the number, in `unit`s of the source, of the frame's first row, so the error
-    can point at the exact place (e.g. ``online_retail.csv: line 17: column quantity: 'x'``).
+    can point at the exact place (e.g. ``online_retail.csv: row 17: column quantity: 'x'``).
     """
-    typed = df.select(_parse(name, df.schema[name]).alias(name) for name in COLUMNS)
+    typed = df.select(_fast(name, df.schema[name]).alias(name) for name in COLUMNS)
     for name in COLUMNS:
+        missed = typed[name].is_null() & df[name].is_not_null()
+        if missed.any():
+            retry = df.select(_lenient(name, df.schema[name]).alias(name)).to_series()
+            typed = typed.with_columns(typed[name].fill_null(retry))
         # A required value must be there; an optional one, if given, must parse.
         bad = typed[name].is_null()
         if name not in REQUIRED:
