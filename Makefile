@@ -21,6 +21,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install lgs_fast with its dev extras
 
+# The report test opens the report in Debian's headless Chromium; install it when missing.
+# Where apt cannot (no root, no network), that one test is skipped and says why.
+$(VENV)/.chromium: | $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the report test…"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) >/dev/null 2>&1 \
+		|| echo "chromium could not be installed: the browser test of the report will be skipped"; }
+	@touch $@
+
 analyze: $(STAMP) ## Build the lake (export from PostgreSQL if LGS_PG_DSN is set, else the shipped real data), write every table to out/
 	@if [ -n "$$LGS_PG_DSN" ]; then \
 		$(BIN)/lgs-fast export --lake $(LAKE); \
@@ -29,7 +38,7 @@ analyze: $(STAMP) ## Build the lake (export from PostgreSQL if LGS_PG_DSN is set
 	fi
 	$(BIN)/lgs-fast analyze --lake $(LAKE) --out $(OUT)
 
-test: $(STAMP) ## Run the test suite
+test: $(STAMP) $(VENV)/.chromium ## Run the test suite (installs chromium for the report test if it can)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) ## Benchmark pandas vs Polars vs DuckDB (541,909 and 1M lines; BENCH_FULL=1 adds 10M)

@@ -80,27 +80,48 @@ def tables_of(lines: pl.LazyFrame, options: Options | None = None, *, engine: En
 class AnalysisResult:
     out: Path
     tables: dict[str, pl.DataFrame]
+    report: Path | None
 
 
-def write_tables(tables: dict[str, pl.DataFrame], out: Path) -> Path:
-    """Write `OUT/tables/NAME.parquet` and `.csv`, replacing the old tables in one step."""
-    out.mkdir(parents=True, exist_ok=True)
-    final = out / "tables"
-    tmp = out / f".tables.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        for name, frame in tables.items():
-            frame.write_parquet(tmp / f"{name}.parquet", compression="zstd")
-            frame.write_csv(tmp / f"{name}.csv")
-        old = out / f".tables.old-{os.getpid()}"
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+OUTPUTS = ("tables", "charts", "segments", "report.html")
+
+
+def write_tables(tables: dict[str, pl.DataFrame], directory: Path) -> None:
+    """`NAME.parquet` and `NAME.csv` per table."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.write_parquet(directory / f"{name}.parquet", compression="zstd")
+        frame.write_csv(directory / f"{name}.csv")
+
+
+def _build(tables: dict[str, pl.DataFrame], build: Path, report: bool, say: Callable[[str], None]) -> None:
+    write_tables(tables, build / "tables")
+    if not report:
+        return
+    from lgs_fast import charts as charting
+    from lgs_fast import report as reporting
+
+    say(f"drawing {len(charting.CHARTS)} charts…")
+    specs = charting.write_charts(charting.build_charts(tables), build / "charts")
+    reporting.write_segment_exports(tables, build / "segments")
+    say("writing the report…")
+    page = reporting.render_report(tables, specs, reporting.vega_javascript())
+    (build / "report.html").write_text(page)
+
+
+def _swap_outputs(build: Path, out: Path) -> None:
+    """Move each output from `build` into `out`, replacing the old one; drop stale ones."""
+    for name in OUTPUTS:
+        new, old = build / name, out / name
+        trash = out / f".{name}.old-{os.getpid()}"
+        if old.exists():
+            old.rename(trash)
+        if new.exists():
+            new.rename(old)
+        if trash.is_dir():
+            shutil.rmtree(trash, ignore_errors=True)
+        elif trash.exists():
+            trash.unlink()
 
 
 def analyze(
@@ -111,8 +132,25 @@ def analyze(
     engine: Engine = "polars",
     start: dt.date | None = None,
     end: dt.date | None = None,
+    report: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> AnalysisResult:
-    """Compute every table with `engine` and write them under `out/tables/`."""
+    """Compute every table with `engine`; write tables, charts, segment exports and the report.
+
+    Everything is built in a directory beside the outputs and moved in only when complete, so
+    a failure leaves the previous outputs as they were.
+    """
+    say = progress or (lambda _: None)
+    say(f"computing tables with {engine}…")
     tables = compute_tables(lake, options, engine=engine, start=start, end=end)
-    write_tables(tables, Path(out))
-    return AnalysisResult(Path(out), tables)
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    build = target / f".build-{os.getpid()}"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir()
+    try:
+        _build(tables, build, report, say)
+        _swap_outputs(build, target)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return AnalysisResult(target, tables, target / "report.html" if report else None)

@@ -168,6 +168,7 @@ def _parse_when(value: str | None, option: str) -> dt.datetime | None:
 @click.option("--from", "start", metavar="DATE", help="Only lines on or after DATE.")
 @click.option("--to", "end", metavar="DATE", help="Only lines before DATE.")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows in the top countries and top products tables.")
+@click.option("--no-report", is_flag=True, help="Write the tables only (no charts, segment files or report).")
 def analyze_command(
     lake: Path | None,
     out: Path,
@@ -179,11 +180,13 @@ def analyze_command(
     start: str | None,
     end: str | None,
     top: int,
+    no_report: bool,
 ) -> None:
-    """Compute every analysis over the lake and write OUT/tables/*.parquet and *.csv.
+    """Compute every analysis over the lake; write tables, charts, segment lists and a report.
 
-    Tables: overview, invoice_amounts, invoice_histogram, monthly, rfm, segments,
-    top_countries, top_products, cohorts, data_quality (definitions in DESIGN.md).
+    OUT/tables/NAME.{parquet,csv} for overview, invoice_amounts, invoice_histogram, monthly,
+    rfm, segments, top_countries, top_products, cohorts, data_quality; OUT/charts/NAME.vl.json
+    and NAME.svg; OUT/segments/SEGMENT.csv for campaigns; OUT/report.html (opens offline).
     """
     from lgs_fast.analyze import analyze
     from lgs_fast.definitions import Options, load_segment_rules
@@ -195,14 +198,17 @@ def analyze_command(
         rules=load_segment_rules(segments_file),
         top=top,
     )
-    click.echo(f"analysing with {engine}…", err=True)
     result = analyze(
         lake, out, options,
         engine=engine,  # type: ignore[arg-type]
         start=_parse_when(start, "--from"), end=_parse_when(end, "--to"),
+        report=not no_report,
+        progress=lambda step: click.echo(step, err=True),
     )  # fmt: skip
     _print_summary(result.tables)
     click.echo(f"tables: {result.out / 'tables'}")
+    if result.report:
+        click.echo(f"report: {result.report.resolve()}")
 
 
 def _print_summary(tables: dict[str, Any]) -> None:

@@ -1,0 +1,165 @@
+"""The offline HTML report and the marketing exports, from the output tables and charts only.
+
+Nothing here computes a metric: it formats the tables `analyze` produced. Every string from
+the data (countries, descriptions, segment names) is HTML-escaped; chart specs are inlined as
+JSON with `<`, `>` and `&` escaped so no value can close a script element. The Vega, Vega-Lite
+and Vega-Embed libraries are inlined too (vl-convert's bundle), so the page opens offline.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import polars as pl
+
+Tables = dict[str, pl.DataFrame]
+
+_RENDER = """
+for (const el of document.querySelectorAll("[data-spec]")) {
+  const spec = JSON.parse(document.getElementById(el.dataset.spec).textContent);
+  vegaEmbed(el, spec, {renderer: "svg", actions: false}).catch((err) => console.error(err));
+}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _money(value: float | None) -> str:
+    return "–" if value is None else f"£{value:,.2f}"
+
+
+def _table(frame: pl.DataFrame, columns: dict[str, str], numeric: dict[str, str]) -> str:
+    """An HTML table of `frame`: `columns` maps column → heading, `numeric` column → format."""
+    head = "".join(f'<th class="{"n" if c in numeric else ""}">{_e(t)}</th>' for c, t in columns.items())
+    rows = []
+    for row in frame.select(list(columns)).iter_rows(named=True):
+        cells = []
+        for c in columns:
+            value = row[c]
+            if c in numeric and value is not None:
+                cells.append(f'<td class="n">{_e(format(value, numeric[c]))}</td>')
+            else:
+                cells.append(f"<td>{_e(value)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _cards(tables: Tables) -> str:
+    o = tables["overview"].row(0, named=True)
+    items = [
+        ("Lines", f"{o['lines']:,}"),
+        ("Invoices", f"{o['invoices']:,}"),
+        ("Customers", f"{o['customers']:,}"),
+        ("Products", f"{o['stock_codes']:,}"),
+        ("Countries", f"{o['countries']:,}"),
+        ("Revenue", _money(o["revenue"])),
+        ("Mean invoice", _money(o["mean_invoice_total"])),
+    ]
+    return "".join(f'<div class="card">{_e(k)}<b>{_e(v)}</b></div>' for k, v in items)
+
+
+def propositions(tables: Tables) -> list[str]:
+    """One sentence per non-empty segment, written from the segment table (plain text)."""
+    out = []
+    for s in tables["segments"].filter(pl.col("customers") > 0).iter_rows(named=True):
+        out.append(
+            f"{s['segment']}: {s['customers']:,} customers ({s['share']:.1%}) spent "
+            f"{_money(s['total_monetary'])} in total ({_money(s['mean_monetary'])} each), "
+            f"bought {s['mean_frequency']:.1f} times on average, last {s['mean_recency']:.0f} days ago. "
+            f"Action: {s['action'] or 'none set'}"
+        )
+    return out
+
+
+def _spec_json(spec: dict[str, Any]) -> str:
+    text = json.dumps(spec, separators=(",", ":"))
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def render_report(tables: Tables, specs: dict[str, dict[str, Any]], javascript: str) -> str:
+    """The report page: overview, every chart, segment table, propositions, data quality."""
+    o = tables["overview"].row(0, named=True)
+    amounts = {r["view"]: r for r in tables["invoice_amounts"].iter_rows(named=True)}
+    everything = amounts["all"]
+    span = f"{o['first_invoice']:%d %b %Y} to {o['last_invoice']:%d %b %Y}" if o["first_invoice"] else "no lines"
+    template = Template(resources.files("lgs_fast").joinpath("templates/report.html").read_text())
+    return template.substitute(
+        subtitle=_e(f"{o['lines']:,} invoice lines, {span}."),
+        cards=_cards(tables),
+        amounts_note=_e(
+            f"{everything['count']:,} invoices: median {_money(everything['median'])}, mean "
+            f"{_money(everything['mean'])}, most common {_money(everything['mode'])}; a few very large "
+            f"invoices (up to {_money(everything['max'])}) stretch the first chart, so the second "
+            f"shows the {amounts['le_p85']['count']:,} at or below the 85th percentile "
+            f"({_money(everything['p85'])})."
+        ),
+        amounts_table=_table(
+            tables["invoice_amounts"].with_columns(
+                pl.col("view").replace({"all": "all invoices", "le_p85": "≤ 85th percentile"})
+            ),
+            {"view": "View", "count": "Count", "min": "Min £", "p25": "P25 £", "median": "Median £",
+             "mean": "Mean £", "mode": "Mode £", "p75": "P75 £", "p95": "P95 £", "max": "Max £"},
+            {"count": ",", "min": ",.2f", "p25": ",.2f", "median": ",.2f", "mean": ",.2f",
+             "mode": ",.2f", "p75": ",.2f", "p95": ",.2f", "max": ",.2f"},
+        ),  # fmt: skip
+        rfm_note=_e(
+            f"{tables['rfm'].height:,} customers scored 1–5 on recency, frequency and monetary "
+            "value (quintiles); segments follow from the recency and frequency scores."
+        ),
+        segments_table=_table(
+            tables["segments"],
+            {"segment": "Segment", "customers": "Customers", "share": "Share",
+             "mean_recency": "Mean recency (days)", "mean_frequency": "Mean frequency",
+             "mean_monetary": "Mean spend £", "total_monetary": "Total spend £", "action": "Recommended action"},
+            {"customers": ",", "share": ".1%", "mean_recency": ",.0f", "mean_frequency": ",.1f",
+             "mean_monetary": ",.2f", "total_monetary": ",.0f"},
+        ),  # fmt: skip
+        propositions="".join(f'<p class="proposition">{_e(p)}</p>' for p in propositions(tables)),
+        products_table=_table(
+            tables["top_products"],
+            {"rank": "#", "stock_code": "Code", "description": "Description", "sales": "Sales £", "quantity": "Units", "orders": "Orders"},
+            {"sales": ",.0f", "quantity": ",", "orders": ","},
+        ),
+        quality_table=_table(tables["data_quality"], {"check": "Check", "count": "Lines"}, {"count": ","}),
+        specs="\n".join(
+            f'<script type="application/json" id="spec-{_e(name)}">{_spec_json(spec)}</script>'
+            for name, spec in specs.items()
+        ),
+        javascript=javascript,
+    )
+
+
+def vega_javascript() -> str:
+    """Vega, Vega-Lite and Vega-Embed in one inline module that renders every chart."""
+    import vl_convert as vlc
+
+    return str(vlc.javascript_bundle(_RENDER))
+
+
+def slug(name: str) -> str:
+    """A file name for a segment: `Can't Lose` → `cant_lose`."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower().replace("'", "")).strip("_") or "segment"
+
+
+def write_segment_exports(tables: Tables, directory: Path) -> dict[str, int]:
+    """`SEGMENT.csv` per segment for the campaign team; returns rows written per file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    actions = tables["segments"].select("segment", "action")
+    customers = tables["rfm"].join(actions, on="segment", how="left")
+    written = {}
+    for (segment,), part in customers.sort("customer_id").group_by("segment", maintain_order=True):
+        path = directory / f"{slug(str(segment))}.csv"
+        part.select(
+            "customer_id", "country", "recency", "frequency", "monetary",
+            "r_score", "f_score", "m_score", "rfm_score", "segment", "action",
+        ).write_csv(path)  # fmt: skip
+        written[path.name] = part.height
+    return written
