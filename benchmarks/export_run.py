@@ -18,13 +18,13 @@ import datetime as dt
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks.datasets import lake
+from benchmarks.run import summarise
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,9 @@ def ensure_table(dsn: str, rows: int) -> str:
     table = f"bench_retail_{rows}"
     with psycopg.connect(dsn) as conn:
         try:
-            count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+            count = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+            ).fetchone()
         except psycopg.errors.UndefinedTable:
             count = None
     if count != (rows,):
@@ -87,13 +89,17 @@ def command(name: str, dsn: str, table: str, out: str) -> list[str]:
 def measure(cmd: list[str]) -> tuple[float, int]:
     """(wall seconds, peak RSS bytes) of one command, from GNU time."""
     with tempfile.NamedTemporaryFile("r") as report:
-        subprocess.run(["/usr/bin/time", "-o", report.name, "-f", "%e %M", *cmd], check=True, cwd=ROOT)
+        subprocess.run(
+            ["/usr/bin/time", "-o", report.name, "-f", "%e %M", *cmd], check=True, cwd=ROOT
+        )
         seconds, kib = report.read().split()
     return float(seconds), int(kib) * 1024
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dsn", default=os.environ.get("LGS_PG_DSN", DEFAULT_DSN))
@@ -111,18 +117,28 @@ def main() -> None:
                     runs.append(measure(command(name, args.dsn, table, str(work / "lake"))))
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
-            seconds, rss = statistics.median(t for t, _ in runs), max(r for _, r in runs)
-            print(f"  {rows:>11,} {name:<7} {seconds:8.2f} s {rss / 2**20:8.0f} MiB", file=sys.stderr, flush=True)
-            results.append({"rows": rows, "contender": name, "seconds": seconds, "peak_rss_bytes": rss, "runs": [t for t, _ in runs]})
-    lines = ["| lines | contender | median s | peak RSS MiB | vs floor | lgs speed-up |", "|---:|---|---:|---:|---:|---:|"]
+            results.append(summarise(rows, name, runs))
+    lines = [
+        "| lines | contender | median s | peak RSS MiB | vs floor | lgs speed-up |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
     by = {(r["rows"], r["contender"]): r for r in results}
     for r in results:
         floor, lgs = by.get((r["rows"], "floor")), by.get((r["rows"], "lgs"))
         vs_floor = f"{r['seconds'] / floor['seconds']:.2f}×" if floor else ""
-        speedup = f"{r['seconds'] / lgs['seconds']:.1f}×" if lgs and r["contender"] not in ("lgs", "floor") else ""
-        lines.append(f"| {r['rows']:,} | {r['contender']} | {r['seconds']:.2f} | {r['peak_rss_bytes'] / 2**20:,.0f} | {vs_floor} | {speedup} |")
+        speedup = (
+            f"{r['seconds'] / lgs['seconds']:.1f}×"
+            if lgs and r["contender"] not in ("lgs", "floor")
+            else ""
+        )
+        lines.append(
+            f"| {r['rows']:,} | {r['contender']} | {r['seconds']:.2f} | {r['peak_rss_bytes'] / 2**20:,.0f} | {vs_floor} | {speedup} |"
+        )
     table_md = "\n".join(lines) + "\n"
-    meta = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": "python -m benchmarks.export_run " + " ".join(sys.argv[1:])}
+    meta = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.export_run " + " ".join(sys.argv[1:]),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "export.json").write_text(json.dumps({**meta, "results": results}, indent=2))
     (args.out / "export.md").write_text(f"<!-- {meta['command']}, {meta['when']} -->\n\n{table_md}")

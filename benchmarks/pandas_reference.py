@@ -90,7 +90,9 @@ def _pence(values: pd.Series) -> pd.Series:
     cents = values.astype("float64") * 100
     rounded = np.round(cents)
     tie = (cents - np.trunc(cents)).abs() == 0.5
-    return pd.Series(np.where(tie, np.trunc(cents) + np.sign(cents), rounded), index=values.index).astype("int64")
+    return pd.Series(
+        np.where(tie, np.trunc(cents) + np.sign(cents), rounded), index=values.index
+    ).astype("int64")
 
 
 def _mode(values: pd.Series) -> float | None:
@@ -263,7 +265,9 @@ def segments(table: pd.DataFrame, options: Options) -> pd.DataFrame:
 def top_countries(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     placed = df[~_cancel(df)].assign(amount=_amount)
     g = placed.groupby("country", dropna=False).agg(
-        sales=("amount", "sum"), orders=("invoice_no", "nunique"), customers=("customer_id", "nunique")
+        sales=("amount", "sum"),
+        orders=("invoice_no", "nunique"),
+        customers=("customer_id", "nunique"),
     )
     g["share"] = g["sales"] / g["sales"].sum()
     g = g.reset_index().sort_values(["sales", "country"], ascending=[False, True]).head(options.top)
@@ -277,7 +281,11 @@ def top_products(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     g = placed.groupby("stock_code").agg(
         sales=("amount", "sum"), quantity=("quantity", "sum"), orders=("invoice_no", "nunique")
     )
-    g = g.reset_index().sort_values(["sales", "stock_code"], ascending=[False, True]).head(options.top)
+    g = (
+        g.reset_index()
+        .sort_values(["sales", "stock_code"], ascending=[False, True])
+        .head(options.top)
+    )
     named = placed.dropna(subset=["description"])
     counts = named.groupby(["stock_code", "description"]).size().rename("n").reset_index()
     names = (

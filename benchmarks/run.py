@@ -39,6 +39,23 @@ def measure(name: str, path: Path) -> tuple[float, int]:
     return float(seconds), int(rss)
 
 
+def summarise(rows: int, name: str, runs: list[tuple[float, int]]) -> dict[str, object]:
+    """One result row: median seconds and largest peak RSS over the runs; says it on stderr."""
+    seconds, rss = statistics.median(t for t, _ in runs), max(r for _, r in runs)
+    print(
+        f"  {rows:>11,} {name:<7} {seconds:8.3f} s {rss / 2**20:8.0f} MiB",
+        file=sys.stderr,
+        flush=True,
+    )
+    return {
+        "rows": rows,
+        "contender": name,
+        "seconds": seconds,
+        "peak_rss_bytes": rss,
+        "runs": [t for t, _ in runs],
+    }
+
+
 def run(sizes: list[int], repeat: int, contenders: list[str]) -> list[dict[str, object]]:
     results = []
     for rows in sizes:
@@ -46,10 +63,7 @@ def run(sizes: list[int], repeat: int, contenders: list[str]) -> list[dict[str, 
         path = lake(rows)
         for name in contenders:
             runs = [measure(name, path) for _ in range(repeat)]
-            seconds = statistics.median(t for t, _ in runs)
-            rss = max(r for _, r in runs)
-            print(f"  {name:<7} {seconds:8.3f} s  {rss / 2**20:8.0f} MiB", file=sys.stderr, flush=True)
-            results.append({"rows": rows, "contender": name, "seconds": seconds, "peak_rss_bytes": rss, "runs": [t for t, _ in runs]})
+            results.append(summarise(rows, name, runs))
     return results
 
 
@@ -72,13 +86,21 @@ def markdown(results: list[dict[str, object]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", help="comma-separated line counts (default: quick set; BENCH_FULL=1 adds 10M)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", help="comma-separated line counts (default: quick set; BENCH_FULL=1 adds 10M)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (FULL if os.environ.get("BENCH_FULL") else QUICK)
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else (FULL if os.environ.get("BENCH_FULL") else QUICK)
+    )
     results = run(sizes, args.repeat, args.contenders.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -88,7 +110,9 @@ def main() -> None:
     }
     (args.out / "analysis.json").write_text(json.dumps({**meta, "results": results}, indent=2))
     table = markdown(results)
-    (args.out / "analysis.md").write_text(f"<!-- {meta['command']} on {meta['machine']}, {meta['when']} -->\n\n{table}")
+    (args.out / "analysis.md").write_text(
+        f"<!-- {meta['command']} on {meta['machine']}, {meta['when']} -->\n\n{table}"
+    )
     print(table)
 
 

@@ -30,20 +30,26 @@ def _collect(lines: pl.LazyFrame, options: Options) -> dict[str, pl.DataFrame]:
 
     lazy = metrics.tables(lines, options)
     # One collect_all: Polars shares the common scans and sub-plans between the tables.
-    return dict(zip(lazy, pl.collect_all(list(lazy.values()))))
+    return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
 
-def _polars(lake: Path, options: Options, start: dt.date | None, end: dt.date | None) -> dict[str, pl.DataFrame]:
+def _polars(
+    lake: Path, options: Options, start: dt.date | None, end: dt.date | None
+) -> dict[str, pl.DataFrame]:
     return _collect(scan(lake, start=start, end=end), options)
 
 
-def _duckdb(lake: Path, options: Options, start: dt.date | None, end: dt.date | None) -> dict[str, pl.DataFrame]:
+def _duckdb(
+    lake: Path, options: Options, start: dt.date | None, end: dt.date | None
+) -> dict[str, pl.DataFrame]:
     from lgs_fast import sql
 
     return sql.tables(sql.connect(lake, options, start=start, end=end))
 
 
-_RUNNERS: dict[Engine, Callable[[Path, Options, dt.date | None, dt.date | None], dict[str, pl.DataFrame]]] = {
+_RUNNERS: dict[
+    Engine, Callable[[Path, Options, dt.date | None, dt.date | None], dict[str, pl.DataFrame]]
+] = {
     "polars": _polars,
     "duckdb": _duckdb,
 }
@@ -66,7 +72,9 @@ def compute_tables(
     return _RUNNERS[engine](root, options or Options(), start, end)
 
 
-def tables_of(lines: pl.LazyFrame, options: Options | None = None, *, engine: Engine = "polars") -> dict[str, pl.DataFrame]:
+def tables_of(
+    lines: pl.LazyFrame, options: Options | None = None, *, engine: Engine = "polars"
+) -> dict[str, pl.DataFrame]:
     """Every output table of any LazyFrame of canonical lines (notebooks, tests), by `engine`."""
     from lgs_fast import sql
 
@@ -94,7 +102,9 @@ def write_tables(tables: dict[str, pl.DataFrame], directory: Path) -> None:
         frame.write_csv(directory / f"{name}.csv")
 
 
-def _build(tables: dict[str, pl.DataFrame], build: Path, report: bool, say: Callable[[str], None]) -> None:
+def _build(
+    tables: dict[str, pl.DataFrame], build: Path, report: bool, say: Callable[[str], None]
+) -> None:
     write_tables(tables, build / "tables")
     if not report:
         return

@@ -60,17 +60,28 @@ def invoice_distribution(tables: Tables, view: str) -> alt.LayerChart:
             ],
         )
     )
-    marks = stats.unpivot(index="view", on=["min", "mean", "median", "mode", "max"], variable_name="statistic", value_name="amount")
+    marks = stats.unpivot(
+        index="view",
+        on=["min", "mean", "median", "mode", "max"],
+        variable_name="statistic",
+        value_name="amount",
+    )
     rules = (
         alt.Chart(_data(marks))
         .mark_rule(strokeWidth=2, strokeDash=[4, 3])
         .encode(
             x="amount:Q",
-            color=alt.Color("statistic:N", title="Statistic", scale=alt.Scale(range=[LIGHT, ACCENT, "#6baed6", "#fd8d3c", "#08306b"])),
+            color=alt.Color(
+                "statistic:N",
+                title="Statistic",
+                scale=alt.Scale(range=[LIGHT, ACCENT, "#6baed6", "#fd8d3c", "#08306b"]),
+            ),
             tooltip=["statistic:N", alt.Tooltip("amount:Q", title="£", format=",.2f")],
         )
     )
-    return alt.layer(bars, rules).properties(width=WIDTH, height=260, title=f"Invoice totals, {label}")
+    return alt.layer(bars, rules).properties(
+        width=WIDTH, height=260, title=f"Invoice totals, {label}"
+    )
 
 
 def invoice_box(tables: Tables) -> alt.LayerChart:
@@ -79,14 +90,18 @@ def invoice_box(tables: Tables) -> alt.LayerChart:
         pl.col("view").replace({"all": "All invoices", "le_p85": "≤ 85th percentile"})
     )
     base = alt.Chart(_data(stats)).encode(y=alt.Y("view:N", title=None))
-    whisker = base.mark_rule(color=DARK).encode(x=alt.X("min:Q", title="Invoice total (£)", scale=alt.Scale(type="symlog")), x2="max:Q")
+    whisker = base.mark_rule(color=DARK).encode(
+        x=alt.X("min:Q", title="Invoice total (£)", scale=alt.Scale(type="symlog")), x2="max:Q"
+    )
     box = base.mark_bar(color=LIGHT, size=22).encode(x="p25:Q", x2="p75:Q", tooltip=[
         "view:N", alt.Tooltip("min:Q", format=",.2f"), alt.Tooltip("p25:Q", format=",.2f"),
         alt.Tooltip("median:Q", format=",.2f"), alt.Tooltip("p75:Q", format=",.2f"),
         alt.Tooltip("max:Q", format=",.2f"),
     ])  # fmt: skip
     median = base.mark_tick(color=ACCENT, size=22, thickness=3).encode(x="median:Q")
-    return alt.layer(whisker, box, median).properties(width=WIDTH, height=120, title="Invoice totals: spread (symlog scale)")
+    return alt.layer(whisker, box, median).properties(
+        width=WIDTH, height=120, title="Invoice totals: spread (symlog scale)"
+    )
 
 
 def _monthly(tables: Tables) -> pl.DataFrame:
@@ -95,8 +110,15 @@ def _monthly(tables: Tables) -> pl.DataFrame:
 
 def orders_per_month(tables: Tables) -> alt.Chart:
     """Placed vs cancelled orders (distinct invoices) per month."""
-    frame = _monthly(tables).unpivot(index="month", on=["placed_orders", "cancelled_orders"], variable_name="kind", value_name="orders")
-    frame = frame.with_columns(pl.col("kind").replace({"placed_orders": "Placed", "cancelled_orders": "Cancelled"}))
+    frame = _monthly(tables).unpivot(
+        index="month",
+        on=["placed_orders", "cancelled_orders"],
+        variable_name="kind",
+        value_name="orders",
+    )
+    frame = frame.with_columns(
+        pl.col("kind").replace({"placed_orders": "Placed", "cancelled_orders": "Cancelled"})
+    )
     return (
         alt.Chart(_data(frame))
         .mark_bar()
@@ -104,8 +126,16 @@ def orders_per_month(tables: Tables) -> alt.Chart:
             x=alt.X("yearmonth(month):O", title="Month"),
             xOffset="kind:N",
             y=alt.Y("orders:Q", title="Orders (invoices)"),
-            color=alt.Color("kind:N", title="Orders", scale=alt.Scale(domain=["Placed", "Cancelled"], range=[DARK, LIGHT])),
-            tooltip=[alt.Tooltip("yearmonth(month):O", title="Month"), "kind:N", alt.Tooltip("orders:Q", format=",")],
+            color=alt.Color(
+                "kind:N",
+                title="Orders",
+                scale=alt.Scale(domain=["Placed", "Cancelled"], range=[DARK, LIGHT]),
+            ),
+            tooltip=[
+                alt.Tooltip("yearmonth(month):O", title="Month"),
+                "kind:N",
+                alt.Tooltip("orders:Q", format=","),
+            ],
         )
         .properties(width=WIDTH, height=260, title="Placed and cancelled orders per month")
     )
@@ -118,7 +148,10 @@ def monthly_sales(tables: Tables) -> alt.Chart:
         .encode(
             x=alt.X("yearmonth(month):O", title="Month"),
             y=_pounds("sales", "Sales (£)"),
-            tooltip=[alt.Tooltip("yearmonth(month):O", title="Month"), alt.Tooltip("sales:Q", title="Sales £", format=",.2f")],
+            tooltip=[
+                alt.Tooltip("yearmonth(month):O", title="Month"),
+                alt.Tooltip("sales:Q", title="Sales £", format=",.2f"),
+            ],
         )
         .properties(width=WIDTH, height=260, title="Monthly sales")
     )
@@ -132,7 +165,10 @@ def sales_growth(tables: Tables) -> alt.Chart:
             x=alt.X("yearmonth(month):O", title="Month"),
             y=alt.Y("sales_growth_pct:Q", title="Growth on previous month (%)"),
             color=alt.condition("datum.sales_growth_pct >= 0", alt.value(DARK), alt.value(ACCENT)),
-            tooltip=[alt.Tooltip("yearmonth(month):O", title="Month"), alt.Tooltip("sales_growth_pct:Q", title="Growth %", format="+.1f")],
+            tooltip=[
+                alt.Tooltip("yearmonth(month):O", title="Month"),
+                alt.Tooltip("sales_growth_pct:Q", title="Growth %", format="+.1f"),
+            ],
         )
         .properties(width=WIDTH, height=220, title="Monthly sales growth")
     )
@@ -145,23 +181,41 @@ def active_customers(tables: Tables) -> alt.Chart:
         .encode(
             x=alt.X("yearmonth(month):O", title="Month"),
             y=alt.Y("active_customers:Q", title="Active customers"),
-            tooltip=[alt.Tooltip("yearmonth(month):O", title="Month"), alt.Tooltip("active_customers:Q", format=",")],
+            tooltip=[
+                alt.Tooltip("yearmonth(month):O", title="Month"),
+                alt.Tooltip("active_customers:Q", format=","),
+            ],
         )
         .properties(width=WIDTH, height=220, title="Active customers per month")
     )
 
 
 def new_vs_existing(tables: Tables) -> alt.Chart:
-    frame = _monthly(tables).unpivot(index="month", on=["new_customers", "existing_customers"], variable_name="kind", value_name="customers")
-    frame = frame.with_columns(pl.col("kind").replace({"new_customers": "New", "existing_customers": "Existing"}))
+    frame = _monthly(tables).unpivot(
+        index="month",
+        on=["new_customers", "existing_customers"],
+        variable_name="kind",
+        value_name="customers",
+    )
+    frame = frame.with_columns(
+        pl.col("kind").replace({"new_customers": "New", "existing_customers": "Existing"})
+    )
     return (
         alt.Chart(_data(frame))
         .mark_bar()
         .encode(
             x=alt.X("yearmonth(month):O", title="Month"),
             y=alt.Y("customers:Q", title="Customers", stack="zero"),
-            color=alt.Color("kind:N", title="Customers", scale=alt.Scale(domain=["Existing", "New"], range=[DARK, LIGHT])),
-            tooltip=[alt.Tooltip("yearmonth(month):O", title="Month"), "kind:N", alt.Tooltip("customers:Q", format=",")],
+            color=alt.Color(
+                "kind:N",
+                title="Customers",
+                scale=alt.Scale(domain=["Existing", "New"], range=[DARK, LIGHT]),
+            ),
+            tooltip=[
+                alt.Tooltip("yearmonth(month):O", title="Month"),
+                "kind:N",
+                alt.Tooltip("customers:Q", format=","),
+            ],
         )
         .properties(width=WIDTH, height=240, title="New and existing customers per month")
     )
@@ -176,7 +230,7 @@ def rf_grid(tables: Tables) -> alt.LayerChart:
         .sort("r_score", "f_score")
     )
     order = tables["segments"]["segment"].to_list()
-    colours = dict(zip(order, SEGMENT_COLOURS))
+    colours = dict(zip(order, SEGMENT_COLOURS, strict=False))
     grid = grid.with_columns(
         ink=pl.col("segment").replace_strict(
             {s: "white" if _dark(c) else "black" for s, c in colours.items()}, default="black"
@@ -187,14 +241,21 @@ def rf_grid(tables: Tables) -> alt.LayerChart:
         y=alt.Y("f_score:O", title="Frequency score (5 = most frequent)", sort="descending"),
     )
     cells = base.mark_rect(stroke="white").encode(
-        color=alt.Color("segment:N", title="Segment", sort=order, scale=alt.Scale(domain=order, range=SEGMENT_COLOURS[: len(order)])),
+        color=alt.Color(
+            "segment:N",
+            title="Segment",
+            sort=order,
+            scale=alt.Scale(domain=order, range=SEGMENT_COLOURS[: len(order)]),
+        ),
         tooltip=["segment:N", "r_score:O", "f_score:O", alt.Tooltip("customers:Q", format=",")],
     )
     labels = base.mark_text(fontSize=12).encode(
         text=alt.Text("customers:Q", format=","),
         color=alt.Color("ink:N", scale=None),
     )
-    return alt.layer(cells, labels).properties(width=360, height=360, title="Customers by recency and frequency score")
+    return alt.layer(cells, labels).properties(
+        width=360, height=360, title="Customers by recency and frequency score"
+    )
 
 
 def segment_sizes(tables: Tables) -> alt.HConcatChart:
@@ -202,14 +263,29 @@ def segment_sizes(tables: Tables) -> alt.HConcatChart:
     frame = tables["segments"].filter(pl.col("customers") > 0)
     order = frame["segment"].to_list()
     base = alt.Chart(_data(frame)).encode(y=alt.Y("segment:N", title=None, sort=order))
-    customers = base.mark_bar(color=DARK).encode(
-        x=alt.X("customers:Q", title="Customers"),
-        tooltip=["segment:N", alt.Tooltip("customers:Q", format=","), alt.Tooltip("share:Q", format=".1%")],
-    ).properties(width=280, height=280, title="Customers per segment")
-    revenue = base.mark_bar(color=LIGHT).encode(
-        x=alt.X("total_monetary:Q", title="Revenue (£)", axis=alt.Axis(format=",.0f")),
-        tooltip=["segment:N", alt.Tooltip("total_monetary:Q", title="Revenue £", format=",.0f")],
-    ).properties(width=280, height=280, title="Revenue per segment")
+    customers = (
+        base.mark_bar(color=DARK)
+        .encode(
+            x=alt.X("customers:Q", title="Customers"),
+            tooltip=[
+                "segment:N",
+                alt.Tooltip("customers:Q", format=","),
+                alt.Tooltip("share:Q", format=".1%"),
+            ],
+        )
+        .properties(width=280, height=280, title="Customers per segment")
+    )
+    revenue = (
+        base.mark_bar(color=LIGHT)
+        .encode(
+            x=alt.X("total_monetary:Q", title="Revenue (£)", axis=alt.Axis(format=",.0f")),
+            tooltip=[
+                "segment:N",
+                alt.Tooltip("total_monetary:Q", title="Revenue £", format=",.0f"),
+            ],
+        )
+        .properties(width=280, height=280, title="Revenue per segment")
+    )
     return alt.hconcat(customers, revenue)
 
 
@@ -219,25 +295,50 @@ def top_countries(tables: Tables) -> alt.Chart:
         alt.Chart(_data(frame))
         .mark_bar(color=DARK)
         .encode(
-            x=alt.X("sales:Q", title="Sales (£)", axis=alt.Axis(format=",.0f"), scale=alt.Scale(type="symlog")),
+            x=alt.X(
+                "sales:Q",
+                title="Sales (£)",
+                axis=alt.Axis(format=",.0f"),
+                scale=alt.Scale(type="symlog"),
+            ),
             y=alt.Y("country:N", title=None, sort=frame["country"].to_list()),
-            tooltip=["country:N", alt.Tooltip("sales:Q", format=",.0f"), alt.Tooltip("share:Q", format=".1%"), "orders:Q", "customers:Q"],
+            tooltip=[
+                "country:N",
+                alt.Tooltip("sales:Q", format=",.0f"),
+                alt.Tooltip("share:Q", format=".1%"),
+                "orders:Q",
+                "customers:Q",
+            ],
         )
-        .properties(width=WIDTH - 160, height=22 * max(frame.height, 1), title="Top countries by sales (symlog scale)")
+        .properties(
+            width=WIDTH - 160,
+            height=22 * max(frame.height, 1),
+            title="Top countries by sales (symlog scale)",
+        )
     )
 
 
 def top_products(tables: Tables) -> alt.Chart:
-    frame = tables["top_products"].with_columns(label=pl.col("stock_code") + " " + pl.col("description").fill_null(""))
+    frame = tables["top_products"].with_columns(
+        label=pl.col("stock_code") + " " + pl.col("description").fill_null("")
+    )
     return (
         alt.Chart(_data(frame))
         .mark_bar(color=DARK)
         .encode(
             x=alt.X("sales:Q", title="Sales (£)", axis=alt.Axis(format=",.0f")),
             y=alt.Y("label:N", title=None, sort=frame["label"].to_list()),
-            tooltip=["stock_code:N", "description:N", alt.Tooltip("sales:Q", format=",.0f"), alt.Tooltip("quantity:Q", format=","), "orders:Q"],
+            tooltip=[
+                "stock_code:N",
+                "description:N",
+                alt.Tooltip("sales:Q", format=",.0f"),
+                alt.Tooltip("quantity:Q", format=","),
+                "orders:Q",
+            ],
         )
-        .properties(width=WIDTH - 200, height=22 * max(frame.height, 1), title="Top products by sales")
+        .properties(
+            width=WIDTH - 200, height=22 * max(frame.height, 1), title="Top products by sales"
+        )
     )
 
 
@@ -249,10 +350,25 @@ def cohort_retention(tables: Tables) -> alt.Chart:
         .encode(
             x=alt.X("months_since:O", title="Months after first purchase"),
             y=alt.Y("yearmonth(cohort):O", title="Cohort (first month)"),
-            color=alt.Color("retention:Q", title="Retained", scale=alt.Scale(scheme="blues"), legend=alt.Legend(format=".0%")),
-            tooltip=[alt.Tooltip("yearmonth(cohort):O", title="Cohort"), "months_since:O", alt.Tooltip("retention:Q", format=".1%"), "customers:Q", "cohort_size:Q"],
+            color=alt.Color(
+                "retention:Q",
+                title="Retained",
+                scale=alt.Scale(scheme="blues"),
+                legend=alt.Legend(format=".0%"),
+            ),
+            tooltip=[
+                alt.Tooltip("yearmonth(cohort):O", title="Cohort"),
+                "months_since:O",
+                alt.Tooltip("retention:Q", format=".1%"),
+                "customers:Q",
+                "cohort_size:Q",
+            ],
         )
-        .properties(width=WIDTH - 100, height=24 * max(frame["cohort"].n_unique(), 1), title="Monthly cohort retention")
+        .properties(
+            width=WIDTH - 100,
+            height=24 * max(frame["cohort"].n_unique(), 1),
+            title="Monthly cohort retention",
+        )
     )
 
 

@@ -14,6 +14,9 @@ from typing import Any
 
 import click
 
+# Option choices come from where they are defined (neither module loads an engine).
+from lgs_fast.analyze import ENGINES
+from lgs_fast.definitions import PRESETS
 from lgs_fast.errors import LgsError
 
 LAKE_HELP = "Lake directory (default: $LGS_LAKE or data/lake)."
@@ -104,18 +107,35 @@ def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         canonical, sep, source = pair.partition("=")
         if not sep or canonical not in COLUMNS or not source:
-            raise click.BadParameter(f"{pair!r}: expected CANONICAL=SOURCE, CANONICAL one of {', '.join(COLUMNS)}", param_hint="--column")
+            raise click.BadParameter(
+                f"{pair!r}: expected CANONICAL=SOURCE, CANONICAL one of {', '.join(COLUMNS)}",
+                param_hint="--column",
+            )
         mapping[canonical] = source
     return mapping
 
 
 @cli.command("export")
 @click.option("--dsn", envvar="LGS_PG_DSN", help=DSN_HELP)
-@click.option("--table", default="retail", show_default=True, help="Source table (schema.table allowed).")
+@click.option(
+    "--table", default="retail", show_default=True, help="Source table (schema.table allowed)."
+)
 @click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
-@click.option("--full", is_flag=True, help="Rebuild the whole lake instead of exporting from the watermark's month on.")
-@click.option("--column", "column_pairs", multiple=True, metavar="CANONICAL=SOURCE", help="Read a canonical column from a differently named source column (repeatable).")
-def export_command(dsn: str | None, table: str, lake: Path | None, full: bool, column_pairs: tuple[str, ...]) -> None:
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Rebuild the whole lake instead of exporting from the watermark's month on.",
+)
+@click.option(
+    "--column",
+    "column_pairs",
+    multiple=True,
+    metavar="CANONICAL=SOURCE",
+    help="Read a canonical column from a differently named source column (repeatable).",
+)
+def export_command(
+    dsn: str | None, table: str, lake: Path | None, full: bool, column_pairs: tuple[str, ...]
+) -> None:
     """Export the PostgreSQL table into the lake, streamed, from one consistent snapshot.
 
     Incremental by default: months from the lake's watermark month on are re-exported and
@@ -124,17 +144,31 @@ def export_command(dsn: str | None, table: str, lake: Path | None, full: bool, c
     """
     from lgs_fast.postgres import export
 
-    result = export(dsn, lake, table=table, full=full, columns=_parse_columns(column_pairs), progress=_progress("exported"))
+    result = export(
+        dsn,
+        lake,
+        table=table,
+        full=full,
+        columns=_parse_columns(column_pairs),
+        progress=_progress("exported"),
+    )
     _done_progress()
     scope = f"since {result.since:%Y-%m-%d}" if result.since else "in full"
     state = "written" if result.changed else "unchanged (same data)"
-    click.echo(f"exported {result.exported:,} lines {scope}; lake {result.lake}: {result.rows:,} lines, {state}; watermark {result.watermark}")
+    click.echo(
+        f"exported {result.exported:,} lines {scope}; lake {result.lake}: {result.rows:,} lines, {state}; watermark {result.watermark}"
+    )
 
 
 @cli.command("load-pg")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--dsn", envvar="LGS_PG_DSN", help=DSN_HELP)
-@click.option("--table", default="retail", show_default=True, help="Target table, created with the LGS columns if missing.")
+@click.option(
+    "--table",
+    default="retail",
+    show_default=True,
+    help="Target table, created with the LGS columns if missing.",
+)
 @click.option("--append", is_flag=True, help="Add to the table's rows instead of replacing them.")
 def load_pg_command(files: tuple[Path, ...], dsn: str | None, table: str, append: bool) -> None:
     """Load FILES (any form `import` reads) into a PostgreSQL table with COPY FROM STDIN.
@@ -154,21 +188,65 @@ def _parse_when(value: str | None, option: str) -> dt.datetime | None:
     try:
         return dt.datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD[ HH:MM:SS])", param_hint=option) from None
+        raise click.BadParameter(
+            f"{value!r} is not a date (YYYY-MM-DD[ HH:MM:SS])", param_hint=option
+        ) from None
 
 
 @cli.command("analyze")
 @click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
-@click.option("--out", type=click.Path(path_type=Path), default="out", show_default=True, help="Output directory.")
-@click.option("--engine", type=click.Choice(["polars", "duckdb"]), default="polars", show_default=True, help="Which engine computes the tables (both give the same answers).")
-@click.option("--preset", type=click.Choice(["standard", "notebook"]), default="standard", show_default=True, help="standard, or notebook: the original LGS notebook's definitions.")
-@click.option("--as-of", "as_of", metavar="DATE", help="Reference time T for recency (default: the latest invoice); later lines are left out of RFM.")
-@click.option("--bins", type=int, default=5, show_default=True, help="Score bins per R, F and M (5 = quintiles, 4 = quartiles).")
-@click.option("--segments", "segments_file", type=click.Path(path_type=Path), help="TOML segment map ([[segment]] name, pattern, action).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default="out",
+    show_default=True,
+    help="Output directory.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="polars",
+    show_default=True,
+    help="Which engine computes the tables (both give the same answers).",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(PRESETS),
+    default="standard",
+    show_default=True,
+    help="standard, or notebook: the original LGS notebook's definitions.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="DATE",
+    help="Reference time T for recency (default: the latest invoice); later lines are left out of RFM.",
+)
+@click.option(
+    "--bins",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Score bins per R, F and M (5 = quintiles, 4 = quartiles).",
+)
+@click.option(
+    "--segments",
+    "segments_file",
+    type=click.Path(path_type=Path),
+    help="TOML segment map ([[segment]] name, pattern, action).",
+)
 @click.option("--from", "start", metavar="DATE", help="Only lines on or after DATE.")
 @click.option("--to", "end", metavar="DATE", help="Only lines before DATE.")
-@click.option("--top", type=int, default=10, show_default=True, help="Rows in the top countries and top products tables.")
-@click.option("--no-report", is_flag=True, help="Write the tables only (no charts, segment files or report).")
+@click.option(
+    "--top",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Rows in the top countries and top products tables.",
+)
+@click.option(
+    "--no-report", is_flag=True, help="Write the tables only (no charts, segment files or report)."
+)
 def analyze_command(
     lake: Path | None,
     out: Path,
@@ -223,7 +301,10 @@ def _print_summary(tables: dict[str, Any]) -> None:
     ]
     _print_table("summary:", rows)
     segments = tables["segments"]
-    _print_table("segments (customers):", [(s, f"{n:,}") for s, n in segments.select("segment", "customers").iter_rows()])
+    _print_table(
+        "segments (customers):",
+        [(s, f"{n:,}") for s, n in segments.select("segment", "customers").iter_rows()],
+    )
 
 
 def main() -> None:

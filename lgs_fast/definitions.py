@@ -57,14 +57,18 @@ def load_segment_rules(path: str | Path | None = None) -> tuple[SegmentRule, ...
     except FileNotFoundError as err:
         raise InputError(f"{origin}: no such file") from err
     except (tomllib.TOMLDecodeError, KeyError, TypeError) as err:
-        raise InputError(f"{origin}: not a segment map ([[segment]] with name and pattern): {err}") from err
+        raise InputError(
+            f"{origin}: not a segment map ([[segment]] with name and pattern): {err}"
+        ) from err
     if not rules:
         raise InputError(f"{origin}: no [[segment]] rules")
     for rule in rules:
         try:
             pl.Series(["11"]).str.contains(rule.regex)
         except pl.exceptions.ComputeError as err:
-            raise InputError(f"{origin}: segment {rule.name!r}: bad pattern {rule.pattern!r}") from err
+            raise InputError(
+                f"{origin}: segment {rule.name!r}: bad pattern {rule.pattern!r}"
+            ) from err
     return rules
 
 
@@ -77,7 +81,12 @@ def segment_rules_frame(rules: tuple[SegmentRule, ...]) -> pl.DataFrame:
             "pattern": [r.regex for r in rules],
             "action": [r.action for r in rules],
         },
-        schema={"priority": pl.Int32, "segment": pl.String, "pattern": pl.String, "action": pl.String},
+        schema={
+            "priority": pl.Int32,
+            "segment": pl.String,
+            "pattern": pl.String,
+            "action": pl.String,
+        },
     )
 
 
@@ -96,7 +105,9 @@ class Options:
         if self.preset not in PRESETS:
             raise InputError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if not 2 <= self.bins <= 9:
-            raise InputError(f"--bins must be between 2 and 9 (one digit per score), not {self.bins}")
+            raise InputError(
+                f"--bins must be between 2 and 9 (one digit per score), not {self.bins}"
+            )
         if self.top < 1:
             raise InputError(f"--top must be at least 1, not {self.top}")
 

@@ -77,10 +77,20 @@ class Manifest:
     def read(cls, lake: Path) -> Manifest:
         path = lake / MANIFEST
         if not path.is_file():
-            raise LakeError(f"{lake}: no lake here (no {MANIFEST}); run `lgs-fast import` or `lgs-fast export` first")
+            raise LakeError(
+                f"{lake}: no lake here (no {MANIFEST}); run `lgs-fast import` or `lgs-fast export` first"
+            )
         try:
             raw = json.loads(path.read_text())
-            known = {"schema_version", "table", "rows", "partitions", "source", "written_at", "watermark"}
+            known = {
+                "schema_version",
+                "table",
+                "rows",
+                "partitions",
+                "source",
+                "written_at",
+                "watermark",
+            }
             return cls(
                 partitions=raw["partitions"],
                 source=raw["source"],
@@ -109,7 +119,9 @@ class _PartitionWriter:
         keyed = frame.with_columns(
             _y=pl.col("invoice_date").dt.year(), _m=pl.col("invoice_date").dt.month()
         )
-        for (year, month), part in keyed.partition_by(["_y", "_m"], as_dict=True, maintain_order=True).items():
+        for (year, month), part in keyed.partition_by(
+            ["_y", "_m"], as_dict=True, maintain_order=True
+        ).items():
             key = (int(year), int(month))  # type: ignore[call-overload]
             self.buffers.setdefault(key, []).append(part.drop("_y", "_m"))
             if sum(f.height for f in self.buffers[key]) >= _ROW_GROUP:
@@ -322,7 +334,9 @@ def scan(
         return pl.LazyFrame(schema=POLARS_SCHEMA)
     lf = pl.scan_parquet(files, hive_partitioning=True)
     if start is not None:
-        start_ts = dt.datetime.combine(start, dt.time()) if not isinstance(start, dt.datetime) else start
+        start_ts = (
+            dt.datetime.combine(start, dt.time()) if not isinstance(start, dt.datetime) else start
+        )
         lf = lf.filter(
             (pl.col("year") * 100 + pl.col("month")) >= start_ts.year * 100 + start_ts.month,
             pl.col("invoice_date") >= start_ts,

@@ -30,9 +30,9 @@ def _month_index(col: str) -> pl.Expr:
 
 
 def _yyyymm(col: str) -> pl.Expr:
-    return (pl.col(col).dt.year().cast(pl.Int32) * 100 + pl.col(col).dt.month().cast(pl.Int32)).alias(
-        "yyyymm"
-    )
+    return (
+        pl.col(col).dt.year().cast(pl.Int32) * 100 + pl.col(col).dt.month().cast(pl.Int32)
+    ).alias("yyyymm")
 
 
 def overview(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
@@ -112,12 +112,18 @@ def _histogram(values: pl.LazyFrame, view: str, bins: int) -> pl.LazyFrame:
     # (Polars turns floor(a / b) into an exact floor division, and a * b + c into a fused
     # multiply-add), so a float formula would put edge values in different bins.
     pence = values.select(_PENCE)
-    bounds = pence.select(lo=pl.col("pence").min(), span=pl.col("pence").max() - pl.col("pence").min())
+    bounds = pence.select(
+        lo=pl.col("pence").min(), span=pl.col("pence").max() - pl.col("pence").min()
+    )
     binned = (
         pence.join(bounds, how="cross")
         .select(
             bin=pl.when(pl.col("span") > 0)
-            .then(((pl.col("pence") - pl.col("lo")) * bins // pl.col("span")).clip(upper_bound=bins - 1))
+            .then(
+                ((pl.col("pence") - pl.col("lo")) * bins // pl.col("span")).clip(
+                    upper_bound=bins - 1
+                )
+            )
             .otherwise(0)
             .cast(pl.Int32)
         )
@@ -148,7 +154,9 @@ def invoice_histogram(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.Laz
     """
     values = invoice_totals(lines, options)
     bins = options.histogram_bins
-    return pl.concat([_histogram(values, "all", bins), _histogram(_below_p85(values), "le_p85", bins)])
+    return pl.concat(
+        [_histogram(values, "all", bins), _histogram(_below_p85(values), "le_p85", bins)]
+    )
 
 
 def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
@@ -249,9 +257,13 @@ def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
             monetary=pl.col("amount").sum(),
         )
     else:
-        purchases = customers.filter(~IS_CANCELLATION).group_by("customer_id").agg(
-            last=pl.col("invoice_date").max(),
-            frequency=_count(pl.col("invoice_no").n_unique()),
+        purchases = (
+            customers.filter(~IS_CANCELLATION)
+            .group_by("customer_id")
+            .agg(
+                last=pl.col("invoice_date").max(),
+                frequency=_count(pl.col("invoice_no").n_unique()),
+            )
         )
         spend = customers.group_by("customer_id").agg(monetary=pl.col("amount").sum())
         per_customer = purchases.join(spend, on="customer_id", how="left")
@@ -260,7 +272,9 @@ def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     scored = (
         per_customer.join(_reference_time(lines, options), how="cross")
         .with_columns(
-            recency=((pl.col("t") - pl.col("last")).dt.total_microseconds() // _DAY_US).cast(pl.Int64)
+            recency=((pl.col("t") - pl.col("last")).dt.total_microseconds() // _DAY_US).cast(
+                pl.Int64
+            )
         )
         .sort(["frequency", "customer_id"])
         .with_columns(f_rank=pl.int_range(1, pl.len() + 1))
@@ -277,8 +291,16 @@ def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     return (
         scored.join(_main_country(customers), on="customer_id", how="left")
         .select(
-            "customer_id", "country", "recency", "frequency", "monetary",
-            "r_score", "f_score", "m_score", "rfm_score", "segment",
+            "customer_id",
+            "country",
+            "recency",
+            "frequency",
+            "monetary",
+            "r_score",
+            "f_score",
+            "m_score",
+            "rfm_score",
+            "segment",
         )  # fmt: skip
         .sort("customer_id")
     )
@@ -318,8 +340,14 @@ def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
         )
         .sort("priority", "segment")
         .select(
-            "segment", "customers", "share", "mean_recency", "mean_frequency",
-            "mean_monetary", "total_monetary", "action",
+            "segment",
+            "customers",
+            "share",
+            "mean_recency",
+            "mean_frequency",
+            "mean_monetary",
+            "total_monetary",
+            "action",
         )  # fmt: skip
     )
 

@@ -66,7 +66,9 @@ def _connect(dsn: str | None) -> Any:
     try:
         return psycopg.connect(dsn, application_name=APPLICATION, connect_timeout=10)
     except psycopg.Error as err:
-        raise SourceError(f"cannot connect to PostgreSQL ({redact(dsn)}): {_first_line(err)}") from None
+        raise SourceError(
+            f"cannot connect to PostgreSQL ({redact(dsn)}): {_first_line(err)}"
+        ) from None
 
 
 def _first_line(err: BaseException) -> str:
@@ -238,7 +240,9 @@ def export(
                         progress=progress,
                     )
     except psycopg.Error as err:
-        raise SourceError(f"export from {table!r} failed ({redact(dsn or '')}): {_first_line(err)}") from None
+        raise SourceError(
+            f"export from {table!r} failed ({redact(dsn or '')}): {_first_line(err)}"
+        ) from None
     finally:
         conn.close()
     return ExportResult(root, manifest.rows, exported, since, manifest.watermark, changed)
@@ -247,7 +251,9 @@ def export(
 def _frames(copy: Any, origin: str) -> Iterator[pl.DataFrame]:
     reader = pacsv.open_csv(
         io.BufferedReader(_CopyStream(iter(copy)), buffer_size=_CHUNK),
-        read_options=pacsv.ReadOptions(column_names=list(COLUMNS), block_size=_CHUNK, use_threads=False),
+        read_options=pacsv.ReadOptions(
+            column_names=list(COLUMNS), block_size=_CHUNK, use_threads=False
+        ),
         convert_options=pacsv.ConvertOptions(
             column_types={c: pa.string() for c in COLUMNS},
             strings_can_be_null=True,
@@ -300,13 +306,17 @@ def load_pg(
                 for path in paths:
                     for frame in read_source(path):
                         buffer = io.BytesIO()
-                        frame.write_csv(buffer, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f")
+                        frame.write_csv(
+                            buffer, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f"
+                        )
                         copy.write(buffer.getvalue())
                         loaded += frame.height
                         if progress:
                             progress(loaded)
     except psycopg.Error as err:
-        raise SourceError(f"load into {table!r} failed ({redact(dsn or '')}): {_first_line(err)}") from None
+        raise SourceError(
+            f"load into {table!r} failed ({redact(dsn or '')}): {_first_line(err)}"
+        ) from None
     finally:
         conn.close()
     return loaded

@@ -38,7 +38,9 @@ def _money(value: float | None) -> str:
 
 def _table(frame: pl.DataFrame, columns: dict[str, str], numeric: dict[str, str]) -> str:
     """An HTML table of `frame`: `columns` maps column → heading, `numeric` column → format."""
-    head = "".join(f'<th class="{"n" if c in numeric else ""}">{_e(t)}</th>' for c, t in columns.items())
+    head = "".join(
+        f'<th class="{"n" if c in numeric else ""}">{_e(t)}</th>' for c, t in columns.items()
+    )
     rows = []
     for row in frame.select(list(columns)).iter_rows(named=True):
         cells = []
@@ -89,7 +91,11 @@ def render_report(tables: Tables, specs: dict[str, dict[str, Any]], javascript: 
     o = tables["overview"].row(0, named=True)
     amounts = {r["view"]: r for r in tables["invoice_amounts"].iter_rows(named=True)}
     everything = amounts["all"]
-    span = f"{o['first_invoice']:%d %b %Y} to {o['last_invoice']:%d %b %Y}" if o["first_invoice"] else "no lines"
+    span = (
+        f"{o['first_invoice']:%d %b %Y} to {o['last_invoice']:%d %b %Y}"
+        if o["first_invoice"]
+        else "no lines"
+    )
     template = Template(resources.files("lgs_fast").joinpath("templates/report.html").read_text())
     return template.substitute(
         subtitle=_e(f"{o['lines']:,} invoice lines, {span}."),
@@ -105,10 +111,29 @@ def render_report(tables: Tables, specs: dict[str, dict[str, Any]], javascript: 
             tables["invoice_amounts"].with_columns(
                 pl.col("view").replace({"all": "all invoices", "le_p85": "≤ 85th percentile"})
             ),
-            {"view": "View", "count": "Count", "min": "Min £", "p25": "P25 £", "median": "Median £",
-             "mean": "Mean £", "mode": "Mode £", "p75": "P75 £", "p95": "P95 £", "max": "Max £"},
-            {"count": ",", "min": ",.2f", "p25": ",.2f", "median": ",.2f", "mean": ",.2f",
-             "mode": ",.2f", "p75": ",.2f", "p95": ",.2f", "max": ",.2f"},
+            {
+                "view": "View",
+                "count": "Count",
+                "min": "Min £",
+                "p25": "P25 £",
+                "median": "Median £",
+                "mean": "Mean £",
+                "mode": "Mode £",
+                "p75": "P75 £",
+                "p95": "P95 £",
+                "max": "Max £",
+            },
+            {
+                "count": ",",
+                "min": ",.2f",
+                "p25": ",.2f",
+                "median": ",.2f",
+                "mean": ",.2f",
+                "mode": ",.2f",
+                "p75": ",.2f",
+                "p95": ",.2f",
+                "max": ",.2f",
+            },
         ),  # fmt: skip
         rfm_note=_e(
             f"{tables['rfm'].height:,} customers scored 1–5 on recency, frequency and monetary "
@@ -116,19 +141,41 @@ def render_report(tables: Tables, specs: dict[str, dict[str, Any]], javascript: 
         ),
         segments_table=_table(
             tables["segments"],
-            {"segment": "Segment", "customers": "Customers", "share": "Share",
-             "mean_recency": "Mean recency (days)", "mean_frequency": "Mean frequency",
-             "mean_monetary": "Mean spend £", "total_monetary": "Total spend £", "action": "Recommended action"},
-            {"customers": ",", "share": ".1%", "mean_recency": ",.0f", "mean_frequency": ",.1f",
-             "mean_monetary": ",.2f", "total_monetary": ",.0f"},
+            {
+                "segment": "Segment",
+                "customers": "Customers",
+                "share": "Share",
+                "mean_recency": "Mean recency (days)",
+                "mean_frequency": "Mean frequency",
+                "mean_monetary": "Mean spend £",
+                "total_monetary": "Total spend £",
+                "action": "Recommended action",
+            },
+            {
+                "customers": ",",
+                "share": ".1%",
+                "mean_recency": ",.0f",
+                "mean_frequency": ",.1f",
+                "mean_monetary": ",.2f",
+                "total_monetary": ",.0f",
+            },
         ),  # fmt: skip
         propositions="".join(f'<p class="proposition">{_e(p)}</p>' for p in propositions(tables)),
         products_table=_table(
             tables["top_products"],
-            {"rank": "#", "stock_code": "Code", "description": "Description", "sales": "Sales £", "quantity": "Units", "orders": "Orders"},
+            {
+                "rank": "#",
+                "stock_code": "Code",
+                "description": "Description",
+                "sales": "Sales £",
+                "quantity": "Units",
+                "orders": "Orders",
+            },
             {"sales": ",.0f", "quantity": ",", "orders": ","},
         ),
-        quality_table=_table(tables["data_quality"], {"check": "Check", "count": "Lines"}, {"count": ","}),
+        quality_table=_table(
+            tables["data_quality"], {"check": "Check", "count": "Lines"}, {"count": ","}
+        ),
         specs="\n".join(
             f'<script type="application/json" id="spec-{_e(name)}">{_spec_json(spec)}</script>'
             for name, spec in specs.items()

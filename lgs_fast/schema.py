@@ -111,7 +111,9 @@ def header_mapping(header: list[str], origin: str) -> dict[str, str]:
         raise InputError(f"{origin}: missing column {missing[0]!r} (header form {best_form})")
     return {
         original: canonical
-        for original, canonical in zip(header, (_canonical(h, names) for h in stripped))
+        for original, canonical in zip(
+            header, (_canonical(h, names) for h in stripped), strict=True
+        )
         if canonical
     }
 
@@ -130,7 +132,11 @@ def _fast(name: str, dtype: pl.DataType) -> pl.Expr:
         return col.str.strip_chars().cast(target, strict=False)
     if isinstance(target, pl.Datetime) and isinstance(dtype, pl.Datetime) and dtype.time_zone:
         # Zoned timestamps are shown in UK local time, as the shop's own data is.
-        return col.dt.convert_time_zone("Europe/London").dt.replace_time_zone(None).dt.cast_time_unit("us")
+        return (
+            col.dt.convert_time_zone("Europe/London")
+            .dt.replace_time_zone(None)
+            .dt.cast_time_unit("us")
+        )
     return col.cast(target, strict=False)
 
 
@@ -140,7 +146,9 @@ def _lenient(name: str, dtype: pl.DataType) -> pl.Expr:
     target = POLARS_SCHEMA[name]
     text = col.str.strip_chars() if dtype == pl.String else col
     if isinstance(target, pl.Datetime) and dtype == pl.String:
-        return pl.coalesce(*(text.str.to_datetime(f, time_unit="us", strict=False) for f in DATE_FORMATS))
+        return pl.coalesce(
+            *(text.str.to_datetime(f, time_unit="us", strict=False) for f in DATE_FORMATS)
+        )
     if target.is_integer():
         # Customer ids arrive as 17850.0 from spreadsheets; accept whole numbers only.
         as_float = text.cast(pl.Float64, strict=False)
@@ -167,7 +175,9 @@ def conform(df: pl.DataFrame, *, origin: str, first_row: int, unit: str = "row")
         if bad.any():
             i = int(bad.arg_true()[0])
             value = df[name][i]
-            what = "is empty" if value is None else f"cannot be read as {_type_name(name)}: {value!r}"
+            what = (
+                "is empty" if value is None else f"cannot be read as {_type_name(name)}: {value!r}"
+            )
             raise InputError(f"{origin}: {unit} {first_row + i}: column {name} {what}")
     return typed
 

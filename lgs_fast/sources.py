@@ -52,7 +52,9 @@ def _reader_for(path: Path) -> Reader:
     raise InputError(f"{path}: unknown file type; lgs_fast imports {known}")
 
 
-def _conformed(path: Path | str, frames: Iterator[pl.DataFrame], header: list[str]) -> Iterator[pl.DataFrame]:
+def _conformed(
+    path: Path | str, frames: Iterator[pl.DataFrame], header: list[str]
+) -> Iterator[pl.DataFrame]:
     """Rename to canonical names, then conform each frame, numbering rows across frames."""
     mapping = header_mapping(header, str(path))
     row = 1
@@ -132,7 +134,9 @@ def _read_xlsx(path: Path) -> Iterator[pl.DataFrame]:
 
 # pg_dump -------------------------------------------------------------------------------------
 
-_COPY_LINE = re.compile(rb"^COPY\s+(?:[\w\"]+\.)?\"?retail\"?\s*\((?P<cols>[^)]*)\)\s+FROM\s+stdin;", re.I)
+_COPY_LINE = re.compile(
+    rb"^COPY\s+(?:[\w\"]+\.)?\"?retail\"?\s*\((?P<cols>[^)]*)\)\s+FROM\s+stdin;", re.I
+)
 _END = b"\n\\.\n"
 
 
@@ -193,7 +197,9 @@ def _read_pg_dump(path: Path) -> Iterator[pl.DataFrame]:
                 header = [c.strip().strip('"') for c in match["cols"].decode().split(",")]
                 break
         if header is None:
-            raise InputError(f"{path}: no 'COPY retail (…) FROM stdin' block found; is it a plain-format pg_dump of table retail?")
+            raise InputError(
+                f"{path}: no 'COPY retail (…) FROM stdin' block found; is it a plain-format pg_dump of table retail?"
+            )
         block = _CopyBlock(raw, path)
         reader = pacsv.open_csv(
             io.BufferedReader(block, buffer_size=_BLOCK_BYTES),

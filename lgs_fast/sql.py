@@ -70,10 +70,14 @@ def _lines(
     )
     if start is not None:
         ts = _timestamp(start)
-        rel = rel.filter(month >= const(ts.year * 100 + ts.month)).filter(col("invoice_date") >= const(ts))
+        rel = rel.filter(month >= const(ts.year * 100 + ts.month)).filter(
+            col("invoice_date") >= const(ts)
+        )
     if end is not None:
         ts = _timestamp(end)
-        rel = rel.filter(month <= const(ts.year * 100 + ts.month)).filter(col("invoice_date") < const(ts))
+        rel = rel.filter(month <= const(ts.year * 100 + ts.month)).filter(
+            col("invoice_date") < const(ts)
+        )
     return rel.select(*COLUMNS)
 
 

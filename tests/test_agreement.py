@@ -30,7 +30,9 @@ def _pandas(lake: Path, case: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("data", ["retail_lake", "retail_ii_lake"])
-def test_engines_agree_with_pandas(request: pytest.FixtureRequest, data: str, case: str, engine: str) -> None:
+def test_engines_agree_with_pandas(
+    request: pytest.FixtureRequest, data: str, case: str, engine: str
+) -> None:
     lake: Path = request.getfixturevalue(data)
     got = compute_tables(lake, CASES[case], engine=engine)  # type: ignore[arg-type]
     assert list(got) == list(ANALYSES)
@@ -50,7 +52,9 @@ def test_engines_agree_exactly_on_schema(retail_lake: Path) -> None:
 def test_date_range(retail_lake: Path, engine: str) -> None:
     import datetime as dt
 
-    got = compute_tables(retail_lake, engine=engine, start=dt.date(2011, 1, 1), end=dt.date(2011, 4, 1))  # type: ignore[arg-type]
+    got = compute_tables(
+        retail_lake, engine=engine, start=dt.date(2011, 1, 1), end=dt.date(2011, 4, 1)
+    )  # type: ignore[arg-type]
     monthly = got["monthly"]
     assert monthly["yyyymm"].to_list() == [201101, 201102, 201103]
     assert monthly["placed_lines"].to_list() == [34_446, 27_232, 36_049]
@@ -58,7 +62,10 @@ def test_date_range(retail_lake: Path, engine: str) -> None:
     assert monthly["active_customers"][0] == monthly["new_customers"][0] == 783
     assert monthly["existing_customers"][0] == 0
     overview = got["overview"].row(0, named=True)
-    assert overview["lines"] == monthly.select(pl.col("placed_lines") + pl.col("cancelled_lines")).sum().item()
+    assert (
+        overview["lines"]
+        == monthly.select(pl.col("placed_lines") + pl.col("cancelled_lines")).sum().item()
+    )
 
 
 def test_date_range_without_data(retail_lake: Path, engine: str) -> None:

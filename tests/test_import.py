@@ -126,12 +126,14 @@ def test_parquet_in_each_header_form(tmp_path: Path, retail_ii_frame: pl.DataFra
         path = tmp_path / f"{form}.parquet"
         # Customer ids as float, as spreadsheets and some exports carry them.
         sample.with_columns(pl.col("customer_id").cast(pl.Float64)).rename(
-            dict(zip(COLUMNS, names))
+            dict(zip(COLUMNS, names, strict=True))
         ).write_parquet(path)
         lake = tmp_path / f"lake_{form}"
         import_files([path], lake)
-        assert _lines(lake).sort(list(COLUMNS), nulls_last=True).equals(
-            sample.sort(list(COLUMNS), nulls_last=True)
+        assert (
+            _lines(lake)
+            .sort(list(COLUMNS), nulls_last=True)
+            .equals(sample.sort(list(COLUMNS), nulls_last=True))
         ), form
 
 
@@ -146,7 +148,7 @@ def _xlsx_fixture(path: Path, frame: pl.DataFrame) -> None:
     """Two yearly sheets in the UCI II layout, as the published .xlsx has them."""
     import xlsxwriter
 
-    uci_ii = dict(zip(COLUMNS, HEADER_FORMS["uci_ii"]))
+    uci_ii = dict(zip(COLUMNS, HEADER_FORMS["uci_ii"], strict=True))
     with xlsxwriter.Workbook(path) as book:
         for sheet, part in (
             ("Year 2009-2010", frame.head(1_500)),

@@ -33,7 +33,9 @@ def lake(tmp_path: Path) -> Path:
 
 
 def _snapshot(lake: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()
+    }
 
 
 BAD_INPUTS = {
@@ -42,12 +44,27 @@ BAD_INPUTS = {
         GOOD_HEADER.replace(",Country", "") + GOOD_LINE.rsplit(",", 1)[0] + "\n",
         "missing column 'Country'",
     ),
-    "bad_date.csv": (GOOD_HEADER + GOOD_LINE + GOOD_LINE.replace("2010-12-01", "2010-13-45"), "row 2: column invoice_date"),
+    "bad_date.csv": (
+        GOOD_HEADER + GOOD_LINE + GOOD_LINE.replace("2010-12-01", "2010-13-45"),
+        "row 2: column invoice_date",
+    ),
     "bad_quantity.csv": (GOOD_HEADER + GOOD_LINE.replace(",6,", ",six,"), "row 1: column quantity"),
-    "bad_price.csv": (GOOD_HEADER + GOOD_LINE + GOOD_LINE.replace("2.55", "2.5.5"), "row 2: column unit_price"),
-    "extra_field.csv": (GOOD_HEADER + GOOD_LINE + GOOD_LINE + GOOD_LINE.replace("2.55", "2,55"), "row 3: expected 8 fields, found 9"),
-    "bad_customer.csv": (GOOD_HEADER + GOOD_LINE.replace("17850", "17850.5"), "row 1: column customer_id"),
-    "missing_invoice.csv": (GOOD_HEADER + GOOD_LINE.replace("536365", ""), "row 1: column invoice_no is empty"),
+    "bad_price.csv": (
+        GOOD_HEADER + GOOD_LINE + GOOD_LINE.replace("2.55", "2.5.5"),
+        "row 2: column unit_price",
+    ),
+    "extra_field.csv": (
+        GOOD_HEADER + GOOD_LINE + GOOD_LINE + GOOD_LINE.replace("2.55", "2,55"),
+        "row 3: expected 8 fields, found 9",
+    ),
+    "bad_customer.csv": (
+        GOOD_HEADER + GOOD_LINE.replace("17850", "17850.5"),
+        "row 1: column customer_id",
+    ),
+    "missing_invoice.csv": (
+        GOOD_HEADER + GOOD_LINE.replace("536365", ""),
+        "row 1: column invoice_no is empty",
+    ),
     "empty.csv": ("", "empty file"),
     "header_only.csv": ("\n\n", "empty file"),
     "notes.txt": ("hello\n", "unknown file type"),
@@ -60,7 +77,9 @@ def test_bad_input_one_line_error_lake_untouched(lake: Path, tmp_path: Path, nam
     bad = tmp_path / name
     bad.write_text(content)
     before = _snapshot(lake)
-    result = CliRunner().invoke(cli, ["import", str(shared(RETAIL_II_CSV)), str(bad), "--lake", str(lake)])
+    result = CliRunner().invoke(
+        cli, ["import", str(shared(RETAIL_II_CSV)), str(bad), "--lake", str(lake)]
+    )
     assert result.exit_code == 2, result.output
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1
@@ -96,7 +115,12 @@ def test_manifest_contents(lake: Path) -> None:
     raw = json.loads((lake / MANIFEST).read_text())
     assert raw["schema_version"] == 1
     assert raw["rows"] == 45_228
-    assert raw["partitions"] == {"year=2009/month=12": {"rows": 45_228, "sha256": raw["partitions"]["year=2009/month=12"]["sha256"]}}
+    assert raw["partitions"] == {
+        "year=2009/month=12": {
+            "rows": 45_228,
+            "sha256": raw["partitions"]["year=2009/month=12"]["sha256"],
+        }
+    }
     assert len(raw["partitions"]["year=2009/month=12"]["sha256"]) == 64
     assert raw["watermark"] == "2009-12-23T16:58:00"
     assert raw["source"] == ["online_retail_ii_2009-12.csv.gz"]
@@ -128,7 +152,9 @@ def test_killed_import_leaves_old_lake(lake: Path, tmp_path: Path) -> None:
     """SIGKILL an import mid-write: the old lake is still there, complete and verified."""
     big = tmp_path / "big.csv"
     real = pl.read_parquet(EMBEDDED)
-    pl.concat([real] * 4).with_columns(pl.col("invoice_date").dt.strftime("%Y-%m-%d %H:%M:%S")).write_csv(big)
+    pl.concat([real] * 4).with_columns(
+        pl.col("invoice_date").dt.strftime("%Y-%m-%d %H:%M:%S")
+    ).write_csv(big)
     before = _snapshot(lake)
     proc = subprocess.Popen(
         [sys.executable, "-m", "lgs_fast.cli", "import", str(big), "--lake", str(lake)],
@@ -169,7 +195,9 @@ def test_unwritable_lake_parent(tmp_path: Path) -> None:
 
 
 def test_cli_import_prints_quality(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["import", str(shared(RETAIL_II_CSV)), "--lake", str(tmp_path / "l"), "--dedupe"])
+    result = CliRunner().invoke(
+        cli, ["import", str(shared(RETAIL_II_CSV)), "--lake", str(tmp_path / "l"), "--dedupe"]
+    )
     assert result.exit_code == 0, result.output
     assert "45,228 lines" not in result.output  # deduplicated
     assert "44,722 lines" in result.output

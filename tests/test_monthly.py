@@ -29,7 +29,11 @@ def test_standard_monthly(retail_lake: Path, engine: str) -> None:
     assert (first["placed_orders"], first["cancelled_orders"]) == (1_699, 326)
     assert first["sales_growth_pct"] is None
     assert first["new_customers"] == first["active_customers"] == 948
-    assert (second["active_customers"], second["new_customers"], second["existing_customers"]) == (783, 421, 362)
+    assert (second["active_customers"], second["new_customers"], second["existing_customers"]) == (
+        783,
+        421,
+        362,
+    )
     assert second["sales_growth_pct"] == pytest.approx(100 * (691_364.56 / 823_746.14 - 1))
     assert monthly["new_customers"].sum() == 4_372  # every customer is new exactly once
 
@@ -48,7 +52,9 @@ def test_empty_months_are_zero(tmp_path: Path, engine: str) -> None:
             "customer_id": [7, 7, 7],
             "country": ["UK", "UK", "UK"],
         }
-    ).with_columns(pl.col("invoice_date").str.to_datetime(time_unit="us"), pl.col("quantity").cast(pl.Int32))
+    ).with_columns(
+        pl.col("invoice_date").str.to_datetime(time_unit="us"), pl.col("quantity").cast(pl.Int32)
+    )
     monthly = tables_of(lines, engine=engine)["monthly"]  # type: ignore[arg-type]
     assert monthly["yyyymm"].to_list() == [201101, 201102, 201103, 201104]
     assert monthly["sales"].to_list() == [2.0, 0.0, 0.0, 4.0]

@@ -14,7 +14,9 @@ from tests.conftest import ROOT
 def test_example_notebook_runs(retail_lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LGS_LAKE", str(retail_lake))
     notebook = nbformat.read(ROOT / "notebooks" / "rfm_segments.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert "633 Champions" in "".join(o.get("text", "") for o in outputs)

@@ -21,7 +21,9 @@ from tests.conftest import EMBEDDED
 
 
 def _snapshot(lake: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()
+    }
 
 
 def _summary(lake: Path) -> tuple[object, ...]:
@@ -38,7 +40,9 @@ def _summary(lake: Path) -> tuple[object, ...]:
     )
 
 
-def test_round_trip_real_data(pg_dsn: str, pg_retail: str, retail_lake: Path, tmp_path: Path) -> None:
+def test_round_trip_real_data(
+    pg_dsn: str, pg_retail: str, retail_lake: Path, tmp_path: Path
+) -> None:
     lake = tmp_path / "lake"
     result = export(pg_dsn, lake, table=pg_retail)
     assert (result.exported, result.rows, result.since) == (541_909, 541_909, None)
@@ -48,8 +52,11 @@ def test_round_trip_real_data(pg_dsn: str, pg_retail: str, retail_lake: Path, tm
     }
     assert _summary(lake) == _summary(retail_lake)
     key = list(COLUMNS)
-    assert scan(lake).sort(key, nulls_last=True).collect().equals(
-        scan(retail_lake).sort(key, nulls_last=True).collect()
+    assert (
+        scan(lake)
+        .sort(key, nulls_last=True)
+        .collect()
+        .equals(scan(retail_lake).sort(key, nulls_last=True).collect())
     )
     assert exported.watermark == "2011-12-09T12:50:00"
     assert "password" not in (lake / "_manifest.json").read_text()
@@ -58,7 +65,9 @@ def test_round_trip_real_data(pg_dsn: str, pg_retail: str, retail_lake: Path, tm
 def _insert(dsn: str, table: str, rows: list[tuple[object, ...]]) -> None:
     with psycopg.connect(dsn) as conn:
         conn.cursor().executemany(
-            sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(sql.Identifier(table)),
+            sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(
+                sql.Identifier(table)
+            ),
             rows,
         )
 
@@ -80,10 +89,20 @@ def test_incremental_export(pg_dsn: str, pg_table: str, tmp_path: Path) -> None:
     assert (first.rows, first.watermark) == (3, "2011-02-10T09:00:00")
     january = (lake / "invoice_lines/year=2011/month=01/part-0.parquet").read_bytes()
     # Late rows in the watermark's month, a new month, and a late row in an old month.
-    _insert(pg_dsn, pg_table, [_row("3", "2011-02-01 08:00:00"), _row("4", "2011-03-02 12:00:00"), _row("5", "2011-01-20 12:00:00")])
+    _insert(
+        pg_dsn,
+        pg_table,
+        [
+            _row("3", "2011-02-01 08:00:00"),
+            _row("4", "2011-03-02 12:00:00"),
+            _row("5", "2011-01-20 12:00:00"),
+        ],
+    )
     second = export(pg_dsn, lake, table=pg_table)
     assert second.since is not None and second.since.isoformat() == "2011-02-01T00:00:00"
-    assert second.exported == 3  # 2011-02 (two rows) and 2011-03, re-read from the watermark's month
+    assert (
+        second.exported == 3
+    )  # 2011-02 (two rows) and 2011-03, re-read from the watermark's month
     assert (second.rows, second.watermark) == (5, "2011-03-02T12:00:00")
     assert (lake / "invoice_lines/year=2011/month=01/part-0.parquet").read_bytes() == january
     assert {k: v["rows"] for k, v in verify_lake(lake).partitions.items()} == {
@@ -105,16 +124,18 @@ def test_column_mapping_and_types(pg_dsn: str, pg_table: str, tmp_path: Path) ->
             ).format(sql.Identifier(pg_table))
         )
         conn.execute(
-            sql.SQL("INSERT INTO {} VALUES ('536365', '85123A', NULL, 6, '2010-12-01 08:26:00+00', 2.55, 17850.0, 'United Kingdom')").format(
-                sql.Identifier(pg_table)
-            )
+            sql.SQL(
+                "INSERT INTO {} VALUES ('536365', '85123A', NULL, 6, '2010-12-01 08:26:00+00', 2.55, 17850.0, 'United Kingdom')"
+            ).format(sql.Identifier(pg_table))
         )
     lake = tmp_path / "lake"
     export(pg_dsn, lake, table=pg_table, columns={"invoice_no": "InvoiceNo"})
     (line,) = scan(lake).collect().iter_rows(named=True)
     assert line["invoice_no"] == "536365" and line["customer_id"] == 17850
     assert line["unit_price"] == 2.55 and line["description"] is None
-    assert line["invoice_date"].isoformat() == "2010-12-01T08:26:00"  # UTC 08:26 is 08:26 in London in December
+    assert (
+        line["invoice_date"].isoformat() == "2010-12-01T08:26:00"
+    )  # UTC 08:26 is 08:26 in London in December
 
 
 @pytest.fixture
@@ -143,7 +164,11 @@ def test_missing_table_and_columns(pg_dsn: str, pg_table: str, old_lake: Path) -
     with pytest.raises(SourceError, match="no table"):
         export(pg_dsn, old_lake, table=pg_table)
     with psycopg.connect(pg_dsn) as conn:
-        conn.execute(sql.SQL("CREATE TABLE {} (invoice_no text, stock_code text, invoice_date integer)").format(sql.Identifier(pg_table)))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (invoice_no text, stock_code text, invoice_date integer)"
+            ).format(sql.Identifier(pg_table))
+        )
     with pytest.raises(SourceError, match="no column 'description'"):
         export(pg_dsn, old_lake, table=pg_table)
     with pytest.raises(SourceError, match="no column 'nope'"):
@@ -151,9 +176,9 @@ def test_missing_table_and_columns(pg_dsn: str, pg_table: str, old_lake: Path) -
     with psycopg.connect(pg_dsn) as conn:
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(pg_table)))
         conn.execute(
-            sql.SQL("CREATE TABLE {} (invoice_no text, stock_code text, description text, quantity int, invoice_date integer, unit_price float8, customer_id int, country text)").format(
-                sql.Identifier(pg_table)
-            )
+            sql.SQL(
+                "CREATE TABLE {} (invoice_no text, stock_code text, description text, quantity int, invoice_date integer, unit_price float8, customer_id int, country text)"
+            ).format(sql.Identifier(pg_table))
         )
     with pytest.raises(SourceError, match="not a timestamp"):
         export(pg_dsn, old_lake, table=pg_table)
@@ -197,13 +222,20 @@ def test_backend_killed_mid_export(pg_dsn: str, pg_retail: str, old_lake: Path) 
 
 def test_load_pg_bad_input_leaves_table(pg_dsn: str, pg_table: str, tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
-    good.write_text("invoice_no,stock_code,description,quantity,invoice_date,unit_price,customer_id,country\n1,A,x,1,2011-01-05 10:00:00,1.5,7,UK\n")
+    good.write_text(
+        "invoice_no,stock_code,description,quantity,invoice_date,unit_price,customer_id,country\n1,A,x,1,2011-01-05 10:00:00,1.5,7,UK\n"
+    )
     bad = tmp_path / "bad.csv"
     bad.write_text(good.read_text() + "2,A,x,one,2011-01-05 10:00:00,1.5,7,UK\n")
     runner = CliRunner()
-    assert runner.invoke(cli, ["load-pg", str(good), "--dsn", pg_dsn, "--table", pg_table]).exit_code == 0
+    assert (
+        runner.invoke(cli, ["load-pg", str(good), "--dsn", pg_dsn, "--table", pg_table]).exit_code
+        == 0
+    )
     result = runner.invoke(cli, ["load-pg", str(bad), "--dsn", pg_dsn, "--table", pg_table])
     assert result.exit_code == 2 and "row 2: column quantity" in result.stderr
     with psycopg.connect(pg_dsn) as conn:
-        count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(pg_table))).fetchone()
+        count = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(pg_table))
+        ).fetchone()
     assert count == (1,)

@@ -74,12 +74,20 @@ def check_agreement(rows: list[dict[str, object]], options: Options) -> dict[str
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=invoice_lines(), preset=st.sampled_from(["standard", "notebook"]), bins=st.sampled_from([3, 4, 5]))
-def test_engines_agree_on_generated_lines(rows: list[dict[str, object]], preset: str, bins: int) -> None:
+@given(
+    rows=invoice_lines(),
+    preset=st.sampled_from(["standard", "notebook"]),
+    bins=st.sampled_from([3, 4, 5]),
+)
+def test_engines_agree_on_generated_lines(
+    rows: list[dict[str, object]], preset: str, bins: int
+) -> None:
     check_agreement(rows, Options(preset=preset, bins=bins))  # type: ignore[arg-type]
 
 
-def _line(invoice: str, day: int, customer: int | None, quantity: int = 1, price: float = 2.0) -> dict[str, object]:
+def _line(
+    invoice: str, day: int, customer: int | None, quantity: int = 1, price: float = 2.0
+) -> dict[str, object]:
     return {
         "invoice_no": invoice,
         "stock_code": "22423",
@@ -107,7 +115,11 @@ def test_all_values_equal() -> None:
 
 
 def test_ties_in_every_score() -> None:
-    rows = [_line(f"{c}{k}", day, c) for c, day in [(1, 0), (2, 0), (3, 5), (4, 5)] for k in range(1 + c % 2)]
+    rows = [
+        _line(f"{c}{k}", day, c)
+        for c, day in [(1, 0), (2, 0), (3, 5), (4, 5)]
+        for k in range(1 + c % 2)
+    ]
     rfm = check_agreement(rows, Options(bins=4))["rfm"]
     assert rfm.select("customer_id", "recency", "frequency", "r_score", "f_score", "m_score").rows() == [
         (1, 5, 2, 2, 3, 3), (2, 5, 1, 2, 1, 1), (3, 0, 2, 4, 4, 3), (4, 0, 1, 4, 2, 1),

@@ -94,7 +94,7 @@ def test_report_says_what_marketing_needs(output: Path) -> None:
     page = (output / "report.html").read_text()
     assert "Can&#x27;t Lose: 63 customers (1.5%) spent £172,343.36 in total" in page
     assert "541,909 invoice lines, 01 Dec 2010 to 09 Dec 2011." in page
-    assert "http://" not in page.split("<script type=\"module\">")[0]  # nothing to fetch
+    assert "http://" not in page.split('<script type="module">')[0]  # nothing to fetch
     assert page.count('class="chart"') == len(CHARTS)
 
 
@@ -105,7 +105,9 @@ def _chromium() -> str | None:
 def test_report_renders_in_headless_chromium(output: Path, tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:
-        pytest.skip("chromium is not installed (make test installs Debian's chromium with apt when it can)")
+        pytest.skip(
+            "chromium is not installed (make test installs Debian's chromium with apt when it can)"
+        )
     flags = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
@@ -114,7 +116,9 @@ def test_report_renders_in_headless_chromium(output: Path, tmp_path: Path) -> No
     ]  # fmt: skip
     url = (output / "report.html").resolve().as_uri()
     env = {**os.environ, "HOME": str(tmp_path)}
-    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, env=env)
+    dom = subprocess.run(
+        [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, env=env
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     rendered = dom.stdout.count('class="marks"')  # one <svg class="marks"> per rendered chart
     assert rendered == len(CHARTS), f"{rendered} charts rendered of {len(CHARTS)}"

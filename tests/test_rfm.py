@@ -76,7 +76,12 @@ def test_as_of(retail_lake: Path, engine: str) -> None:
 def test_quartiles(retail_lake: Path, engine: str) -> None:
     rfm = compute_tables(retail_lake, Options(bins=4), engine=engine)["rfm"]  # type: ignore[arg-type]
     assert sorted(rfm["r_score"].unique().to_list()) == [1, 2, 3, 4]
-    assert rfm["f_score"].value_counts().sort("f_score")["count"].to_list() == [1085, 1085, 1084, 1085]
+    assert rfm["f_score"].value_counts().sort("f_score")["count"].to_list() == [
+        1085,
+        1085,
+        1084,
+        1085,
+    ]
     assert rfm.filter(pl.col("rfm_score") == "444").height == 491
 
 
@@ -92,16 +97,27 @@ def test_custom_segment_map(retail_lake: Path, tmp_path: Path, engine: str) -> N
     assert segments["action"].to_list() == ["Thank them.", "Keep in touch."]
 
 
-def test_unmatched_customers_are_unclassified(retail_lake: Path, tmp_path: Path, engine: str) -> None:
+def test_unmatched_customers_are_unclassified(
+    retail_lake: Path, tmp_path: Path, engine: str
+) -> None:
     path = tmp_path / "one.toml"
     path.write_text('[[segment]]\nname = "Champions"\npattern = "5[4-5]"\n')
-    segments = compute_tables(retail_lake, Options(rules=load_segment_rules(path)), engine=engine)["segments"]  # type: ignore[arg-type]
-    assert segments.select("segment", "customers").rows() == [("Champions", 633), ("Unclassified", 3_706)]
+    segments = compute_tables(retail_lake, Options(rules=load_segment_rules(path)), engine=engine)[
+        "segments"
+    ]  # type: ignore[arg-type]
+    assert segments.select("segment", "customers").rows() == [
+        ("Champions", 633),
+        ("Unclassified", 3_706),
+    ]
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("nonsense = [", "not a segment map"), ("", "not a segment map"), ('[[segment]]\nname = "x"\npattern = "(["\n', "bad pattern")],
+    [
+        ("nonsense = [", "not a segment map"),
+        ("", "not a segment map"),
+        ('[[segment]]\nname = "x"\npattern = "(["\n', "bad pattern"),
+    ],
 )
 def test_bad_segment_map(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"

@@ -38,12 +38,17 @@ def test_invoice_amounts(tables: dict[str, pl.DataFrame]) -> None:
     assert low["count"] == 16_966
     assert low["max"] <= everything["p85"]
     histogram = tables["invoice_histogram"]
-    assert histogram.group_by("view").agg(pl.col("count").sum()).sort("view").rows() == [("all", 19_960), ("le_p85", 16_966)]
+    assert histogram.group_by("view").agg(pl.col("count").sum()).sort("view").rows() == [
+        ("all", 19_960),
+        ("le_p85", 16_966),
+    ]
     assert histogram.height == 2 * Options().histogram_bins
 
 
 def test_notebook_invoice_amounts(retail_lake: Path, engine: str) -> None:
-    amounts = compute_tables(retail_lake, Options(preset="notebook"), engine=engine)["invoice_amounts"]  # type: ignore[arg-type]
+    amounts = compute_tables(retail_lake, Options(preset="notebook"), engine=engine)[
+        "invoice_amounts"
+    ]  # type: ignore[arg-type]
     row = amounts.row(0, named=True)
     assert (row["count"], row["min"], row["median"], row["mode"]) == (530_104, 0.001, 9.9, 15.0)
 
@@ -51,8 +56,19 @@ def test_notebook_invoice_amounts(retail_lake: Path, engine: str) -> None:
 def test_top_countries(tables: dict[str, pl.DataFrame]) -> None:
     top = tables["top_countries"]
     assert top.height == 10
-    assert top.select("rank", "country", "orders", "customers").row(0) == (1, "United Kingdom", 20_122, 3_921)
-    assert top["country"].to_list()[:5] == ["United Kingdom", "Netherlands", "EIRE", "Germany", "France"]
+    assert top.select("rank", "country", "orders", "customers").row(0) == (
+        1,
+        "United Kingdom",
+        20_122,
+        3_921,
+    )
+    assert top["country"].to_list()[:5] == [
+        "United Kingdom",
+        "Netherlands",
+        "EIRE",
+        "Germany",
+        "France",
+    ]
     assert top["sales"][0] == pytest.approx(9_003_097.964, rel=1e-9)
 
 

@@ -29,10 +29,16 @@ def assert_agree(expected: pl.DataFrame, got: pl.DataFrame | pd.DataFrame, what:
     for name, dtype in expected.schema.items():
         a, b = expected[name].to_list(), got[name].to_list()
         if dtype.is_float():
-            for i, (x, y) in enumerate(zip(a, b)):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 if x is None or y is None or (isinstance(x, float) and math.isnan(x)):
-                    assert (x is None or math.isnan(x)) == (y is None or math.isnan(y)), f"{what}.{name}[{i}]: {x} vs {y}"
+                    assert (x is None or math.isnan(x)) == (y is None or math.isnan(y)), (
+                        f"{what}.{name}[{i}]: {x} vs {y}"
+                    )
                 else:
-                    assert math.isclose(x, y, rel_tol=REL, abs_tol=1e-9), f"{what}.{name}[{i}]: {x} vs {y}"
+                    assert math.isclose(x, y, rel_tol=REL, abs_tol=1e-9), (
+                        f"{what}.{name}[{i}]: {x} vs {y}"
+                    )
         else:
-            assert a == b, f"{what}.{name}: first difference at {next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)}"
+            assert a == b, (
+                f"{what}.{name}: first difference at {next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)}"
+            )
