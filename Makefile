@@ -41,8 +41,8 @@ analyze: $(STAMP) ## Build the lake (export from PostgreSQL if LGS_PG_DSN is set
 test: $(STAMP) $(VENV)/.chromium ## Run the test suite (installs chromium for the report test if it can)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP) ## Benchmark pandas vs Polars vs DuckDB (541,909 and 1M lines; BENCH_FULL=1 adds 10M)
-	$(BIN)/python -m benchmarks.run
+bench: $(STAMP) ## Benchmark pandas vs Polars vs DuckDB (real data and 1M generated lines; BENCH_FULL=1 adds 10M and 100M)
+	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check lgs_fast tests benchmarks

@@ -16,23 +16,49 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from benchmarks.contender import CONTENDERS
 from benchmarks.datasets import REAL_ROWS, lake
 
 QUICK = [REAL_ROWS, 1_000_000]
-FULL = [REAL_ROWS, 1_000_000, 10_000_000]
+FULL = [REAL_ROWS, 1_000_000, 10_000_000, 100_000_000]
+
+
+# A contender whose resident memory passes this is stopped and recorded as out of memory, so
+# that pandas at 100M lines cannot take the machine down with it.
+MEMORY_CAP = 18 * 2**30
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def measure(name: str, path: Path) -> tuple[float, int]:
-    """(seconds of work, peak RSS in bytes) of one contender run in a fresh process."""
+    """(seconds of work, peak RSS in bytes) of one contender run in a fresh process.
+
+    Returns (inf, RSS) when the contender was stopped at MEMORY_CAP.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.contender", name, str(path)],
         stdout=subprocess.PIPE,
         cwd=Path(__file__).resolve().parent.parent,
     )
-    out, _ = proc.communicate()
+    while proc.poll() is None:
+        rss = _rss(proc.pid)
+        if rss > MEMORY_CAP:
+            proc.kill()
+            proc.wait()
+            return float("inf"), rss
+        time.sleep(0.2)
+    out = proc.stdout.read() if proc.stdout else b""
     if proc.returncode != 0:
         raise RuntimeError(f"{name} on {path} failed with exit code {proc.returncode}")
     seconds, rss = out.decode().split()
@@ -42,6 +68,20 @@ def measure(name: str, path: Path) -> tuple[float, int]:
 def summarise(rows: int, name: str, runs: list[tuple[float, int]]) -> dict[str, object]:
     """One result row: median seconds and largest peak RSS over the runs; says it on stderr."""
     seconds, rss = statistics.median(t for t, _ in runs), max(r for _, r in runs)
+    if seconds == float("inf"):
+        print(
+            f"  {rows:>11,} {name:<7} out of memory (stopped at {rss / 2**30:.1f} GiB)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return {
+            "rows": rows,
+            "contender": name,
+            "seconds": None,
+            "peak_rss_bytes": rss,
+            "runs": [],
+            "out_of_memory": True,
+        }
     print(
         f"  {rows:>11,} {name:<7} {seconds:8.3f} s {rss / 2**20:8.0f} MiB",
         file=sys.stderr,
@@ -62,9 +102,18 @@ def run(sizes: list[int], repeat: int, contenders: list[str]) -> list[dict[str, 
         print(f"lake of {rows:,} lines…", file=sys.stderr, flush=True)
         path = lake(rows)
         for name in contenders:
-            runs = [measure(name, path) for _ in range(repeat)]
+            runs = [measure(name, path)]
+            while len(runs) < repeat and runs[0][0] != float("inf"):
+                runs.append(measure(name, path))
             results.append(summarise(rows, name, runs))
     return results
+
+
+def _cell(r: dict[str, object] | None, base: dict[str, object] | None, flip: bool) -> str:
+    if not r or not base or not r["seconds"] or not base["seconds"]:
+        return ""
+    a, b = float(base["seconds"]), float(r["seconds"])  # type: ignore[arg-type]
+    return f"{(a / b if flip else b / a):.1f}×"
 
 
 def markdown(results: list[dict[str, object]]) -> str:
@@ -74,15 +123,69 @@ def markdown(results: list[dict[str, object]]) -> str:
     ]
     by = {(r["rows"], r["contender"]): r for r in results}
     for r in results:
-        pandas = by.get((r["rows"], "pandas"))
-        floor = by.get((r["rows"], "floor"))
-        speedup = f"{pandas['seconds'] / r['seconds']:.1f}×" if pandas else ""  # type: ignore[operator]
-        to_floor = f"{r['seconds'] / floor['seconds']:.1f}×" if floor else ""  # type: ignore[operator]
+        seconds = "out of memory" if r["seconds"] is None else f"{r['seconds']:.3f}"
         lines.append(
-            f"| {r['rows']:,} | {r['contender']} | {r['seconds']:.3f} | "
-            f"{r['peak_rss_bytes'] / 2**20:,.0f} | {speedup} | {to_floor} |"  # type: ignore[operator]
+            f"| {r['rows']:,} | {r['contender']} | {seconds} | "
+            f"{r['peak_rss_bytes'] / 2**20:,.0f} | "  # type: ignore[operator]
+            f"{_cell(r, by.get((r['rows'], 'pandas')), flip=True)} | "
+            f"{_cell(r, by.get((r['rows'], 'floor')), flip=False)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def slopes(results: list[dict[str, object]]) -> dict[str, float]:
+    """Per contender, the exponent b of time ~ lines^b over the two largest sizes (1 = linear)."""
+    import math
+
+    out = {}
+    for name in {str(r["contender"]) for r in results}:
+        points = sorted(
+            (int(r["rows"]), float(r["seconds"]))
+            for r in results
+            if r["contender"] == name and r["seconds"]
+        )  # type: ignore[arg-type]
+        if len(points) >= 2:
+            (n1, t1), (n2, t2) = points[-2:]
+            out[name] = math.log(t2 / t1) / math.log(n2 / n1)
+    return out
+
+
+def chart(results: list[dict[str, object]], path: Path) -> None:
+    """Time and peak memory against lines, log-log, one line per contender (SVG)."""
+    import altair as alt
+    import vl_convert as vlc
+
+    rows = [
+        {
+            "lines": r["rows"],
+            "contender": r["contender"],
+            "seconds": r["seconds"],
+            "GiB": r["peak_rss_bytes"] / 2**30,
+        }  # type: ignore[operator]
+        for r in results
+    ]
+    base = alt.Chart(alt.Data(values=rows)).encode(
+        x=alt.X(
+            "lines:Q",
+            scale=alt.Scale(type="log"),
+            title="Invoice lines",
+            axis=alt.Axis(format="~s"),
+        ),
+        color=alt.Color("contender:N", title="Contender"),
+        shape="contender:N",
+    )
+    time_chart = (
+        base.mark_line(point=True)
+        .encode(y=alt.Y("seconds:Q", scale=alt.Scale(type="log"), title="Seconds (median)"))
+        .transform_filter("datum.seconds != null")
+        .properties(title="Whole analysis: time", width=320, height=240)
+    )
+    memory = (
+        base.mark_line(point=True)
+        .encode(y=alt.Y("GiB:Q", scale=alt.Scale(type="log"), title="Peak RSS (GiB)"))
+        .properties(title="Whole analysis: peak memory", width=320, height=240)
+    )
+    path.write_text(vlc.vegalite_to_svg(alt.hconcat(time_chart, memory).to_json()))
 
 
 def main() -> None:
@@ -108,8 +211,17 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "command": "python -m benchmarks.run " + " ".join(sys.argv[1:]),
     }
-    (args.out / "analysis.json").write_text(json.dumps({**meta, "results": results}, indent=2))
+    (args.out / "analysis.json").write_text(
+        json.dumps({**meta, "results": results, "slopes": slopes(results)}, indent=2)
+    )
     table = markdown(results)
+    fitted = slopes(results)
+    table += (
+        "\nGrowth exponent b in time ~ lines^b between the two largest sizes: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(fitted.items()))
+        + "\n"
+    )
+    chart(results, args.out / "scaling.svg")
     (args.out / "analysis.md").write_text(
         f"<!-- {meta['command']} on {meta['machine']}, {meta['when']} -->\n\n{table}"
     )

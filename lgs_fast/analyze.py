@@ -18,17 +18,26 @@ import polars as pl
 
 from lgs_fast.definitions import Options
 from lgs_fast.errors import InputError
-from lgs_fast.lake import default_lake, scan
+from lgs_fast.lake import Manifest, default_lake, scan
 
 Engine = Literal["polars", "duckdb"]
 ENGINES: tuple[Engine, ...] = ("polars", "duckdb")
 DEFAULT_OUT = Path("out")
 
 
-def _collect(lines: pl.LazyFrame, options: Options) -> dict[str, pl.DataFrame]:
+# Above this many lines the Polars engine collects one table at a time with its streaming
+# engine, trading the shared scans of one collect_all for a smaller working set.
+STREAMING_ROWS = 20_000_000
+
+
+def _collect(
+    lines: pl.LazyFrame, options: Options, *, streaming: bool = False
+) -> dict[str, pl.DataFrame]:
     from lgs_fast import metrics
 
     lazy = metrics.tables(lines, options)
+    if streaming:
+        return {name: frame.collect(engine="streaming") for name, frame in lazy.items()}
     # One collect_all: Polars shares the common scans and sub-plans between the tables.
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
@@ -36,7 +45,8 @@ def _collect(lines: pl.LazyFrame, options: Options) -> dict[str, pl.DataFrame]:
 def _polars(
     lake: Path, options: Options, start: dt.date | None, end: dt.date | None
 ) -> dict[str, pl.DataFrame]:
-    return _collect(scan(lake, start=start, end=end), options)
+    streaming = Manifest.read(lake).rows > STREAMING_ROWS
+    return _collect(scan(lake, start=start, end=end), options, streaming=streaming)
 
 
 def _duckdb(

@@ -182,6 +182,30 @@ def load_pg_command(files: tuple[Path, ...], dsn: str | None, table: str, append
     click.echo(f"loaded {rows:,} lines into {table}")
 
 
+@cli.command("generate")
+@click.option("--rows", type=int, required=True, help="How many invoice lines to make.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed; the same seed gives the same lake.",
+)
+@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+def generate_command(rows: int, seed: int, lake: Path | None) -> None:
+    """Write a lake of synthetic lines that look like LGS's, for scale tests and benchmarks.
+
+    Calibrated from the shipped real data: baskets, products and prices, the November peak,
+    countries, guest invoices, cancellations, heavy-tailed customers. Streams in chunks of a
+    million lines, so 100M lines need no more memory than 1M.
+    """
+    from lgs_fast.generate import generate
+
+    root, written = generate(rows, lake, seed=seed, progress=_progress("generated"))
+    _done_progress()
+    click.echo(f"lake {root}: {written:,} lines (seed {seed})")
+
+
 def _parse_when(value: str | None, option: str) -> dt.datetime | None:
     if value is None:
         return None

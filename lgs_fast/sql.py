@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import re
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -100,6 +102,14 @@ def connect(
     # setting, and shows no bar there anyway.
     with contextlib.suppress(duckdb.InvalidInputException):
         con.execute("SET enable_progress_bar = false")
+    limit = os.environ.get("LGS_DUCKDB_MEMORY")
+    if limit:
+        # Past the limit DuckDB spills group-bys, sorts and distincts to disk.
+        con.execute("SET memory_limit = $limit", {"limit": limit})
+        con.execute(
+            "SET temp_directory = $dir",
+            {"dir": str(Path(tempfile.gettempdir()) / "lgs_fast_duckdb")},
+        )
     for name, value in _variables(options).items():
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})
     if lines is not None:

@@ -1,0 +1,95 @@
+"""The generator: deterministic, exact in size, and statistically like the real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from lgs_fast.cli import cli
+from lgs_fast.errors import InputError
+from lgs_fast.generate import generate, generate_lines
+from lgs_fast.lake import scan, verify_lake
+from lgs_fast.schema import POLARS_SCHEMA
+from tests.conftest import EMBEDDED
+
+
+def profile(lines: pl.DataFrame) -> dict[str, float]:
+    """The traits the generator promises, each a share or a typical size."""
+    cancel = pl.col("invoice_no").str.starts_with("C")
+    invoices = lines.filter(~cancel).group_by("invoice_no").agg(n=pl.len())
+    per_customer = (
+        lines.filter(~cancel, pl.col("customer_id").is_not_null())
+        .group_by("customer_id")
+        .agg(k=pl.col("invoice_no").n_unique())
+        .sort("k", descending=True)
+    )
+    top_decile = (
+        per_customer.head(max(1, per_customer.height // 10))["k"].sum() / per_customer["k"].sum()
+    )
+    month = lines["invoice_date"].dt.month()
+    non_product = r"^(?:POST|DOT|M|C2|D|S|BANK CHARGES|AMAZONFEE)$"
+    return {
+        "cancellation_lines": float(lines.select(cancel.mean()).item()),
+        "no_customer": float(lines["customer_id"].is_null().mean()),  # type: ignore[arg-type]
+        "uk": float((lines["country"] == "United Kingdom").mean()),  # type: ignore[arg-type]
+        "november": float((month == 11).mean()),  # type: ignore[arg-type]
+        "median_basket": float(invoices["n"].median()),  # type: ignore[arg-type]
+        "mean_basket": float(invoices["n"].mean()),  # type: ignore[arg-type]
+        "top_decile_invoices": float(top_decile),
+        "lines_per_customer": lines.height / per_customer.height,
+        "median_price": float(lines["unit_price"].median()),  # type: ignore[arg-type]
+        "non_product": float(lines["stock_code"].str.contains(non_product).mean()),  # type: ignore[arg-type]
+    }
+
+
+# How far the generated data may stray from the real, per trait (absolute, or relative *).
+TOLERANCE = {
+    "cancellation_lines": 0.006, "no_customer": 0.04, "uk": 0.03, "november": 0.02,
+    "median_basket": 3.0, "mean_basket": 3.0, "top_decile_invoices": 0.06,
+    "lines_per_customer": 15.0, "median_price": 0.3, "non_product": 0.003,
+}  # fmt: skip
+
+
+def test_generated_lines_look_real() -> None:
+    real = profile(pl.read_parquet(EMBEDDED))
+    fake = profile(pl.concat(list(generate_lines(541_909, seed=7))))
+    for trait, tolerance in TOLERANCE.items():
+        assert abs(fake[trait] - real[trait]) <= tolerance, (trait, real[trait], fake[trait])
+    assert fake["top_decile_invoices"] > 0.3  # heavy tail: a tenth of customers, a third of orders
+
+
+def test_exact_size_and_schema() -> None:
+    chunks = list(generate_lines(2_345_678, seed=1))
+    assert sum(c.height for c in chunks) == 2_345_678
+    assert len(chunks) >= 3  # streamed in chunks, never built whole
+    assert all(c.schema == POLARS_SCHEMA for c in chunks)
+    invoices = pl.concat(chunks)["invoice_no"]
+    assert invoices.str.starts_with("C").any() and invoices.n_unique() > 100_000
+
+
+def test_deterministic_for_a_seed(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    generate(150_000, a, seed=3)
+    generate(150_000, b, seed=3)
+    generate(150_000, c, seed=4)
+    assert verify_lake(a).partitions == verify_lake(b).partitions
+    assert verify_lake(a).partitions != verify_lake(c).partitions
+
+
+def test_cli_generate(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["generate", "--rows", "50000", "--seed", "2", "--lake", str(tmp_path / "lake")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "50,000 lines" in result.output
+    assert scan(tmp_path / "lake").select(pl.len()).collect().item() == 50_000
+    bad = CliRunner().invoke(cli, ["generate", "--rows", "0", "--lake", str(tmp_path / "lake")])
+    assert bad.exit_code == 2 and "--rows must be at least 1" in bad.stderr
+
+
+def test_rows_must_be_positive() -> None:
+    with pytest.raises(InputError):
+        next(generate_lines(0))
