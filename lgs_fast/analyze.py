@@ -37,9 +37,33 @@ def _collect(
 
     lazy = metrics.tables(lines, options)
     if streaming:
+        lazy["data_quality"] = metrics.data_quality(
+            lines, options, duplicates=_duplicates_by_month(lines)
+        )
         return {name: frame.collect(engine="streaming") for name, frame in lazy.items()}
     # One collect_all: Polars shares the common scans and sub-plans between the tables.
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
+
+
+def _duplicates_by_month(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """`exact_duplicates` month by month (exact: equal lines share a date), one month in memory."""
+    from lgs_fast import metrics
+
+    months = (
+        lines.select(pl.col("invoice_date").dt.truncate("1mo").unique())
+        .collect(engine="streaming")
+        .to_series()
+        .sort()
+        .to_list()
+    )
+    total = 0
+    for start in months:
+        end = dt.datetime(start.year + start.month // 12, start.month % 12 + 1, 1)
+        month = lines.filter(pl.col("invoice_date") >= start, pl.col("invoice_date") < end)
+        total += metrics.exact_duplicates(month).collect(engine="streaming").item()
+    return pl.LazyFrame(
+        {"exact_duplicate_lines": [total]}, schema={"exact_duplicate_lines": pl.Int64}
+    )
 
 
 def _polars(

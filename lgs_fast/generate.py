@@ -171,7 +171,7 @@ def _chunk(
     # Each credit note right after the invoice it cancels, so cutting a chunk short keeps both.
     order = np.argsort(source_inv * 2 + line_cancel, kind="stable")
     items = items[order]
-    line_cancel, source_inv, line_inv = line_cancel[order], source_inv[order], line_inv[order]
+    line_cancel, source_inv = line_cancel[order], source_inv[order]
     mask = pl.Series(line_cancel)
     delay = np.where(line_cancel, (rng.random(n_lines) * 3 * _US_PER_DAY).astype(np.int64), 0)
     numbers = first_invoice + source_inv + np.where(line_cancel, invoices, 0)

@@ -35,21 +35,33 @@ def _yyyymm(col: str) -> pl.Expr:
     ).alias("yyyymm")
 
 
+def _distinct(lines: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
+    # unique() then a count streams in bounded memory; the n_unique() expression holds the
+    # whole column first (measured: 4.6 GiB for invoice_no at 100M lines).
+    return lines.select(column).drop_nulls().unique().select(_count(pl.len()).alias(name))
+
+
 def overview(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     """One row: lines, invoices, customers, stock codes, countries, date span, revenue, mean invoice."""
     totals = lines.group_by("invoice_no").agg(AMOUNT.sum().alias("total"))
-    counts = lines.select(
+    scalars = lines.select(
         lines=_count(pl.len()),
-        invoices=_count(pl.col("invoice_no").n_unique()),
-        customers=_count(pl.col("customer_id").drop_nulls().n_unique()),
-        stock_codes=_count(pl.col("stock_code").n_unique()),
-        countries=_count(pl.col("country").drop_nulls().n_unique()),
         first_invoice=pl.col("invoice_date").min(),
         last_invoice=pl.col("invoice_date").max(),
         revenue=AMOUNT.sum(),
     )
     mean = totals.filter(pl.col("total") > 0).select(mean_invoice_total=pl.col("total").mean())
-    return pl.concat([counts, mean], how="horizontal")
+    distinct = [
+        _distinct(lines, column, name)
+        for column, name in (
+            ("invoice_no", "invoices"), ("customer_id", "customers"),
+            ("stock_code", "stock_codes"), ("country", "countries"),
+        )
+    ]  # fmt: skip
+    return pl.concat([scalars, *distinct, mean], how="horizontal").select(
+        "lines", "invoices", "customers", "stock_codes", "countries",
+        "first_invoice", "last_invoice", "revenue", "mean_invoice_total",
+    )  # fmt: skip
 
 
 def invoice_totals(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
@@ -429,29 +441,44 @@ def cohorts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     )
 
 
-def data_quality(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
-    """The data-quality counts of `shared/data/README.md`, as (check, count) rows."""
+def exact_duplicates(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """One row: lines that repeat an earlier line in every column.
+
+    Equal lines have equal hashes: only lines whose hash repeats can be duplicates, and those
+    few are then compared in full, so the count is exact at a fraction of a full-row distinct.
+    Equal lines share invoice_date, so counting month by month and adding up is also exact.
+    """
+    line = pl.struct(pl.all())
+    return lines.filter(line.hash().is_duplicated()).select(
+        exact_duplicate_lines=pl.len() - line.n_unique()
+    )
+
+
+def data_quality(
+    lines: pl.LazyFrame, options: Options = DEFAULT, *, duplicates: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """The data-quality counts of `shared/data/README.md`, as (check, count) rows.
+
+    `duplicates`, if given, is the `exact_duplicates` row computed some other way (per month).
+    """
     counts = lines.select(
         lines=pl.len(),
         no_customer_id=pl.col("customer_id").is_null().sum(),
         no_description=pl.col("description").is_null().sum(),
         cancellation_lines=IS_CANCELLATION.sum(),
-        cancelled_invoices=pl.col("invoice_no").filter(IS_CANCELLATION).n_unique(),
+    )
+    cancelled = _distinct(lines.filter(IS_CANCELLATION), "invoice_no", "cancelled_invoices")
+    more = lines.select(
         stock_adjustment_lines=((pl.col("quantity") < 0) & ~IS_CANCELLATION).sum(),
         zero_price_lines=(pl.col("unit_price") == 0).sum(),
         negative_price_lines=(pl.col("unit_price") < 0).sum(),
         non_product_lines=pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN).sum(),
     )
-    # Equal lines have equal hashes: only lines whose hash repeats can be duplicates, and those
-    # few are then compared in full, so the count is exact at a fraction of a full-row distinct.
-    line = pl.struct(pl.all())
-    duplicates = lines.filter(line.hash().is_duplicated()).select(
-        exact_duplicate_lines=pl.len() - line.n_unique()
-    )
+    dupes = duplicates if duplicates is not None else exact_duplicates(lines)
     return (
-        pl.concat([counts, duplicates], how="horizontal")
+        pl.concat([counts, cancelled, more, dupes], how="horizontal")
+        .with_columns(pl.all().cast(pl.Int64))
         .unpivot(variable_name="check", value_name="count")
-        .with_columns(pl.col("count").cast(pl.Int64))
     )
 
 
