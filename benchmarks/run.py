@@ -68,31 +68,20 @@ def measure(name: str, path: Path) -> tuple[float, int]:
 def summarise(rows: int, name: str, runs: list[tuple[float, int]]) -> dict[str, object]:
     """One result row: median seconds and largest peak RSS over the runs; says it on stderr."""
     seconds, rss = statistics.median(t for t, _ in runs), max(r for _, r in runs)
-    if seconds == float("inf"):
-        print(
-            f"  {rows:>11,} {name:<7} out of memory (stopped at {rss / 2**30:.1f} GiB)",
-            file=sys.stderr,
-            flush=True,
-        )
-        return {
-            "rows": rows,
-            "contender": name,
-            "seconds": None,
-            "peak_rss_bytes": rss,
-            "runs": [],
-            "out_of_memory": True,
-        }
-    print(
-        f"  {rows:>11,} {name:<7} {seconds:8.3f} s {rss / 2**20:8.0f} MiB",
-        file=sys.stderr,
-        flush=True,
+    out_of_memory = seconds == float("inf")
+    shown = (
+        f"out of memory (stopped at {rss / 2**30:.1f} GiB)"
+        if out_of_memory
+        else f"{seconds:8.3f} s {rss / 2**20:8.0f} MiB"
     )
+    print(f"  {rows:>11,} {name:<7} {shown}", file=sys.stderr, flush=True)
     return {
         "rows": rows,
         "contender": name,
-        "seconds": seconds,
+        "seconds": None if out_of_memory else seconds,
         "peak_rss_bytes": rss,
-        "runs": [t for t, _ in runs],
+        "runs": [] if out_of_memory else [t for t, _ in runs],
+        "out_of_memory": out_of_memory,
     }
 
 

@@ -104,26 +104,29 @@ def invoice_box(tables: Tables) -> alt.LayerChart:
     )
 
 
-def _monthly(tables: Tables) -> pl.DataFrame:
-    return tables["monthly"]
+MONTH = alt.X("yearmonth(month):O", title="Month")
+MONTH_TIP = alt.Tooltip("yearmonth(month):O", title="Month")
+
+
+def _monthly_pair(tables: Tables, labels: dict[str, str], value: str) -> pl.DataFrame:
+    """Two monthly columns as long (month, kind, value) rows, the kinds named by `labels`."""
+    return (
+        tables["monthly"]
+        .unpivot(index="month", on=list(labels), variable_name="kind", value_name=value)
+        .with_columns(pl.col("kind").replace(labels))
+    )
 
 
 def orders_per_month(tables: Tables) -> alt.Chart:
     """Placed vs cancelled orders (distinct invoices) per month."""
-    frame = _monthly(tables).unpivot(
-        index="month",
-        on=["placed_orders", "cancelled_orders"],
-        variable_name="kind",
-        value_name="orders",
-    )
-    frame = frame.with_columns(
-        pl.col("kind").replace({"placed_orders": "Placed", "cancelled_orders": "Cancelled"})
+    frame = _monthly_pair(
+        tables, {"placed_orders": "Placed", "cancelled_orders": "Cancelled"}, "orders"
     )
     return (
         alt.Chart(_data(frame))
         .mark_bar()
         .encode(
-            x=alt.X("yearmonth(month):O", title="Month"),
+            x=MONTH,
             xOffset="kind:N",
             y=alt.Y("orders:Q", title="Orders (invoices)"),
             color=alt.Color(
@@ -132,7 +135,7 @@ def orders_per_month(tables: Tables) -> alt.Chart:
                 scale=alt.Scale(domain=["Placed", "Cancelled"], range=[DARK, LIGHT]),
             ),
             tooltip=[
-                alt.Tooltip("yearmonth(month):O", title="Month"),
+                MONTH_TIP,
                 "kind:N",
                 alt.Tooltip("orders:Q", format=","),
             ],
@@ -143,13 +146,13 @@ def orders_per_month(tables: Tables) -> alt.Chart:
 
 def monthly_sales(tables: Tables) -> alt.Chart:
     return (
-        alt.Chart(_data(_monthly(tables)))
+        alt.Chart(_data(tables["monthly"]))
         .mark_line(point=True, color=DARK)
         .encode(
-            x=alt.X("yearmonth(month):O", title="Month"),
+            x=MONTH,
             y=_pounds("sales", "Sales (£)"),
             tooltip=[
-                alt.Tooltip("yearmonth(month):O", title="Month"),
+                MONTH_TIP,
                 alt.Tooltip("sales:Q", title="Sales £", format=",.2f"),
             ],
         )
@@ -159,14 +162,14 @@ def monthly_sales(tables: Tables) -> alt.Chart:
 
 def sales_growth(tables: Tables) -> alt.Chart:
     return (
-        alt.Chart(_data(_monthly(tables).drop_nulls("sales_growth_pct")))
+        alt.Chart(_data(tables["monthly"].drop_nulls("sales_growth_pct")))
         .mark_bar()
         .encode(
-            x=alt.X("yearmonth(month):O", title="Month"),
+            x=MONTH,
             y=alt.Y("sales_growth_pct:Q", title="Growth on previous month (%)"),
             color=alt.condition("datum.sales_growth_pct >= 0", alt.value(DARK), alt.value(ACCENT)),
             tooltip=[
-                alt.Tooltip("yearmonth(month):O", title="Month"),
+                MONTH_TIP,
                 alt.Tooltip("sales_growth_pct:Q", title="Growth %", format="+.1f"),
             ],
         )
@@ -176,13 +179,13 @@ def sales_growth(tables: Tables) -> alt.Chart:
 
 def active_customers(tables: Tables) -> alt.Chart:
     return (
-        alt.Chart(_data(_monthly(tables)))
+        alt.Chart(_data(tables["monthly"]))
         .mark_bar(color=DARK)
         .encode(
-            x=alt.X("yearmonth(month):O", title="Month"),
+            x=MONTH,
             y=alt.Y("active_customers:Q", title="Active customers"),
             tooltip=[
-                alt.Tooltip("yearmonth(month):O", title="Month"),
+                MONTH_TIP,
                 alt.Tooltip("active_customers:Q", format=","),
             ],
         )
@@ -191,20 +194,14 @@ def active_customers(tables: Tables) -> alt.Chart:
 
 
 def new_vs_existing(tables: Tables) -> alt.Chart:
-    frame = _monthly(tables).unpivot(
-        index="month",
-        on=["new_customers", "existing_customers"],
-        variable_name="kind",
-        value_name="customers",
-    )
-    frame = frame.with_columns(
-        pl.col("kind").replace({"new_customers": "New", "existing_customers": "Existing"})
+    frame = _monthly_pair(
+        tables, {"new_customers": "New", "existing_customers": "Existing"}, "customers"
     )
     return (
         alt.Chart(_data(frame))
         .mark_bar()
         .encode(
-            x=alt.X("yearmonth(month):O", title="Month"),
+            x=MONTH,
             y=alt.Y("customers:Q", title="Customers", stack="zero"),
             color=alt.Color(
                 "kind:N",
@@ -212,7 +209,7 @@ def new_vs_existing(tables: Tables) -> alt.Chart:
                 scale=alt.Scale(domain=["Existing", "New"], range=[DARK, LIGHT]),
             ),
             tooltip=[
-                alt.Tooltip("yearmonth(month):O", title="Month"),
+                MONTH_TIP,
                 "kind:N",
                 alt.Tooltip("customers:Q", format=","),
             ],
