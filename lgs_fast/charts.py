@@ -234,8 +234,8 @@ def rf_grid(tables: Tables) -> alt.LayerChart:
         )
     )
     base = alt.Chart(_data(grid)).encode(
-        x=alt.X("r_score:O", title="Recency score (5 = most recent)"),
-        y=alt.Y("f_score:O", title="Frequency score (5 = most frequent)", sort="descending"),
+        x=alt.X("r_score:O", title="Recency score (higher = more recent)"),
+        y=alt.Y("f_score:O", title="Frequency score (higher = more frequent)", sort="descending"),
     )
     cells = base.mark_rect(stroke="white").encode(
         color=alt.Color(

@@ -297,7 +297,7 @@ def analyze_command(
         preset=preset,  # type: ignore[arg-type]
         as_of=_parse_when(as_of, "--as-of"),
         bins=bins,
-        rules=load_segment_rules(segments_file),
+        rules=load_segment_rules(segments_file) if segments_file else (),
         top=top,
     )
     result = analyze(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Final, Literal
@@ -41,12 +41,17 @@ class SegmentRule:
         return f"^(?:{self.pattern})$"
 
 
-def load_segment_rules(path: str | Path | None = None) -> tuple[SegmentRule, ...]:
+def default_segment_file(bins: int = 5) -> str:
+    """The shipped map for `bins` score bins: quartiles have their own, otherwise quintiles'."""
+    return "segments_4.toml" if bins == 4 else "segments.toml"
+
+
+def load_segment_rules(path: str | Path | None = None, *, bins: int = 5) -> tuple[SegmentRule, ...]:
     """Segment rules from a TOML file (`[[segment]]` name/pattern/action), default: shipped map."""
-    origin = str(path) if path else "segments.toml"
+    origin = str(path) if path else default_segment_file(bins)
     try:
         if path is None:
-            text = resources.files("lgs_fast").joinpath("segments.toml").read_text()
+            text = resources.files("lgs_fast").joinpath(origin).read_text()
         else:
             text = Path(path).read_text()
         raw = tomllib.loads(text)["segment"]
@@ -97,7 +102,7 @@ class Options:
     preset: Preset = "standard"
     as_of: dt.datetime | None = None
     bins: int = 5
-    rules: tuple[SegmentRule, ...] = field(default_factory=load_segment_rules)
+    rules: tuple[SegmentRule, ...] = ()  # empty: the shipped map for `bins`
     top: int = 10
     histogram_bins: int = 40
 
@@ -110,6 +115,8 @@ class Options:
             )
         if self.top < 1:
             raise InputError(f"--top must be at least 1, not {self.top}")
+        if not self.rules:
+            object.__setattr__(self, "rules", load_segment_rules(bins=self.bins))
 
     @property
     def quantiles(self) -> list[float]:

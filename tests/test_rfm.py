@@ -85,6 +85,17 @@ def test_quartiles(retail_lake: Path, engine: str) -> None:
     assert rfm.filter(pl.col("rfm_score") == "444").height == 491
 
 
+def test_quartiles_use_the_quartile_map(retail_lake: Path, engine: str) -> None:
+    segments = compute_tables(retail_lake, Options(bins=4), engine=engine)["segments"]  # type: ignore[arg-type]
+    sizes = dict(segments.select("segment", "customers").iter_rows())
+    assert "Unclassified" not in sizes and sum(sizes.values()) == 4_339
+    assert (sizes["Champions"], sizes["Can't Lose"], sizes["Potential Loyalists"]) == (
+        608,
+        28,
+        1_019,
+    )
+
+
 def test_custom_segment_map(retail_lake: Path, tmp_path: Path, engine: str) -> None:
     path = tmp_path / "two.toml"
     path.write_text(
