@@ -382,12 +382,24 @@ def top_countries(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFra
 
 
 def top_products(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
-    """Products (non-product codes excluded) by sales over non-cancellation lines."""
+    """Products (non-product codes excluded) by sales over non-cancellation lines.
+
+    The top products are chosen on sales first; orders and the name are then found for those
+    few only, so no per-product set of invoices is built for the thousands of others.
+    """
     placed = lines.filter(
         ~IS_CANCELLATION, ~pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN)
     ).with_columns(AMOUNT)
+    top = (
+        placed.group_by("stock_code")
+        .agg(sales=pl.col("amount").sum(), quantity=pl.col("quantity").cast(pl.Int64).sum())
+        .sort(["sales", "stock_code"], descending=[True, False])
+        .head(options.top)
+    )
+    chosen = placed.join(top.select("stock_code"), on="stock_code", how="semi")
+    orders = chosen.group_by("stock_code").agg(orders=_count(pl.col("invoice_no").n_unique()))
     names = (
-        placed.filter(pl.col("description").is_not_null())
+        chosen.filter(pl.col("description").is_not_null())
         .group_by("stock_code", "description")
         .agg(n=pl.len())
         .sort(["stock_code", "n", "description"], descending=[False, True, False])
@@ -395,14 +407,7 @@ def top_products(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
         .select("stock_code", "description")
     )
     return (
-        placed.group_by("stock_code")
-        .agg(
-            sales=pl.col("amount").sum(),
-            quantity=pl.col("quantity").cast(pl.Int64).sum(),
-            orders=_count(pl.col("invoice_no").n_unique()),
-        )
-        .sort(["sales", "stock_code"], descending=[True, False])
-        .head(options.top)
+        top.join(orders, on="stock_code", how="left", maintain_order="left")
         .join(names, on="stock_code", how="left", maintain_order="left")
         .select(_RANK, "stock_code", "description", "sales", "quantity", "orders")
     )
