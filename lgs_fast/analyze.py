@@ -40,7 +40,13 @@ def _collect(
         lazy["data_quality"] = metrics.data_quality(
             lines, options, duplicates=_duplicates_by_month(lines)
         )
-        return {name: frame.collect(engine="streaming") for name, frame in lazy.items()}
+        # Without common-subplan elimination: sharing a scan between the branches of one table
+        # caches the whole scan in memory (measured: 931 MiB against 328 MiB at 10M lines).
+        separate = pl.QueryOptFlags(comm_subplan_elim=False)
+        return {
+            name: frame.collect(engine="streaming", optimizations=separate)
+            for name, frame in lazy.items()
+        }
     # One collect_all: Polars shares the common scans and sub-plans between the tables.
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
