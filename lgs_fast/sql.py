@@ -137,4 +137,7 @@ def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     for name in _VIEWS:  # computed once here, not once per query that reads them
         con.execute(f"DROP VIEW {name}")
         con.execute(f"CREATE TEMP TABLE {name} AS {load_query(name)}")
-    return {name: query(con, name).pl() for name in ANALYSES}
+    # `rfm` is read back from its table rather than computed a second time.
+    return {
+        name: (con.table(name) if name in _VIEWS else query(con, name)).pl() for name in ANALYSES
+    }
