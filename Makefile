@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 LAKE   ?= $(or $(LGS_LAKE),data/lake)
 OUT    ?= out
 EMBEDDED := lgs_fast/data/online_retail.parquet
+BENCH_DSN := host=127.0.0.1 port=5432 user=postgres dbname=test
 
 .DEFAULT_GOAL := help
 .PHONY: help install analyze test bench lint format clean
@@ -41,8 +42,21 @@ analyze: $(STAMP) ## Build the lake (export from PostgreSQL if LGS_PG_DSN is set
 test: $(STAMP) $(VENV)/.chromium ## Run the test suite (installs chromium for the report test if it can)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP) ## Benchmark pandas vs Polars vs DuckDB (real data and 1M generated lines; BENCH_FULL=1 adds 10M and 100M)
+$(VENV)/.installed-bench: pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+# Export sizes: the quick run exports 1M lines, the full run 1M and 10M.
+EXPORT_SIZES = $(if $(BENCH_FULL),1000000$(comma)10000000,1000000)
+comma := ,
+
+bench: $(VENV)/.installed-bench ## Benchmark the analysis (pandas, Polars, DuckDB; real data and 1M lines; BENCH_FULL=1 adds 10M and 100M) and the PostgreSQL export
 	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run
+	@if $(BIN)/python -c "import psycopg, os; psycopg.connect(os.environ.get('LGS_PG_DSN', '$(BENCH_DSN)'), connect_timeout=3).close()" 2>/dev/null; then \
+		$(BIN)/python -m benchmarks.export_run --sizes $(EXPORT_SIZES) --dsn "$${LGS_PG_DSN:-$(BENCH_DSN)}"; \
+	else \
+		echo "no PostgreSQL at $${LGS_PG_DSN:-$(BENCH_DSN)}: export benchmark skipped (set LGS_PG_DSN)"; \
+	fi
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check lgs_fast tests benchmarks
