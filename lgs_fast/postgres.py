@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ import pyarrow.csv as pacsv
 
 from lgs_fast.errors import LakeError, SourceError
 from lgs_fast.lake import Manifest, Month, Progress, default_lake, write_lake
-from lgs_fast.schema import COLUMNS, conform
+from lgs_fast.schema import ARROW_SCHEMA, COLUMNS, conform
 
 DEFAULT_TABLE = "retail"
 APPLICATION = "lgs_fast"
@@ -97,56 +100,133 @@ def _table_ident(table: str) -> Any:
     return sql.Identifier(*table.split("."))
 
 
-def _select_list(available: Mapping[str, str], mapping: Mapping[str, str], table: str) -> Any:
-    """SELECT items casting each source column to text, aliased to the canonical names."""
+# PostgreSQL types whose text output always parses straight into the canonical Arrow type:
+# for these pyarrow's CSV reader converts in C; every other column arrives as text for `conform`.
+_NATIVE = {
+    "quantity": ("smallint", "integer"),
+    "invoice_date": ("timestamp without time zone", "timestamp with time zone", "date"),
+    "unit_price": ("double precision",),
+    "customer_id": ("smallint", "integer", "bigint"),
+}
+_NUMBER_TYPES = (
+    "smallint", "integer", "bigint", "numeric", "real", "double precision", "text",
+    "character varying",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Select:
+    items: Any  # psycopg.sql.Composable: the SELECT list, aliased to the canonical names
+    native: frozenset[str]  # canonical columns whose values the CSV reader may type itself
+
+
+def _select_list(available: Mapping[str, str], mapping: Mapping[str, str], table: str) -> _Select:
+    """The SELECT list in canonical names, converting only what COPY would not print right.
+
+    Columns go out in their own text form (a `::text` cast would cost the server a fifth more
+    time and print the same); zoned timestamps are moved to UK time and dates to timestamps.
+    """
     from psycopg import sql
 
-    items = []
+    items, native = [], set()
     for canonical in COLUMNS:
         source = mapping.get(canonical, canonical)
         if source not in available:
             raise SourceError(f"table {table!r} has no column {source!r} (for {canonical})")
         kind = available[source]
-        column = sql.Identifier(source)
+        column: Any = sql.Identifier(source)
         if canonical == "invoice_date":
             if kind == "timestamp with time zone":
                 column = sql.SQL("({} AT TIME ZONE 'Europe/London')").format(column)
-            elif not kind.startswith(("timestamp", "date")):
+            elif kind == "date":
+                column = sql.SQL("{}::timestamp").format(column)
+            elif not kind.startswith("timestamp"):
                 raise SourceError(f"column {source!r} of {table!r} is {kind}, not a timestamp")
-        elif canonical in ("quantity", "unit_price", "customer_id") and kind not in (
-            "smallint", "integer", "bigint", "numeric", "real", "double precision", "text",
-            "character varying",
-        ):  # fmt: skip
+        elif canonical in ("quantity", "unit_price", "customer_id") and kind not in _NUMBER_TYPES:
             raise SourceError(f"column {source!r} of {table!r} is {kind}, not a number")
-        items.append(sql.SQL("{}::text AS {}").format(column, sql.Identifier(canonical)))
-    return sql.SQL(", ").join(items)
+        if kind in _NATIVE.get(canonical, ()):
+            native.add(canonical)
+        items.append(sql.SQL("{} AS {}").format(column, sql.Identifier(canonical)))
+    return _Select(sql.SQL(", ").join(items), frozenset(native))
 
 
 class _CopyStream(io.RawIOBase):
     """A file over a psycopg COPY TO STDOUT, for pyarrow's streaming CSV reader.
 
-    libpq hands over one row per chunk, as a view of its own buffer; copying each into one
-    growing bytearray (instead of keeping a million views alive) keeps the per-row work tiny.
+    A reader thread drains the COPY into blocks of about `block` bytes on a short queue, so
+    PostgreSQL keeps sending while this side parses, validates and writes the blocks before:
+    read in line, the wire would sit idle whenever the client works. libpq hands over one row
+    per chunk, as a view of its own buffer; copying each into one growing bytearray keeps the
+    per-row work tiny. Use as a context manager: leaving it stops the thread before anything
+    else touches the connection.
     """
 
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-        self._pending = bytearray()
+    _END = object()
+
+    def __init__(self, chunks: Iterator[Any], *, block: int = _CHUNK, depth: int = 4) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._block = block
+        self._pending: bytes | bytearray = b""
         self._offset = 0
+        self._done = False
+        self._thread = threading.Thread(
+            target=self._drain, args=(chunks,), name="lgs-copy-reader", daemon=True
+        )
+        self._thread.start()
+
+    def __enter__(self) -> _CopyStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        super().close()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _drain(self, chunks: Iterator[Any]) -> None:
+        try:
+            block = bytearray()
+            for chunk in chunks:
+                block += chunk
+                if len(block) >= self._block:
+                    if not self._put(block):
+                        return
+                    block = bytearray()
+                if self._stop.is_set():
+                    return
+            if block and not self._put(block):
+                return
+            self._put(self._END)
+        except BaseException as err:  # handed to the consumer, raised there
+            self._put(err)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        want = len(buffer)
         if self._offset >= len(self._pending):
-            pending = bytearray()
-            for chunk in self._chunks:
-                pending += chunk
-                if len(pending) >= want:
-                    break
-            self._pending, self._offset = pending, 0
-        n = min(want, len(self._pending) - self._offset)
+            if self._done:
+                return 0
+            item = self._queue.get()
+            if item is self._END or isinstance(item, BaseException):
+                self._done = True
+                if item is self._END:
+                    return 0
+                raise item
+            self._pending, self._offset = item, 0
+        n = min(len(buffer), len(self._pending) - self._offset)
         buffer[:n] = memoryview(self._pending)[self._offset : self._offset + n]
         self._offset += n
         return n
@@ -203,12 +283,14 @@ def export(
             watermark = None
         since = _month_start(dt.datetime.fromisoformat(watermark)) if watermark else None
     conn = _connect(dsn)
-    exported = 0
     try:
         with conn:
             conn.read_only = True
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             with conn.transaction():
+                # Values print the same on every server: ISO dates, floats in full precision.
+                conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+                conn.execute("SET LOCAL extra_float_digits = 1")
                 select = _select_list(_columns(conn, table), columns or {}, table)
                 where = sql.SQL("")
                 if since is not None:
@@ -219,26 +301,26 @@ def export(
                         sql.Literal(since),
                     )
                 query = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT csv)").format(
-                    select, _table_ident(table), where
+                    select.items, _table_ident(table), where
                 )
-                cur = conn.cursor()
-                with cur.copy(query) as copy:
-                    frames = _frames(copy, origin=f"{redact(dsn or '')} table {table}")
 
-                    def counted() -> Iterator[pl.DataFrame]:
-                        nonlocal exported
-                        for frame in frames:
-                            exported += frame.height
-                            yield frame
-
-                    manifest, changed = write_lake(
-                        counted(),
-                        root,
-                        source=[f"postgresql {redact(dsn or '')} table {table}"],
-                        keep=(lambda old: _months_before(old, since)) if since else None,
-                        extra={"kind": "export", "since": since.isoformat() if since else None},
-                        progress=progress,
+                origin = f"{redact(dsn or '')} table {table}"
+                write = partial(
+                    write_lake,
+                    lake=root,
+                    source=[f"postgresql {origin}"],
+                    keep=(lambda old: _months_before(old, since)) if since else None,
+                    extra={"kind": "export", "since": since.isoformat() if since else None},
+                    progress=progress,
+                )
+                try:
+                    manifest, changed, exported = _copy_to_lake(
+                        conn, query, write, origin=origin, native=select.native
                     )
+                except pa.ArrowInvalid:
+                    # A value the typed reader refused (an infinite date, say): read the same
+                    # snapshot again as text, so that `conform` names the row and column.
+                    manifest, changed, exported = _copy_to_lake(conn, query, write, origin=origin)
     except psycopg.Error as err:
         raise SourceError(
             f"export from {table!r} failed ({redact(dsn or '')}): {_first_line(err)}"
@@ -248,14 +330,46 @@ def export(
     return ExportResult(root, manifest.rows, exported, since, manifest.watermark, changed)
 
 
-def _frames(copy: Any, origin: str) -> Iterator[pl.DataFrame]:
+def _copy_to_lake(
+    conn: Any,
+    query: Any,
+    write: Callable[[Iterator[pl.DataFrame]], tuple[Manifest, bool]],
+    *,
+    origin: str,
+    native: frozenset[str] = frozenset(),
+) -> tuple[Manifest, bool, int]:
+    """One COPY into `write`, inside a savepoint so a failed attempt leaves the snapshot usable.
+
+    Returns what `write` returns and the number of lines exported.
+    """
+    exported = 0
+
+    def counted(frames: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+        nonlocal exported
+        for frame in frames:
+            exported += frame.height
+            yield frame
+
+    with conn.transaction(), conn.cursor().copy(query) as copy, _CopyStream(iter(copy)) as stream:
+        manifest, changed = write(counted(_frames(stream, origin=origin, native=native)))
+    return manifest, changed, exported
+
+
+def _frames(
+    stream: _CopyStream, origin: str, native: frozenset[str] = frozenset()
+) -> Iterator[pl.DataFrame]:
+    """Canonical frames from a CSV stream; `native` columns are typed by the CSV reader."""
+    types = {f.name: f.type if f.name in native else pa.string() for f in ARROW_SCHEMA}
     reader = pacsv.open_csv(
-        io.BufferedReader(_CopyStream(iter(copy)), buffer_size=_CHUNK),
+        io.BufferedReader(stream, buffer_size=_CHUNK),
         read_options=pacsv.ReadOptions(
             column_names=list(COLUMNS), block_size=_CHUNK, use_threads=False
         ),
+        # COPY's CSV prints NULL as an empty field and an empty string as "": nothing else is
+        # missing (not pyarrow's default "NA", "NULL", "NaN", … spellings).
         convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in COLUMNS},
+            column_types=types,
+            null_values=[""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),

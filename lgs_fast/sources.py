@@ -86,8 +86,10 @@ def _csv_header(path: Path) -> list[str]:
 def _read_csv(path: Path) -> Iterator[pl.DataFrame]:
     header = _csv_header(path)
     # Everything is read as text and parsed in `conform`, which can name the bad row and column.
+    # Only an empty field is missing: pyarrow's default null spellings ("NA", "NULL", "nan",
+    # …) would turn a product described as "NA" into a line without description.
     convert = pacsv.ConvertOptions(
-        column_types={h: pa.string() for h in header}, strings_can_be_null=True
+        column_types={h: pa.string() for h in header}, null_values=[""], strings_can_be_null=True
     )
     bad_rows: list[pacsv.InvalidRow] = []
 

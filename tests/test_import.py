@@ -225,3 +225,17 @@ def test_uci_us_dates_and_float_ids(tmp_path: Path) -> None:
     (line,) = pl.concat(list(read_source(path))).iter_rows(named=True)
     assert line["invoice_date"].isoformat() == "2010-12-01T08:26:00"
     assert line["customer_id"] == 17850
+
+
+def test_only_empty_fields_are_missing(tmp_path: Path) -> None:
+    """Text that spells a null elsewhere ("NA", "NULL", "NaN") is text here; empty is missing."""
+    path = tmp_path / "spellings.csv"
+    path.write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        "536365,NA,NULL,6,2010-12-01 08:26:00,2.55,,NaN\n"
+        "536365,85123A,,6,2010-12-01 08:26:00,2.55,17850,N/A\n"
+    )
+    first, second = pl.concat(list(read_source(path))).iter_rows(named=True)
+    assert (first["stock_code"], first["description"], first["country"]) == ("NA", "NULL", "NaN")
+    assert first["customer_id"] is None
+    assert second["description"] is None and second["country"] == "N/A"

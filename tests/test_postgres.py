@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from lgs_fast.cli import cli
-from lgs_fast.errors import SourceError
+from lgs_fast.errors import InputError, SourceError
 from lgs_fast.lake import Manifest, scan, verify_lake
 from lgs_fast.postgres import export, load_pg, redact
 from lgs_fast.schema import COLUMNS
@@ -128,14 +128,23 @@ def test_column_mapping_and_types(pg_dsn: str, pg_table: str, tmp_path: Path) ->
                 "INSERT INTO {} VALUES ('536365', '85123A', NULL, 6, '2010-12-01 08:26:00+00', 2.55, 17850.0, 'United Kingdom')"
             ).format(sql.Identifier(pg_table))
         )
+        # Text that other tools read as missing stays text; '' stays an empty description.
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} VALUES ('C536366', 'NA', '', -1, '2011-07-01 12:00:00.25+00', 0.1, NULL, 'NULL')"
+            ).format(sql.Identifier(pg_table))
+        )
     lake = tmp_path / "lake"
     export(pg_dsn, lake, table=pg_table, columns={"invoice_no": "InvoiceNo"})
-    (line,) = scan(lake).collect().iter_rows(named=True)
+    line, other = scan(lake).collect().sort("invoice_date").iter_rows(named=True)
     assert line["invoice_no"] == "536365" and line["customer_id"] == 17850
     assert line["unit_price"] == 2.55 and line["description"] is None
     assert (
         line["invoice_date"].isoformat() == "2010-12-01T08:26:00"
     )  # UTC 08:26 is 08:26 in London in December
+    assert (other["stock_code"], other["description"], other["country"]) == ("NA", "", "NULL")
+    assert other["invoice_date"].isoformat() == "2011-07-01T13:00:00.250000"  # BST
+    assert other["customer_id"] is None and other["unit_price"] == 0.1
 
 
 @pytest.fixture
@@ -218,6 +227,71 @@ def test_backend_killed_mid_export(pg_dsn: str, pg_retail: str, old_lake: Path) 
     assert _snapshot(old_lake) == before
     assert verify_lake(old_lake).rows == 541_909
     assert not list(old_lake.parent.glob(".lake.tmp-*"))
+
+
+def test_bad_value_mid_stream(pg_dsn: str, pg_retail: str, pg_table: str, old_lake: Path) -> None:
+    """A bad value while the COPY is still streaming: the error names the row, the reader stops."""
+    before = _snapshot(old_lake)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (invoice_no text, stock_code text, description text, "
+                "quantity text, invoice_date timestamp, unit_price float8, customer_id bigint, "
+                "country text)"
+            ).format(sql.Identifier(pg_table))
+        )
+        # Physical order is insertion order: four good rows, the bad one, then 541,909 more.
+        conn.execute(
+            sql.SQL("INSERT INTO {} SELECT {} FROM {} LIMIT 4").format(
+                sql.Identifier(pg_table), cols, sql.Identifier(pg_retail)
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} VALUES ('536999', '85123A', 'MUG', 'six', '2010-12-01 08:26', "
+                "2.55, 17850, 'United Kingdom')"
+            ).format(sql.Identifier(pg_table))
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {} SELECT {} FROM {}").format(
+                sql.Identifier(pg_table), cols, sql.Identifier(pg_retail)
+            )
+        )
+    with pytest.raises(
+        InputError, match=r"row 5: column quantity cannot be read as an integer: 'six'"
+    ):
+        export(pg_dsn, old_lake, table=pg_table, full=True)
+    assert not [t for t in threading.enumerate() if t.name == "lgs-copy-reader"]
+    assert _snapshot(old_lake) == before
+    with psycopg.connect(pg_dsn) as conn:  # the server is not left with a running COPY
+        (busy,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lgs_fast'"
+        ).fetchone()
+    assert busy == 0
+
+
+def test_value_the_typed_reader_refuses(pg_dsn: str, pg_table: str, old_lake: Path) -> None:
+    """An infinite timestamp fails the typed CSV reader; the text re-read names its row."""
+    before = _snapshot(old_lake)
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (invoice_no text, stock_code text, description text, "
+                "quantity int, invoice_date timestamp, unit_price float8, customer_id bigint, "
+                "country text)"
+            ).format(sql.Identifier(pg_table))
+        )
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} VALUES "
+                "('536365', '85123A', 'MUG', 6, '2010-12-01 08:26', 2.55, 17850, 'United Kingdom'),"
+                "('536366', '85123A', 'MUG', 6, 'infinity', 2.55, 17850, 'United Kingdom')"
+            ).format(sql.Identifier(pg_table))
+        )
+    with pytest.raises(InputError, match=r"row 2: column invoice_date cannot be read as a date"):
+        export(pg_dsn, old_lake, table=pg_table, full=True)
+    assert _snapshot(old_lake) == before
 
 
 def test_load_pg_bad_input_leaves_table(pg_dsn: str, pg_table: str, tmp_path: Path) -> None:
