@@ -22,6 +22,8 @@ from pathlib import Path
 from benchmarks.contender import CONTENDERS
 from benchmarks.datasets import REAL_ROWS, lake
 
+# Environment settings that change what is measured, recorded with the results.
+SETTINGS = ("BENCH_FULL", "LGS_DUCKDB_MEMORY", "LGS_STREAMING_ROWS")
 QUICK = [REAL_ROWS, 1_000_000]
 FULL = [REAL_ROWS, 1_000_000, 10_000_000, 100_000_000]
 
@@ -198,7 +200,13 @@ def main() -> None:
     meta = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "command": "python -m benchmarks.run " + " ".join(sys.argv[1:]),
+        "command": " ".join(
+            [
+                *(f"{k}={os.environ[k]}" for k in SETTINGS if k in os.environ),
+                "python -m benchmarks.run",
+            ]
+            + sys.argv[1:]
+        ),
     }
     (args.out / "analysis.json").write_text(
         json.dumps({**meta, "results": results, "slopes": slopes(results)}, indent=2)

@@ -27,7 +27,8 @@ DEFAULT_OUT = Path("out")
 
 # Above this many lines the Polars engine collects one table at a time with its streaming
 # engine, trading the shared scans of one collect_all for a smaller working set.
-STREAMING_ROWS = 20_000_000
+# LGS_STREAMING_ROWS moves the threshold (0: always stream, for machines with little memory).
+STREAMING_ROWS = int(os.environ.get("LGS_STREAMING_ROWS", 20_000_000))
 
 
 def _collect(
