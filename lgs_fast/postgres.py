@@ -8,10 +8,12 @@ users pass through `psycopg.sql.Identifier`; no message shows a DSN's password.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import os
 import queue
+import select
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -150,8 +152,51 @@ def _select_list(available: Mapping[str, str], mapping: Mapping[str, str], table
     return _Select(sql.SQL(", ").join(items), frozenset(native))
 
 
+def _copy_rows(conn: Any, query: Any) -> Iterator[memoryview]:
+    """The rows of a `COPY … TO STDOUT`, straight from libpq.
+
+    psycopg's `Copy` reads each row through a generator round trip (6.3 s of CPU for 10M rows
+    here, against 3.9 s this way), and libpq's blocking PQgetCopyData lets go of the GIL while
+    it waits for the server, so the thread that parses and writes keeps running. Closing the
+    iterator early cancels the COPY and drains it, so the connection is ready for a rollback.
+    """
+    from psycopg import errors, pq
+
+    pgconn = conn.pgconn
+    with conn.lock:
+        pgconn.send_query(query.as_bytes(conn))
+        while pgconn.flush():  # the connection is non-blocking: send the whole query
+            select.select([], [pgconn.socket], [])
+        result = pgconn.get_result()
+        if result is None or result.status != pq.ExecStatus.COPY_OUT:
+            _last_result(pgconn)
+            raise errors.error_from_result(result, encoding=conn.info.encoding)
+        finished = False
+        try:
+            while (row := pgconn.get_copy_data(0))[0] > 0:
+                yield row[1]
+            finished = True
+        finally:
+            if not finished:
+                with contextlib.suppress(errors.Error):
+                    conn.cancel_safe()
+                    while pgconn.get_copy_data(0)[0] > 0:
+                        pass
+            final = _last_result(pgconn)
+        if finished and (final is None or final.status != pq.ExecStatus.COMMAND_OK):
+            raise errors.error_from_result(final, encoding=conn.info.encoding)
+
+
+def _last_result(pgconn: Any) -> Any:
+    """Consume the command's remaining results; the last one."""
+    last = None
+    while (result := pgconn.get_result()) is not None:
+        last = result
+    return last
+
+
 class _CopyStream(io.RawIOBase):
-    """A file over a psycopg COPY TO STDOUT, for pyarrow's streaming CSV reader.
+    """A file over the rows of a COPY TO STDOUT, for pyarrow's streaming CSV reader.
 
     A reader thread drains the COPY into blocks of about `block` bytes on a short queue, so
     PostgreSQL keeps sending while this side parses, validates and writes the blocks before:
@@ -196,6 +241,12 @@ class _CopyStream(io.RawIOBase):
         return False
 
     def _drain(self, chunks: Iterator[Any]) -> None:
+        # Closed here, in this thread, so an early stop cancels the COPY before the consumer
+        # goes on to use the connection.
+        with contextlib.closing(chunks):  # type: ignore[type-var]
+            self._fill(chunks)
+
+    def _fill(self, chunks: Iterator[Any]) -> None:
         try:
             block = bytearray()
             for chunk in chunks:
@@ -350,7 +401,7 @@ def _copy_to_lake(
             exported += frame.height
             yield frame
 
-    with conn.transaction(), conn.cursor().copy(query) as copy, _CopyStream(iter(copy)) as stream:
+    with conn.transaction(), _CopyStream(_copy_rows(conn, query)) as stream:
         manifest, changed = write(counted(_frames(stream, origin=origin, native=native)))
     return manifest, changed, exported
 
