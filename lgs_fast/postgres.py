@@ -266,11 +266,20 @@ class _CopyStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _next(self) -> Any:
+        # pyarrow reads ahead on a thread of its own, which may still be waiting here when
+        # the consumer has stopped: once closed, the stream ends instead of waiting forever.
+        while not self._done:
+            try:
+                return self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():
+                    break
+        return self._END
+
     def readinto(self, buffer: Any) -> int:
         if self._offset >= len(self._pending):
-            if self._done:
-                return 0
-            item = self._queue.get()
+            item = self._next()
             if item is self._END or isinstance(item, BaseException):
                 self._done = True
                 if item is self._END:

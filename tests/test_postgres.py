@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -313,3 +314,33 @@ def test_load_pg_bad_input_leaves_table(pg_dsn: str, pg_table: str, tmp_path: Pa
             sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(pg_table))
         ).fetchone()
     assert count == (1,)
+
+
+def test_closed_stream_releases_a_waiting_reader() -> None:
+    """pyarrow reads ahead on its own thread; closing the stream must not leave it waiting.
+
+    The export once hung when a bad value stopped it while that thread waited for a block the
+    stopped COPY reader would never send.
+    """
+    from lgs_fast.postgres import _CopyStream
+
+    built = threading.Event()
+
+    def rows() -> Iterator[bytes]:
+        yield b"536365,85123A\n"
+        built.wait(10)
+        stream._stop.wait(10)  # a COPY whose next row arrives only once the stream is closed
+
+    stream = _CopyStream(rows(), block=1)
+    built.set()
+    buffer = bytearray(64)
+    assert stream.readinto(buffer) == 14
+    got: list[int] = []
+    waiting = threading.Thread(target=lambda: got.append(stream.readinto(buffer)), daemon=True)
+    waiting.start()
+    time.sleep(0.2)
+    assert got == []  # it is waiting for the next block
+    stream.close()
+    waiting.join(5)
+    assert not waiting.is_alive()
+    assert got == [0]
