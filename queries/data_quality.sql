@@ -1,16 +1,24 @@
 -- data_quality: the counts of shared/data/README.md, as (check, count) rows.
 -- Equal lines have equal hashes, so only lines whose hash repeats can be duplicates; those few
--- are compared in full, which keeps the count exact and cheap.
-WITH hashed AS (
+-- are compared in full, which keeps the count exact and cheap. Repeats are found by sorting
+-- the hashes (neighbours equal): a group-by over every hash took 15 s and 3.3 GiB at 100M
+-- lines, sorting 10 s and 2.5 GiB. `hashed` is read twice and NOT MATERIALIZED, as in
+-- top_products.sql.
+WITH hashed AS NOT MATERIALIZED (
     SELECT *, hash(invoice_no, stock_code, description, quantity, invoice_date, unit_price,
         customer_id, country) AS h
     FROM invoice_lines
+),
+repeated AS (
+    SELECT DISTINCT h
+    FROM (SELECT h, lag(h) OVER (ORDER BY h) AS previous FROM hashed)
+    WHERE h = previous
 ),
 candidates AS (
     SELECT invoice_no, stock_code, description, quantity, invoice_date, unit_price,
         customer_id, country
     FROM hashed
-    WHERE h IN (SELECT h FROM hashed GROUP BY h HAVING count(*) > 1)
+    WHERE h IN (SELECT h FROM repeated)
 ),
 counts AS (
     SELECT
@@ -18,7 +26,8 @@ counts AS (
         count(*) FILTER (WHERE customer_id IS NULL) AS no_customer_id,
         count(*) FILTER (WHERE description IS NULL) AS no_description,
         count(*) FILTER (WHERE starts_with(invoice_no, 'C')) AS cancellation_lines,
-        count(DISTINCT invoice_no) FILTER (WHERE starts_with(invoice_no, 'C'))
+        -- its own SELECT: a distinct count among plain ones buffers the lines (overview.sql)
+        (SELECT count(DISTINCT invoice_no) FROM invoice_lines WHERE starts_with(invoice_no, 'C'))
             AS cancelled_invoices,
         count(*) FILTER (WHERE quantity < 0 AND NOT starts_with(invoice_no, 'C'))
             AS stock_adjustment_lines,
