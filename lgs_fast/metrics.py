@@ -115,7 +115,11 @@ def _distribution(values: pl.LazyFrame, view: str) -> pl.LazyFrame:
 
 def invoice_amounts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     """Distribution statistics of invoice totals: view `all`, and view `le_p85` (totals ≤ p85)."""
-    values = invoice_totals(lines, options)
+    return amount_distribution(invoice_totals(lines, options))
+
+
+def amount_distribution(values: pl.LazyFrame) -> pl.LazyFrame:
+    """`invoice_amounts` of the `amount` column of `invoice_totals`."""
     return pl.concat([_distribution(values, "all"), _distribution(_below_p85(values), "le_p85")])
 
 
@@ -164,8 +168,11 @@ def invoice_histogram(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.Laz
 
     A total of p pence is in bin floor((p - min) * bins / (max - min)), the last bin closed.
     """
-    values = invoice_totals(lines, options)
-    bins = options.histogram_bins
+    return amount_histogram(invoice_totals(lines, options), options.histogram_bins)
+
+
+def amount_histogram(values: pl.LazyFrame, bins: int) -> pl.LazyFrame:
+    """`invoice_histogram` of the `amount` column of `invoice_totals`."""
     return pl.concat(
         [_histogram(values, "all", bins), _histogram(_below_p85(values), "le_p85", bins)]
     )
@@ -175,13 +182,30 @@ def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     """One row per calendar month, first to last, empty months as zeros (DESIGN.md "monthly")."""
     dated = lines.with_columns(MONTH, AMOUNT, cancel=IS_CANCELLATION)
     cancel = pl.col("cancel")
-    per_month = dated.group_by("month").agg(
-        placed_orders=_count(pl.col("invoice_no").filter(~cancel).n_unique()),
-        cancelled_orders=_count(pl.col("invoice_no").filter(cancel).n_unique()),
-        placed_lines=_count((~cancel).sum()),
-        cancelled_lines=_count(cancel.sum()),
-        sales=pl.col("amount").filter(~cancel).sum(),
-        active_customers=_count(pl.col("customer_id").drop_nulls().n_unique()),
+    # Distinct invoices and customers as unique pairs, then counted: a grouped n_unique holds
+    # its column per group (at 100M lines, streaming: 3.7 GiB and 11.8 s against 0.7 and 9.4).
+    orders = (
+        dated.select("month", "invoice_no", "cancel")
+        .unique()
+        .group_by("month")
+        .agg(placed_orders=_count((~cancel).sum()), cancelled_orders=_count(cancel.sum()))
+    )
+    active = (
+        dated.filter(HAS_CUSTOMER)
+        .select("month", "customer_id")
+        .unique()
+        .group_by("month")
+        .agg(active_customers=_count(pl.len()))
+    )
+    per_month = (
+        dated.group_by("month")
+        .agg(
+            placed_lines=_count((~cancel).sum()),
+            cancelled_lines=_count(cancel.sum()),
+            sales=pl.col("amount").filter(~cancel).sum(),
+        )
+        .join(orders, on="month", how="left")
+        .join(active, on="month", how="left")
     )
     new = (
         dated.filter(HAS_CUSTOMER)
@@ -500,11 +524,27 @@ ANALYSES = (
 )  # fmt: skip
 
 
-def tables(lines: pl.LazyFrame, options: Options = DEFAULT) -> dict[str, pl.LazyFrame]:
-    """Every analysis as a LazyFrame, keyed by table name (collect them together to share scans)."""
-    table = rfm(lines, options)
+def tables(
+    lines: pl.LazyFrame,
+    options: Options = DEFAULT,
+    *,
+    totals: pl.LazyFrame | None = None,
+    rfm_table: pl.LazyFrame | None = None,
+) -> dict[str, pl.LazyFrame]:
+    """Every analysis as a LazyFrame, keyed by table name (collect them together to share scans).
+
+    `totals` (`invoice_totals`) and `rfm_table`, when given, are those already computed: the
+    tables that read them then start from them instead of from the lines.
+    """
+    totals = invoice_totals(lines, options) if totals is None else totals
+    table = rfm(lines, options) if rfm_table is None else rfm_table
+    derived = {
+        "invoice_amounts": amount_distribution(totals),
+        "invoice_histogram": amount_histogram(totals, options.histogram_bins),
+        "rfm": table,
+        "segments": segments(table, options),
+    }
     return {
-        name: segments(table, options) if name == "segments" else table if name == "rfm"
-        else globals()[name](lines, options)
+        name: derived[name] if name in derived else globals()[name](lines, options)
         for name in ANALYSES
-    }  # fmt: skip
+    }
