@@ -234,7 +234,9 @@ def rf_grid(tables: Tables) -> alt.LayerChart:
         )
     )
     base = alt.Chart(_data(grid)).encode(
-        x=alt.X("r_score:O", title="Recency score (higher = more recent)"),
+        x=alt.X(
+            "r_score:O", title="Recency score (higher = more recent)", axis=alt.Axis(labelAngle=0)
+        ),
         y=alt.Y("f_score:O", title="Frequency score (higher = more frequent)", sort="descending"),
     )
     cells = base.mark_rect(stroke="white").encode(
@@ -391,8 +393,14 @@ def build_charts(tables: Tables) -> dict[str, Any]:
     return {name: make(tables) for name, make in CHARTS.items()}
 
 
+PNG_SCALE = 2
+
+
 def write_charts(charts: dict[str, Any], directory: Path) -> dict[str, dict[str, Any]]:
-    """`NAME.vl.json` and `NAME.svg` (vl-convert: no browser, no network) per chart."""
+    """`NAME.vl.json`, `NAME.svg` and `NAME.png` (vl-convert: no browser, no network) per chart.
+
+    The PNG is drawn at twice the SVG's size so it stays sharp on slides and in e-mails.
+    """
     import vl_convert as vlc
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -402,5 +410,6 @@ def write_charts(charts: dict[str, Any], directory: Path) -> dict[str, dict[str,
         text = json.dumps(spec, indent=1)
         (directory / f"{name}.vl.json").write_text(text)
         (directory / f"{name}.svg").write_text(vlc.vegalite_to_svg(text))
+        (directory / f"{name}.png").write_bytes(vlc.vegalite_to_png(text, scale=PNG_SCALE))
         specs[name] = spec
     return specs

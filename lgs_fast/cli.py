@@ -287,8 +287,8 @@ def analyze_command(
     """Compute every analysis over the lake; write tables, charts, segment lists and a report.
 
     OUT/tables/NAME.{parquet,csv} for overview, invoice_amounts, invoice_histogram, monthly,
-    rfm, segments, top_countries, top_products, cohorts, data_quality; OUT/charts/NAME.vl.json
-    and NAME.svg; OUT/segments/SEGMENT.csv for campaigns; OUT/report.html (opens offline).
+    rfm, segments, top_countries, top_products, cohorts, data_quality; OUT/charts/NAME.vl.json,
+    NAME.svg and NAME.png; OUT/segments/SEGMENT.csv for campaigns; OUT/report.html (opens offline).
     """
     from lgs_fast.analyze import analyze
     from lgs_fast.definitions import Options, load_segment_rules

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from altair.vegalite.v6.schema import load_schema
 
 from lgs_fast.analyze import analyze
-from lgs_fast.charts import CHARTS
+from lgs_fast.charts import CHARTS, PNG_SCALE
 from lgs_fast.report import slug
 from tests.conftest import ROOT
 
@@ -54,6 +55,11 @@ def test_chart_files_validate_and_hold_only_aggregates(output: Path) -> None:
         jsonschema.validate(spec, schema)
         svg = (output / "charts" / f"{name}.svg").read_text()
         assert svg.startswith("<svg") and "</svg>" in svg
+        png = (output / "charts" / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR", name
+        size = [int.from_bytes(png[at : at + 4], "big") for at in (16, 20)]
+        svg_size = [float(re.search(rf'{d}="([\d.]+)"', svg)[1]) for d in ("width", "height")]
+        assert size == [round(PNG_SCALE * v) for v in svg_size], (name, size, svg_size)
         rows = _data_rows(spec)
         assert rows and max(rows) <= 200, (name, rows)  # never the 541,909 raw lines
     monthly = json.loads((output / "charts" / "monthly_sales.vl.json").read_text())
