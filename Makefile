@@ -46,14 +46,16 @@ $(VENV)/.installed-bench: pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
-# Export sizes: the quick run exports 1M lines, the full run 1M and 10M.
+# Export sizes: the quick run exports 1M lines, the full run 1M and 10M. The quick run writes
+# to benchmarks/results/quick/ (ignored by git), so it never overwrites the full run's figures.
 EXPORT_SIZES = $(if $(BENCH_FULL),1000000$(comma)10000000,1000000)
+BENCH_OUT = benchmarks/results$(if $(BENCH_FULL),,/quick)
 comma := ,
 
 bench: $(VENV)/.installed-bench ## Benchmark the analysis (pandas, Polars, DuckDB; real data and 1M lines; BENCH_FULL=1 adds 10M and 100M) and the PostgreSQL export
-	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run
+	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run --out $(BENCH_OUT)
 	@if $(BIN)/python -c "import psycopg, os; psycopg.connect(os.environ.get('LGS_PG_DSN', '$(BENCH_DSN)'), connect_timeout=3).close()" 2>/dev/null; then \
-		$(BIN)/python -m benchmarks.export_run --sizes $(EXPORT_SIZES) --dsn "$${LGS_PG_DSN:-$(BENCH_DSN)}"; \
+		$(BIN)/python -m benchmarks.export_run --sizes $(EXPORT_SIZES) --out $(BENCH_OUT) --dsn "$${LGS_PG_DSN:-$(BENCH_DSN)}"; \
 	else \
 		echo "no PostgreSQL at $${LGS_PG_DSN:-$(BENCH_DSN)}: export benchmark skipped (set LGS_PG_DSN)"; \
 	fi
