@@ -153,11 +153,14 @@ def _chunk(
     # Cancellations: credit notes for customers' invoices, a little later, smaller baskets.
     cancels = np.flatnonzero(~guest & (rng.random(invoices) < cal.cancel_share))
     c_sizes = rng.choice(cal.cancel_baskets, size=len(cancels))
+    # One delay per credit note, not per line: like an invoice, a credit note has one date.
+    c_delay = (rng.random(len(cancels)) * 3 * _US_PER_DAY).astype(np.int64)
     inv = np.concatenate([np.arange(invoices), cancels])
     is_cancel = np.concatenate([np.zeros(invoices, bool), np.ones(len(cancels), bool)])
     all_sizes = np.concatenate([sizes, c_sizes])
     line_inv = np.repeat(np.arange(len(inv)), all_sizes)
     line_cancel = is_cancel[line_inv]
+    line_delay = np.concatenate([np.zeros(invoices, np.int64), c_delay])[line_inv]
     source_inv = inv[line_inv]
     n_lines = len(line_inv)
     # Invoices with a customer or none come first, credit notes last, so their lines do too.
@@ -171,9 +174,8 @@ def _chunk(
     # Each credit note right after the invoice it cancels, so cutting a chunk short keeps both.
     order = np.argsort(source_inv * 2 + line_cancel, kind="stable")
     items = items[order]
-    line_cancel, source_inv = line_cancel[order], source_inv[order]
+    line_cancel, source_inv, delay = line_cancel[order], source_inv[order], line_delay[order]
     mask = pl.Series(line_cancel)
-    delay = np.where(line_cancel, (rng.random(n_lines) * 3 * _US_PER_DAY).astype(np.int64), 0)
     numbers = first_invoice + source_inv + np.where(line_cancel, invoices, 0)
     return (
         pl.DataFrame(

@@ -68,6 +68,8 @@ def test_exact_size_and_schema() -> None:
     assert all(c.schema == POLARS_SCHEMA for c in chunks)
     invoices = pl.concat(chunks)["invoice_no"]
     assert invoices.str.starts_with("C").any() and invoices.n_unique() > 100_000
+    dates = pl.concat(chunks).group_by("invoice_no").agg(pl.col("invoice_date").n_unique())
+    assert dates["invoice_date"].max() == 1  # an invoice or credit note has one date
 
 
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
