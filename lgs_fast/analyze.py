@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Literal
 import polars as pl
 
 from lgs_fast.definitions import Options
-from lgs_fast.errors import InputError
-from lgs_fast.lake import Manifest, default_lake, scan
+from lgs_fast.errors import InputError, LgsError
+from lgs_fast.lake import Snapshot, default_lake, reading, scan, verify_lake
+from lgs_fast.outputs import OutputSwitch
 
 Engine = Literal["polars", "duckdb"]
 ENGINES: tuple[Engine, ...] = ("polars", "duckdb")
@@ -85,22 +85,22 @@ def _duplicates_by_month(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _polars(
-    lake: Path, options: Options, start: dt.date | None, end: dt.date | None
+    snap: Snapshot, options: Options, start: dt.date | None, end: dt.date | None
 ) -> dict[str, pl.DataFrame]:
-    streaming = Manifest.read(lake).rows > STREAMING_ROWS
-    return _collect(scan(lake, start=start, end=end), options, streaming=streaming)
+    streaming = snap.manifest.rows > STREAMING_ROWS
+    return _collect(scan(snap=snap, start=start, end=end), options, streaming=streaming)
 
 
 def _duckdb(
-    lake: Path, options: Options, start: dt.date | None, end: dt.date | None
+    snap: Snapshot, options: Options, start: dt.date | None, end: dt.date | None
 ) -> dict[str, pl.DataFrame]:
     from lgs_fast import sql
 
-    return sql.tables(sql.connect(lake, options, start=start, end=end))
+    return sql.tables(sql.connect(snap=snap, options=options, start=start, end=end))
 
 
 _RUNNERS: dict[
-    Engine, Callable[[Path, Options, dt.date | None, dt.date | None], dict[str, pl.DataFrame]]
+    Engine, Callable[[Snapshot, Options, dt.date | None, dt.date | None], dict[str, pl.DataFrame]]
 ] = {
     "polars": _polars,
     "duckdb": _duckdb,
@@ -121,7 +121,27 @@ def compute_tables(
     if start is not None and end is not None and start >= end:
         raise InputError(f"empty date range: --from {start} is not before --to {end}")
     root = Path(lake) if lake is not None else default_lake()
-    return _RUNNERS[engine](root, options or Options(), start, end)
+    # The shared lock keeps every file of this version on disk while the engine reads it,
+    # whatever a writer does meanwhile.
+    with reading(root) as snap:
+        try:
+            return _RUNNERS[engine](snap, options or Options(), start, end)
+        except (LgsError, KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as err:  # engines raise their own types, Polars even panics
+            raise _read_failure(snap, engine, err) from None
+
+
+def _read_failure(snap: Snapshot, engine: str, err: BaseException) -> LgsError:
+    """Why an engine failed: a damaged file (found by its checksum), or the engine's own word."""
+    try:
+        verify_lake(snap.root)
+    except LgsError as damaged:
+        return damaged
+    text = str(err).strip()
+    return LgsError(
+        f"{engine} failed on {snap.root}: {text.splitlines()[0] if text else type(err).__name__}"
+    )
 
 
 def tables_of(
@@ -141,9 +161,6 @@ class AnalysisResult:
     out: Path
     tables: dict[str, pl.DataFrame]
     report: Path | None
-
-
-OUTPUTS = ("tables", "charts", "segments", "report.html")
 
 
 def write_tables(tables: dict[str, pl.DataFrame], directory: Path) -> None:
@@ -171,21 +188,6 @@ def _build(
     (build / "report.html").write_text(page)
 
 
-def _swap_outputs(build: Path, out: Path) -> None:
-    """Move each output from `build` into `out`, replacing the old one; drop stale ones."""
-    for name in OUTPUTS:
-        new, old = build / name, out / name
-        trash = out / f".{name}.old-{os.getpid()}"
-        if old.exists():
-            old.rename(trash)
-        if new.exists():
-            new.rename(old)
-        if trash.is_dir():
-            shutil.rmtree(trash, ignore_errors=True)
-        elif trash.exists():
-            trash.unlink()
-
-
 def analyze(
     lake: str | Path | None = None,
     out: str | Path = DEFAULT_OUT,
@@ -199,20 +201,15 @@ def analyze(
 ) -> AnalysisResult:
     """Compute every table with `engine`; write tables, charts, segment exports and the report.
 
-    Everything is built in a directory beside the outputs and moved in only when complete, so
-    a failure leaves the previous outputs as they were.
+    Everything is built in a directory beside OUT and switched in with one atomic rename
+    (`lgs_fast.outputs`): a failure or a kill leaves the previous outputs as they were.
     """
     say = progress or (lambda _: None)
-    say(f"computing tables with {engine}…")
-    tables = compute_tables(lake, options, engine=engine, start=start, end=end)
     target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
-    build = target / f".build-{os.getpid()}"
-    shutil.rmtree(build, ignore_errors=True)
-    build.mkdir()
-    try:
-        _build(tables, build, report, say)
-        _swap_outputs(build, target)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
+    # OUT is claimed first, so that a busy or foreign OUT fails before the long work.
+    with OutputSwitch(target) as switch:
+        say(f"computing tables with {engine}…")
+        tables = compute_tables(lake, options, engine=engine, start=start, end=end)
+        _build(tables, switch.build, report, say)
+        switch.commit()
     return AnalysisResult(target, tables, target / "report.html" if report else None)

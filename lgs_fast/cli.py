@@ -7,6 +7,7 @@ OS error) becomes one line on stderr and a non-zero exit code, here and nowhere 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from lgs_fast.definitions import PRESETS
 from lgs_fast.errors import LgsError
 
 LAKE_HELP = "Lake directory (default: $LGS_LAKE or data/lake)."
+ALLOW_EMPTY_HELP = "Write the lake even when the input holds no line (refused by default)."
 
 
 class _Cli(click.Group):
@@ -28,15 +30,38 @@ class _Cli(click.Group):
             return super().invoke(ctx)
         except LgsError as err:
             _fail(str(err), err.exit_code)
+        except BrokenPipeError:
+            # The reader of our output went away (`| head`): the work is done, say nothing more.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except OSError as err:
             where = f"{err.filename}: " if err.filename else ""
             _fail(f"{where}{err.strerror or err}", 1)
         except KeyboardInterrupt:
-            _fail("interrupted; the previous lake is unchanged", 130)
+            _fail(f"interrupted; {_what_changed()}", 130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as err:
+            if os.environ.get("LGS_DEBUG"):
+                raise
+            text = str(err).strip()
+            first = text.splitlines()[0] if text else ""
+            _fail(f"unexpected {type(err).__name__}: {first} (LGS_DEBUG=1 shows where)", 1)
+
+
+def _what_changed() -> str:
+    """What an interrupted command leaves on disk, checked on disk, not assumed."""
+    from lgs_fast import lake, outputs
+
+    said = lake.interrupted_state() + outputs.interrupted_state()
+    return "; ".join(said) if said else "nothing was changed"
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"lgs-fast: error: {message.splitlines()[0] if message else 'failed'}", err=True)
+    # One line, printable characters only: a message may quote a bad value from a file.
+    line = message.splitlines()[0] if message else "failed"
+    line = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in line)
+    click.echo(f"lgs-fast: error: {line}", err=True)
     sys.exit(code)
 
 
@@ -77,17 +102,23 @@ def cli() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
 @click.option("--dedupe", is_flag=True, help="Drop exact duplicate lines (kept by default).")
-def import_command(files: tuple[Path, ...], lake: Path | None, dedupe: bool) -> None:
+@click.option("--allow-empty", is_flag=True, help=ALLOW_EMPTY_HELP)
+def import_command(
+    files: tuple[Path, ...], lake: Path | None, dedupe: bool, allow_empty: bool
+) -> None:
     """Build the lake from FILES (CSV/.csv.gz, UCI .xlsx, pg_dump .sql, Parquet).
 
     The lake is replaced atomically by exactly these files: on any bad input nothing changes.
     Headers may be UCI (InvoiceNo,…), UCI II (Invoice,…,Customer ID,…) or snake_case.
+    LAKE must be new, empty, or a lake lgs_fast made; one writer at a time (exit 5 if busy).
     """
     from lgs_fast.lake import scan
     from lgs_fast.metrics import data_quality
     from lgs_fast.sources import import_files
 
-    result = import_files(files, lake, dedupe=dedupe, progress=_progress("imported"))
+    result = import_files(
+        files, lake, dedupe=dedupe, allow_empty=allow_empty, progress=_progress("imported")
+    )
     _done_progress()
     state = "written" if result.changed else "unchanged (same data)"
     click.echo(f"lake {result.lake}: {result.rows:,} lines, {state}")
@@ -124,7 +155,7 @@ def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--full",
     is_flag=True,
-    help="Rebuild the whole lake instead of exporting from the watermark's month on.",
+    help="Read every month again instead of only the months whose lines changed.",
 )
 @click.option(
     "--column",
@@ -133,14 +164,22 @@ def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
     metavar="CANONICAL=SOURCE",
     help="Read a canonical column from a differently named source column (repeatable).",
 )
+@click.option("--allow-empty", is_flag=True, help=ALLOW_EMPTY_HELP)
 def export_command(
-    dsn: str | None, table: str, lake: Path | None, full: bool, column_pairs: tuple[str, ...]
+    dsn: str | None,
+    table: str,
+    lake: Path | None,
+    full: bool,
+    column_pairs: tuple[str, ...],
+    allow_empty: bool,
 ) -> None:
     """Export the PostgreSQL table into the lake, streamed, from one consistent snapshot.
 
-    Incremental by default: months from the lake's watermark month on are re-exported and
-    replaced, earlier months kept. The lake is swapped in atomically; on any failure (bad DSN,
-    missing table or column, server gone) the previous lake and watermark stay as they were.
+    Incremental by default: the server counts and fingerprints each month (UK time), and only
+    months that differ from the lake (lines inserted, updated or deleted, in any month) are read
+    again; the result equals a full export. The lake changes in one atomic step after the
+    database work is over: on any failure (bad DSN, missing table or column, server gone,
+    Ctrl-C) the previous lake stays as it was.
     """
     from lgs_fast.postgres import export
 
@@ -150,10 +189,17 @@ def export_command(
         table=table,
         full=full,
         columns=_parse_columns(column_pairs),
+        allow_empty=allow_empty,
         progress=_progress("exported"),
     )
     _done_progress()
-    scope = f"since {result.since:%Y-%m-%d}" if result.since else "in full"
+    if result.full:
+        scope = "in full"
+    elif result.months:
+        shown = ", ".join(result.months[:6]) + (", …" if len(result.months) > 6 else "")
+        scope = f"from {len(result.months)} changed months ({shown})"
+    else:
+        scope = "(no month changed)"
     state = "written" if result.changed else "unchanged (same data)"
     click.echo(
         f"exported {result.exported:,} lines {scope}; lake {result.lake}: {result.rows:,} lines, {state}; watermark {result.watermark}"
@@ -183,10 +229,15 @@ def load_pg_command(files: tuple[Path, ...], dsn: str | None, table: str, append
 
 
 @cli.command("generate")
-@click.option("--rows", type=int, required=True, help="How many invoice lines to make.")
+@click.option(
+    "--rows",
+    type=click.IntRange(1, 10_000_000_000),
+    required=True,
+    help="How many invoice lines to make.",
+)
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(0, 2**63 - 1),
     default=0,
     show_default=True,
     help="Random seed; the same seed gives the same lake.",
@@ -206,15 +257,39 @@ def generate_command(rows: int, seed: int, lake: Path | None) -> None:
     click.echo(f"lake {root}: {written:,} lines (seed {seed})")
 
 
+@cli.command("verify")
+@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+def verify_command(lake: Path | None) -> None:
+    """Check every file of the lake against its manifest: present, size, lines and checksum.
+
+    Every read already checks presence, size and line counts; verify also reads every byte
+    and compares SHA-256 checksums. Exit 0 when the lake is whole, 6 when a file is missing,
+    changed or unreadable (the message names the partition), 3 when there is no lake.
+    """
+    from lgs_fast.lake import default_lake, verify_lake
+
+    manifest = verify_lake(lake)
+    click.echo(
+        f"lake {lake or default_lake()}: {manifest.rows:,} lines in {len(manifest.partitions)} partitions, every checksum matches"
+    )
+
+
 def _parse_when(value: str | None, option: str) -> dt.datetime | None:
     if value is None:
         return None
     try:
-        return dt.datetime.fromisoformat(value)
+        when = dt.datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
             f"{value!r} is not a date (YYYY-MM-DD[ HH:MM:SS])", param_hint=option
         ) from None
+    if when.tzinfo is not None:
+        # The lake holds UK local times without a zone; an offset would be silently misread.
+        raise click.BadParameter(
+            f"{value!r} has a time zone; give UK local time without one (YYYY-MM-DD[ HH:MM:SS])",
+            param_hint=option,
+        )
+    return when
 
 
 @cli.command("analyze")
@@ -248,7 +323,7 @@ def _parse_when(value: str | None, option: str) -> dt.datetime | None:
 )
 @click.option(
     "--bins",
-    type=int,
+    type=click.IntRange(2, 20),
     default=5,
     show_default=True,
     help="Score bins per R, F and M (5 = quintiles, 4 = quartiles).",
@@ -263,7 +338,7 @@ def _parse_when(value: str | None, option: str) -> dt.datetime | None:
 @click.option("--to", "end", metavar="DATE", help="Only lines before DATE.")
 @click.option(
     "--top",
-    type=int,
+    type=click.IntRange(1, 100_000),
     default=10,
     show_default=True,
     help="Rows in the top countries and top products tables.",
@@ -335,6 +410,12 @@ def main() -> None:
     """Entry point: usage errors, like every other error, become one line and exit code 2."""
     try:
         cli.main(prog_name="lgs-fast", standalone_mode=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        _fail(f"interrupted; {_what_changed()}", 130)
     except click.exceptions.Abort:
         _fail("aborted", 130)
     except click.ClickException as err:

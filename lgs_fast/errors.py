@@ -1,4 +1,9 @@
-"""One exception family: the CLI turns any `LgsError` into a one-line message and exit code."""
+"""One exception family: the CLI turns any `LgsError` into a one-line message and exit code.
+
+Exit codes (also in the README): 0 done; 1 other error; 2 bad input or usage; 3 no lake, or
+not a lake lgs_fast may write; 4 database source failed; 5 another writer holds the lake or
+output directory; 6 the lake's files do not match its manifest (damaged); 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ class InputError(LgsError):
 
 
 class LakeError(LgsError):
-    """The lake is missing, unreadable or its manifest does not match its files."""
+    """The lake is missing or unreadable, or a path is not a lake lgs_fast may write."""
 
     exit_code = 3
 
@@ -25,3 +30,15 @@ class SourceError(LgsError):
     """A database source failed (connection, missing table or column, server gone)."""
 
     exit_code = 4
+
+
+class BusyError(LgsError):
+    """Another process is writing the same lake or output directory."""
+
+    exit_code = 5
+
+
+class DamagedError(LakeError):
+    """A lake file is missing, changed or unreadable: it no longer matches the manifest."""
+
+    exit_code = 6

@@ -1,38 +1,56 @@
 """The lake: hive-partitioned Parquet of canonical invoice lines, plus `_manifest.json`.
 
-Layout: ``LAKE/invoice_lines/year=YYYY/month=MM/part-0.parquet`` (zstd). A new lake is always
-built in a temporary directory beside the old one and swapped in with one atomic rename, so a
-crash, a kill or rejected input leaves the previous lake readable and unchanged.
+Layout: ``LAKE/invoice_lines/year=YYYY/month=MM/part-<write id>.parquet`` (zstd). The manifest
+is the lake's one source of truth: it names the file of every month, with its row count, size
+and checksum. Writes are transactions:
+
+- one writer at a time: an exclusive lock on ``LAKE/.lgs_fast.lock``, not waited for (a second
+  writer fails at once with `BusyError`);
+- a writer only adds files under new names, then commits by atomically replacing the manifest:
+  a crash or kill at any moment leaves the previous manifest, and so the previous lake, whole;
+- readers read the manifest and exactly the files it names, under a shared lock on
+  ``LAKE/.lgs_fast.readers``; files no manifest names any more are deleted by a later writer only
+  when no reader holds that lock, and never the previous version's (a LazyFrame made before a
+  write still reads after it);
+- lgs_fast writes only into a new or empty directory or a lake whose manifest it can read, and
+  deletes nothing but its own part files.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lgs_fast.errors import LakeError
+from lgs_fast.errors import BusyError, DamagedError, InputError, LakeError
 from lgs_fast.schema import ARROW_SCHEMA, POLARS_SCHEMA, SCHEMA_VERSION, to_arrow
 
 DEFAULT_LAKE = Path("data/lake")
 TABLE = "invoice_lines"
 MANIFEST = "_manifest.json"
-PART_FILE = "part-0.parquet"
+WRITER_LOCK = ".lgs_fast.lock"
+READER_LOCK = ".lgs_fast.readers"
+LEGACY_PART = "part-0.parquet"  # lakes written before part files were named by write
 _ROW_GROUP = 128_000  # rows buffered per partition before a row group is written
 _MAX_BUFFERED = 1_000_000  # rows buffered over all partitions before the largest is flushed
+
+_KEY = re.compile(r"^year=(\d{4})/month=(0[1-9]|1[0-2])$")
+_PART = re.compile(r"^part-[0-9a-f]{1,32}\.parquet$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
 
 Month = tuple[int, int]
 Progress = Callable[[int], None]
@@ -43,20 +61,42 @@ def default_lake() -> Path:
     return Path(os.environ.get("LGS_LAKE") or DEFAULT_LAKE)
 
 
+def partition_key(year: int, month: int) -> str:
+    return f"year={year:04d}/month={month:02d}"
+
+
+def month_of(key: str) -> Month:
+    match = _KEY.match(key)
+    if not match:
+        raise ValueError(f"not a partition key: {key!r}")
+    return int(match[1]), int(match[2])
+
+
+# Manifest --------------------------------------------------------------------------------------
+
+
 @dataclass
 class Manifest:
-    """What a lake holds; written last, so a lake with a manifest is complete."""
+    """What a lake holds; replaced atomically, so the lake is always one complete version."""
 
     partitions: dict[str, dict[str, Any]]
     source: list[str]
     written_at: str
     watermark: str | None
     schema_version: int = SCHEMA_VERSION
+    write_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
         return sum(p["rows"] for p in self.partitions.values())
+
+    def files(self, lake: Path) -> dict[str, Path]:
+        """The file of every partition, by partition key."""
+        return {
+            key: lake / TABLE / key / meta.get("file", LEGACY_PART)
+            for key, meta in sorted(self.partitions.items())
+        }
 
     def to_json(self) -> str:
         return json.dumps(
@@ -68,6 +108,7 @@ class Manifest:
                 "source": self.source,
                 "written_at": self.written_at,
                 "watermark": self.watermark,
+                "write_id": self.write_id,
                 **self.extra,
             },
             indent=2,
@@ -76,44 +117,193 @@ class Manifest:
     @classmethod
     def read(cls, lake: Path) -> Manifest:
         path = lake / MANIFEST
+        if lake.exists() and not lake.is_dir():
+            raise LakeError(f"{lake}: is a file, not a lake directory")
         if not path.is_file():
             raise LakeError(
                 f"{lake}: no lake here (no {MANIFEST}); run `lgs-fast import` or `lgs-fast export` first"
             )
         try:
-            raw = json.loads(path.read_text())
-            known = {
-                "schema_version",
-                "table",
-                "rows",
-                "partitions",
-                "source",
-                "written_at",
-                "watermark",
-            }
-            return cls(
-                partitions=raw["partitions"],
-                source=raw["source"],
-                written_at=raw["written_at"],
-                watermark=raw["watermark"],
-                schema_version=raw["schema_version"],
-                extra={k: v for k, v in raw.items() if k not in known},
+            raw = json.loads(path.read_bytes())
+            return cls._from_raw(raw)
+        except (ValueError, KeyError, TypeError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DamagedError(f"{path}: unreadable manifest ({reason})") from None
+
+    @classmethod
+    def _from_raw(cls, raw: Any) -> Manifest:
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        if raw["schema_version"] != SCHEMA_VERSION:
+            raise ValueError(f"schema version {raw['schema_version']!r}, expected {SCHEMA_VERSION}")
+        partitions = raw["partitions"]
+        if not isinstance(partitions, dict):
+            raise ValueError("partitions is not an object")
+        for key, meta in partitions.items():
+            _check_entry(key, meta)
+        source = raw["source"]
+        if not (isinstance(source, list) and all(isinstance(s, str) for s in source)):
+            raise ValueError("source is not a list of names")
+        if raw["watermark"] is not None:
+            dt.datetime.fromisoformat(raw["watermark"])
+        known = {
+            "schema_version", "table", "rows", "partitions", "source", "written_at",
+            "watermark", "write_id",
+        }  # fmt: skip
+        return cls(
+            partitions=partitions,
+            source=source,
+            written_at=str(raw["written_at"]),
+            watermark=raw["watermark"],
+            schema_version=raw["schema_version"],
+            write_id=raw.get("write_id"),
+            extra={k: v for k, v in raw.items() if k not in known},
+        )
+
+
+def _check_entry(key: str, meta: Any) -> None:
+    """A partition entry names a file inside its own partition directory, and nothing else."""
+    if not _KEY.match(key):
+        raise ValueError(f"bad partition name {key!r}")
+    if not isinstance(meta, dict):
+        raise ValueError(f"partition {key}: not an object")
+    if not _PART.match(meta.get("file", LEGACY_PART)):
+        raise ValueError(f"partition {key}: bad file name {meta.get('file')!r}")
+    if not (isinstance(meta["rows"], int) and meta["rows"] >= 0):
+        raise ValueError(f"partition {key}: bad row count")
+    if "bytes" in meta and not (isinstance(meta["bytes"], int) and meta["bytes"] > 0):
+        raise ValueError(f"partition {key}: bad size")
+    if not (isinstance(meta["sha256"], str) and _SHA.match(meta["sha256"])):
+        raise ValueError(f"partition {key}: bad checksum")
+
+
+# Reading ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a lake: its manifest and the files it names, checked."""
+
+    root: Path
+    manifest: Manifest
+    files: dict[str, Path]
+
+
+def check_files(root: Path, manifest: Manifest) -> dict[str, Path]:
+    """The manifest's files, each present with the size and row count it lists (cheap: a stat
+    and a Parquet footer per month); `DamagedError` naming the partition otherwise."""
+    files = manifest.files(root)
+    for key, path in files.items():
+        meta = manifest.partitions[key]
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise DamagedError(
+                f"{path}: partition {key} is missing (the manifest lists it); the lake is damaged"
+            ) from None
+        if "bytes" in meta and size != meta["bytes"]:
+            raise DamagedError(
+                f"{path}: partition {key} has {size:,} bytes, the manifest says {meta['bytes']:,}; the lake is damaged"
             )
-        except (ValueError, KeyError) as err:
-            raise LakeError(f"{path}: unreadable manifest ({err})") from err
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise DamagedError(
+                f"{path}: partition {key} is not readable Parquet ({_first_line(err)})"
+            ) from None
+        if rows != meta["rows"]:
+            raise DamagedError(
+                f"{path}: partition {key} has {rows:,} lines, the manifest says {meta['rows']:,}; the lake is damaged"
+            )
+    return files
 
 
-def partition_key(year: int, month: int) -> str:
-    return f"year={year:04d}/month={month:02d}"
+def snapshot(lake: str | Path | None = None) -> Snapshot:
+    """The lake's current version, its files checked against the manifest."""
+    root = Path(lake) if lake is not None else default_lake()
+    manifest = Manifest.read(root)
+    return Snapshot(root, manifest, check_files(root, manifest))
+
+
+@contextlib.contextmanager
+def reading(lake: str | Path | None = None) -> Iterator[Snapshot]:
+    """A snapshot whose files no writer deletes until the block ends (a shared lock)."""
+    root = Path(lake) if lake is not None else default_lake()
+    fd = _open_lock(root / READER_LOCK, create=False)
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield snapshot(root)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def scan_files(snap: Snapshot) -> pl.LazyFrame:
+    """The lines of a snapshot's files as a LazyFrame (with `year`, `month` hive columns)."""
+    paths = [str(p) for p in snap.files.values()]
+    if not paths:
+        return pl.LazyFrame(schema={**POLARS_SCHEMA, "year": pl.Int64, "month": pl.Int64})
+    return pl.scan_parquet(paths, hive_partitioning=True)
+
+
+def scan(
+    lake: str | Path | None = None,
+    *,
+    start: dt.date | dt.datetime | None = None,
+    end: dt.date | dt.datetime | None = None,
+    snap: Snapshot | None = None,
+) -> pl.LazyFrame:
+    """The lake's invoice lines as a LazyFrame of the canonical schema; only footers are read.
+
+    `start` (inclusive) and `end` (exclusive) restrict invoice_date; the year/month partition
+    columns let Polars skip whole files outside the range.
+    """
+    lf = scan_files(snap or snapshot(lake))
+    if start is not None:
+        start_ts = _timestamp(start)
+        lf = lf.filter(
+            (pl.col("year") * 100 + pl.col("month")) >= start_ts.year * 100 + start_ts.month,
+            pl.col("invoice_date") >= start_ts,
+        )
+    if end is not None:
+        end_ts = _timestamp(end)
+        lf = lf.filter(
+            (pl.col("year") * 100 + pl.col("month")) <= end_ts.year * 100 + end_ts.month,
+            pl.col("invoice_date") < end_ts,
+        )
+    return lf.select(ARROW_SCHEMA.names)
+
+
+def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+
+
+def verify_lake(lake: str | Path | None = None) -> Manifest:
+    """Check every partition file against the manifest: present, size, rows and checksum."""
+    root = Path(lake) if lake is not None else default_lake()
+    with reading(root) as snap:
+        for key, path in snap.files.items():
+            if sha256_file(path) != snap.manifest.partitions[key]["sha256"]:
+                raise DamagedError(
+                    f"{path}: partition {key}: checksum differs from the manifest; the lake is damaged"
+                )
+        return snap.manifest
+
+
+# Writing ---------------------------------------------------------------------------------------
 
 
 class _PartitionWriter:
-    """Routes batches to one Parquet file per month, buffering so row groups stay large."""
+    """Routes batches to one new Parquet file per month, buffering so row groups stay large."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, name: str) -> None:
         self.root = root
+        self.name = name
         self.buffers: dict[Month, list[pl.DataFrame]] = {}
         self.writers: dict[Month, pq.ParquetWriter] = {}
+        self.latest: dict[Month, dt.datetime] = {}
+        self.counts: dict[Month, int] = {}
 
     def add(self, frame: pl.DataFrame) -> None:
         keyed = frame.with_columns(
@@ -123,32 +313,55 @@ class _PartitionWriter:
             ["_y", "_m"], as_dict=True, maintain_order=True
         ).items():
             key = (int(year), int(month))  # type: ignore[call-overload]
+            latest = part["invoice_date"].max()
+            if key not in self.latest or latest > self.latest[key]:  # type: ignore[operator]
+                self.latest[key] = latest  # type: ignore[assignment]
+            self.counts[key] = self.counts.get(key, 0) + part.height
             self.buffers.setdefault(key, []).append(part.drop("_y", "_m"))
             if sum(f.height for f in self.buffers[key]) >= _ROW_GROUP:
                 self._flush(key)
         while sum(f.height for b in self.buffers.values() for f in b) > _MAX_BUFFERED:
             self._flush(max(self.buffers, key=lambda k: sum(f.height for f in self.buffers[k])))
 
+    def path(self, key: Month) -> Path:
+        return self.root / TABLE / partition_key(*key) / self.name
+
     def _flush(self, key: Month) -> None:
         frames = self.buffers.pop(key, [])
         if not frames:
             return
         if key not in self.writers:
-            directory = self.root / TABLE / partition_key(*key)
-            directory.mkdir(parents=True, exist_ok=True)
+            self.path(key).parent.mkdir(parents=True, exist_ok=True)
             self.writers[key] = pq.ParquetWriter(
-                directory / PART_FILE, ARROW_SCHEMA, compression="zstd", use_dictionary=True
+                self.path(key), ARROW_SCHEMA, compression="zstd", use_dictionary=True
             )
         self.writers[key].write_table(to_arrow(pl.concat(frames)))
 
     def close(self) -> None:
         for key in list(self.buffers):
             self._flush(key)
-        for writer in self.writers.values():
-            writer.close()
+        self._close_writers()
+
+    def abort(self) -> None:
+        # Closing here, not in a destructor, keeps a full disk from printing "Exception
+        # ignored in ParquetWriter.__del__"; the files are removed by the caller.
+        self.buffers.clear()
+        with contextlib.suppress(Exception):
+            self._close_writers()
+
+    def _close_writers(self) -> None:
+        writers, self.writers = self.writers, {}
+        errors = []
+        for writer in writers.values():
+            try:
+                writer.close()
+            except Exception as err:  # close them all, then report the first failure
+                errors.append(err)
+        if errors:
+            raise errors[0]
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -156,14 +369,292 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _open_lock(path: Path, *, create: bool) -> int | None:
+    try:
+        return os.open(path, (os.O_RDWR | os.O_CREAT) if create else os.O_RDONLY, 0o644)
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        if create:
+            raise
+        return None  # a read-only lake: no writer can delete anything either
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _is_own_debris(root: Path) -> bool:
+    """True when `root/invoice_lines` holds only partition directories and part files: what a
+    first write killed before its commit leaves."""
+    table = root / TABLE
+    for path in table.rglob("*"):
+        rel = path.relative_to(table).as_posix()
+        if path.is_dir() and (_KEY.match(rel) or re.match(r"^year=\d{4}$", rel)):
+            continue
+        in_partition = _KEY.match(path.parent.relative_to(table).as_posix())
+        if path.is_file() and in_partition and _PART.match(path.name):
+            continue
+        return False
+    return True
+
+
+def _claim(root: Path) -> bool:
+    """Check that lgs_fast may write at `root`; create it if missing. True if created here."""
+    if root.exists() and not root.is_dir():
+        raise LakeError(f"{root}: is a file, not a lake directory; lgs_fast leaves it alone")
+    if not root.exists():
+        try:
+            root.mkdir(parents=True)
+            return True
+        except FileExistsError:
+            pass  # another writer made it a moment ago: checked as any existing directory
+    entries = set(os.listdir(root)) - {WRITER_LOCK, READER_LOCK}
+    if MANIFEST in entries:
+        try:
+            Manifest.read(root)
+        except LakeError as err:
+            raise LakeError(
+                f"{err}; lgs_fast will not write over a lake it cannot read (move it away or restore its manifest)"
+            ) from None
+        return False
+    if not entries or (entries == {TABLE} and _is_own_debris(root)):
+        return False
+    shown = ", ".join(sorted(entries)[:3])
+    raise LakeError(
+        f"{root}: not a lake (no {MANIFEST}) and not empty ({shown}); lgs_fast writes only into a new or empty directory or a lake it made"
+    )
+
+
+# What this process tried to commit, so that an interrupted command can say what is on disk.
+_ATTEMPTS: list[tuple[Path, str]] = []
+
+
+def interrupted_state() -> list[str]:
+    """After an interruption: for each lake this process was writing, whether it changed."""
+    said = []
+    for root, write_id in _ATTEMPTS:
+        try:
+            current = Manifest.read(root).write_id
+        except LakeError:
+            current = None
+        if current == write_id:
+            said.append(f"lake {root} holds the new version")
+        else:
+            said.append(f"lake {root} is unchanged")
+    return said
+
+
+class LakeWriter:
+    """One write transaction on a lake: stage new part files, then `commit` or drop them.
+
+    Use as a context manager; leaving it without `commit` removes everything it wrote and
+    leaves the lake as it was.
+    """
+
+    def __init__(self, lake: str | Path | None = None) -> None:
+        self.root = Path(lake) if lake is not None else default_lake()
+        self.write_id = uuid.uuid4().hex[:16]
+        self.name = f"part-{self.write_id}.parquet"
+        self.old: Manifest | None = None
+        self.created = False
+        self.committed = False
+        self.rows = 0
+        self._lock: int | None = None
+        self._writer: _PartitionWriter | None = None
+        self._kept: dict[str, dict[str, Any]] = {}
+
+    def __enter__(self) -> LakeWriter:
+        self.created = _claim(self.root)
+        try:
+            self._lock = _open_lock(self.root / WRITER_LOCK, create=True)
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
+            except BlockingIOError:
+                os.close(self._lock)  # type: ignore[arg-type]
+                self._lock = None
+                raise BusyError(
+                    f"{self.root}: another lgs-fast process is writing this lake; try again when it ends"
+                ) from None
+            readers = _open_lock(self.root / READER_LOCK, create=True)
+            os.close(readers)  # type: ignore[arg-type]
+            if (self.root / MANIFEST).exists():
+                self.old = Manifest.read(self.root)
+        except BaseException:
+            self._release(failed=True)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release(failed=not self.committed)
+
+    def _release(self, *, failed: bool) -> None:
+        if self._lock is None:
+            return  # never held the lock: nothing here is ours to clean
+        if failed:
+            if self._writer is not None:
+                self._writer.abort()
+            self._remove_new_files()
+            if self.created and not (self.root / MANIFEST).exists():
+                shutil.rmtree(self.root, ignore_errors=True)
+        os.close(self._lock)
+        self._lock = None
+
+    def _remove_new_files(self) -> None:
+        table = self.root / TABLE
+        for path in table.glob(f"year=*/month=*/part-{self.write_id}*"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        _remove_empty_dirs(table)
+
+    def write(self, frames: Iterable[pl.DataFrame], progress: Progress | None = None) -> int:
+        """Stream canonical frames into new part files, one per month; returns lines written."""
+        writer = self._writer = _PartitionWriter(self.root, self.name)
+        try:
+            for frame in frames:
+                writer.add(frame)
+                self.rows += frame.height
+                if progress:
+                    progress(self.rows)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        return self.rows
+
+    def month_rows(self) -> dict[str, int]:
+        """Lines written so far, by partition key."""
+        counts = self._writer.counts if self._writer else {}
+        return {partition_key(*m): n for m, n in sorted(counts.items())}
+
+    def discard(self) -> None:
+        """Drop what was written so far, to write again from the start."""
+        if self._writer is not None:
+            self._writer.abort()
+        self._remove_new_files()
+        self._writer, self.rows = None, 0
+
+    def keep(self, keys: Iterable[str]) -> None:
+        """Carry these partitions of the current version into the new one, unchanged."""
+        for key in keys:
+            assert self.old is not None, "no current version to keep partitions of"
+            self._kept[key] = dict(self.old.partitions[key])
+
+    def commit(
+        self,
+        *,
+        source: list[str],
+        extra: dict[str, Any] | None = None,
+        partition_extra: dict[str, dict[str, Any]] | None = None,
+        dedupe: bool = False,
+        allow_empty: bool = False,
+    ) -> tuple[Manifest, bool]:
+        """Make the staged files the lake's new version in one atomic step.
+
+        Returns (manifest, changed): when the new version equals the current one file for
+        file, nothing is replaced and the current manifest stands (re-running is idempotent).
+        """
+        partitions = dict(self._kept)
+        latest = dict(self._writer.latest) if self._writer else {}
+        dropped = 0
+        for month in sorted(latest):
+            key = partition_key(*month)
+            path = self.root / TABLE / key / self.name
+            if dedupe:
+                dropped += _dedupe_partition(path)
+            partitions[key] = {
+                "file": self.name,
+                "rows": pq.read_metadata(path).num_rows,
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+                "last": latest[month].isoformat(),
+                **(partition_extra or {}).get(key, {}),
+            }
+        rows = sum(p["rows"] for p in partitions.values())
+        if rows == 0 and not allow_empty:
+            raise InputError(
+                f"{', '.join(source) or 'input'}: no lines to write (header only?); the lake is unchanged (pass --allow-empty to write an empty lake)"
+            )
+        manifest = Manifest(
+            partitions=dict(sorted(partitions.items())),
+            source=source,
+            written_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            watermark=_watermark(self.root, partitions),
+            write_id=self.write_id,
+            extra={**(extra or {}), "duplicates_dropped": dropped},
+        )
+        if self.old is not None and _same_data(self.old, manifest):
+            self._remove_new_files()
+            self.committed = True
+            return self.old, False
+        for month in latest:
+            _fsync(self.root / TABLE / partition_key(*month) / self.name)
+            _fsync(self.root / TABLE / partition_key(*month))
+        tmp = self.root / f".{MANIFEST}.{self.write_id}"
+        with tmp.open("w") as f:
+            f.write(manifest.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        _ATTEMPTS.append((self.root, self.write_id))
+        os.replace(tmp, self.root / MANIFEST)  # the commit point
+        self.committed = True
+        _fsync(self.root)
+        self._collect_garbage(manifest)
+        return manifest, True
+
+    def _collect_garbage(self, new: Manifest) -> None:
+        """Delete part files neither this version nor the previous one names, when no reader
+        holds the lake (a reader in the middle of a scan keeps every file it may open)."""
+        fd = _open_lock(self.root / READER_LOCK, create=False)
+        if fd is None:
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # left for a later writer
+            live = set(new.files(self.root).values())
+            if self.old is not None:
+                live |= set(self.old.files(self.root).values())
+            table = self.root / TABLE
+            for path in table.glob("year=*/month=*/part-*"):
+                if path not in live and _PART.match(path.name):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+            _remove_empty_dirs(table)
+            for leftover in self.root.glob(f".{MANIFEST}.*"):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+        finally:
+            os.close(fd)
+
+
+def _remove_empty_dirs(table: Path) -> None:
+    if not table.is_dir():
+        return
+    for path in sorted(table.glob("year=*/month=*"), reverse=True) + sorted(table.glob("year=*")):
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only succeeds when empty
+    with contextlib.suppress(OSError):
+        table.rmdir()
+
+
 def _dedupe_partition(path: Path) -> int:
-    """Drop exact duplicate lines within one partition file; returns how many were dropped.
+    """Drop exact duplicate lines within one new partition file; returns how many were dropped.
 
     Exact duplicates share invoice_date and so a partition: deduplicating one month at a time
     is exact and keeps memory bounded by the largest month.
     """
-    table = pq.read_table(path, schema=ARROW_SCHEMA)
-    frame = pl.from_arrow(table)
+    frame = pl.from_arrow(pq.read_table(path, schema=ARROW_SCHEMA))
     unique = frame.unique(maintain_order=True)  # type: ignore[union-attr]
     dropped = frame.height - unique.height  # type: ignore[union-attr]
     if dropped:
@@ -171,75 +662,24 @@ def _dedupe_partition(path: Path) -> int:
     return dropped
 
 
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*"), reverse=True):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _watermark(root: Path, partitions: dict[str, dict[str, Any]]) -> str | None:
+    """The latest invoice_date of the lake, from the partitions' own records where they have one."""
+    if not partitions:
+        return None
+    latest_key = max(partitions)
+    meta = partitions[latest_key]
+    if "last" in meta:
+        return str(meta["last"])
+    path = root / TABLE / latest_key / meta.get("file", LEGACY_PART)
+    value = pl.scan_parquet(path).select(pl.col("invoice_date").max()).collect().item()
+    return value.isoformat() if value is not None else None
 
 
-@contextmanager
-def staging(lake: Path) -> Iterator[Path]:
-    """A fresh directory beside `lake`, removed unless it was swapped in."""
-    lake.parent.mkdir(parents=True, exist_ok=True)
-    _clean_leftovers(lake)
-    tmp = lake.parent / f".{lake.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _same_data(old: Manifest, new: Manifest) -> bool:
+    def content(m: Manifest) -> dict[str, tuple[int, str]]:
+        return {k: (p["rows"], p["sha256"]) for k, p in m.partitions.items()}
 
-
-def _clean_leftovers(lake: Path) -> None:
-    """Remove staging directories of writers that died; their pid no longer runs."""
-    for leftover in lake.parent.glob(f".{lake.name}.tmp-*"):
-        pid = leftover.name.split("-")[-2]
-        if not (pid.isdigit() and _pid_alive(int(pid))) or int(pid) == os.getpid():
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2); False where the system cannot."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    return bool(result == 0)
-
-
-def swap_in(tmp: Path, lake: Path) -> None:
-    """Make `tmp` the lake in one atomic step; the old lake is removed only afterwards."""
-    if not lake.exists():
-        os.rename(tmp, lake)
-        return
-    if not _exchange(tmp, lake):
-        # No renameat2 (not Linux): two renames, with a brief window where `lake` is absent.
-        old = lake.parent / f".{lake.name}.tmp-{os.getpid()}-old"
-        os.rename(lake, old)
-        os.rename(tmp, lake)
-        tmp = old
-    shutil.rmtree(tmp, ignore_errors=True)
+    return content(old) == content(new) and old.source == new.source
 
 
 def write_lake(
@@ -248,121 +688,11 @@ def write_lake(
     *,
     source: list[str],
     dedupe: bool = False,
-    keep: Callable[[Path], Iterable[Month]] | None = None,
+    allow_empty: bool = False,
     extra: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> tuple[Manifest, bool]:
-    """Write canonical frames as a new lake at `lake`, atomically; returns (manifest, changed).
-
-    `keep`, if given, names months of the current lake to carry over unchanged (incremental
-    export); all other months come from `frames`. When the result equals the current lake file
-    for file, nothing is swapped and the old manifest stands: re-running is idempotent.
-    """
-    with staging(lake) as tmp:
-        writer = _PartitionWriter(tmp)
-        rows = 0
-        try:
-            for frame in frames:
-                writer.add(frame)
-                rows += frame.height
-                if progress:
-                    progress(rows)
-        finally:
-            writer.close()
-        for month in keep(lake) if keep else ():
-            src = lake / TABLE / partition_key(*month)
-            if not (tmp / TABLE / partition_key(*month)).exists():
-                shutil.copytree(src, tmp / TABLE / partition_key(*month))
-        dropped = 0
-        partitions: dict[str, dict[str, Any]] = {}
-        for part in sorted((tmp / TABLE).glob(f"year=*/month=*/{PART_FILE}")):
-            if dedupe:
-                dropped += _dedupe_partition(part)
-            key = f"{part.parent.parent.name}/{part.parent.name}"
-            partitions[key] = {
-                "rows": pq.ParquetFile(part).metadata.num_rows,
-                "sha256": _sha256(part),
-            }
-        watermark = _watermark(tmp) if partitions else None
-        manifest = Manifest(
-            partitions=partitions,
-            source=source,
-            written_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            watermark=watermark,
-            extra={**(extra or {}), "duplicates_dropped": dropped},
-        )
-        if _same_data(lake, manifest):
-            return Manifest.read(lake), False
-        (tmp / MANIFEST).write_text(manifest.to_json())
-        _fsync_tree(tmp)
-        swap_in(tmp, lake)
-        return manifest, True
-
-
-def _watermark(root: Path) -> str | None:
-    latest = scan(root, check=False).select(pl.col("invoice_date").max()).collect().item()
-    return latest.isoformat() if latest is not None else None
-
-
-def _same_data(lake: Path, manifest: Manifest) -> bool:
-    if not (lake / MANIFEST).exists():
-        return False
-    try:
-        old = Manifest.read(lake)
-    except LakeError:
-        return False
-    return old.partitions == manifest.partitions and old.source == manifest.source
-
-
-def scan(
-    lake: str | Path | None = None,
-    *,
-    start: dt.date | dt.datetime | None = None,
-    end: dt.date | dt.datetime | None = None,
-    check: bool = True,
-) -> pl.LazyFrame:
-    """The lake's invoice lines as a LazyFrame of the canonical schema; nothing is read yet.
-
-    `start` (inclusive) and `end` (exclusive) restrict invoice_date; the year/month partition
-    columns let Polars skip whole files outside the range.
-    """
-    root = Path(lake) if lake is not None else default_lake()
-    if check:
-        Manifest.read(root)
-    files = root / TABLE
-    if not any(files.glob(f"year=*/month=*/{PART_FILE}")):
-        return pl.LazyFrame(schema=POLARS_SCHEMA)
-    lf = pl.scan_parquet(files, hive_partitioning=True)
-    if start is not None:
-        start_ts = (
-            dt.datetime.combine(start, dt.time()) if not isinstance(start, dt.datetime) else start
-        )
-        lf = lf.filter(
-            (pl.col("year") * 100 + pl.col("month")) >= start_ts.year * 100 + start_ts.month,
-            pl.col("invoice_date") >= start_ts,
-        )
-    if end is not None:
-        end_ts = dt.datetime.combine(end, dt.time()) if not isinstance(end, dt.datetime) else end
-        lf = lf.filter(
-            (pl.col("year") * 100 + pl.col("month")) <= end_ts.year * 100 + end_ts.month,
-            pl.col("invoice_date") < end_ts,
-        )
-    return lf.select(ARROW_SCHEMA.names)
-
-
-def verify_lake(lake: str | Path | None = None) -> Manifest:
-    """Check every partition file against the manifest's row count and checksum."""
-    root = Path(lake) if lake is not None else default_lake()
-    manifest = Manifest.read(root)
-    found = {
-        f"{p.parent.parent.name}/{p.parent.name}"
-        for p in (root / TABLE).glob(f"year=*/month=*/{PART_FILE}")
-    }
-    if found != set(manifest.partitions):
-        extra = sorted(found ^ set(manifest.partitions))
-        raise LakeError(f"{root}: partitions differ from the manifest: {', '.join(extra[:3])}")
-    for key, meta in manifest.partitions.items():
-        path = root / TABLE / key / PART_FILE
-        if _sha256(path) != meta["sha256"]:
-            raise LakeError(f"{path}: checksum differs from the manifest")
-    return manifest
+    """Write canonical frames as the whole new version of the lake; returns (manifest, changed)."""
+    with LakeWriter(lake) as writer:
+        writer.write(frames, progress)
+        return writer.commit(source=source, extra=extra, dedupe=dedupe, allow_empty=allow_empty)

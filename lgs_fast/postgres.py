@@ -9,15 +9,13 @@ users pass through `psycopg.sql.Identifier`; no message shows a DSN's password.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import io
 import os
 import queue
 import select
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +23,16 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from lgs_fast.errors import LakeError, SourceError
-from lgs_fast.lake import Manifest, Month, Progress, default_lake, write_lake
+from lgs_fast.errors import SourceError
+from lgs_fast.lake import (
+    LakeWriter,
+    Manifest,
+    Progress,
+    default_lake,
+    month_of,
+    partition_key,
+    sha256_file,
+)
 from lgs_fast.schema import ARROW_SCHEMA, COLUMNS, conform
 
 DEFAULT_TABLE = "retail"
@@ -65,15 +71,35 @@ def redact(dsn: str) -> str:
 
 def _connect(dsn: str | None) -> Any:
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
     if not dsn:
         raise SourceError("no PostgreSQL DSN: pass --dsn or set LGS_PG_DSN")
     try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:
+        # libpq's message quotes the whole string, password included: say only what is wrong.
+        raise SourceError(
+            "cannot parse the PostgreSQL DSN (not shown: it may hold a password); "
+            "expected 'host=… dbname=… user=…' or 'postgresql://user@host:port/dbname'"
+        ) from None
+    try:
         return psycopg.connect(dsn, application_name=APPLICATION, connect_timeout=10)
     except psycopg.Error as err:
-        raise SourceError(
-            f"cannot connect to PostgreSQL ({redact(dsn)}): {_first_line(err)}"
-        ) from None
+        message = _scrub(_first_line(err), dsn, parts.get("password"))
+        raise SourceError(f"cannot connect to PostgreSQL ({redact(dsn)}): {message}") from None
+
+
+def _scrub(message: str, dsn: str, password: object) -> str:
+    """The message without the DSN or its password, in whatever form libpq may echo them."""
+    from urllib.parse import quote
+
+    secrets = [dsn]
+    if isinstance(password, str) and password:
+        secrets += [password, quote(password, safe=""), quote(password)]
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 def _first_line(err: BaseException) -> str:
@@ -292,28 +318,81 @@ class _CopyStream(io.RawIOBase):
         return n
 
 
-def _month_start(value: dt.datetime) -> dt.datetime:
-    return dt.datetime(value.year, value.month, 1)
-
-
-def _months_before(lake: Path, start: dt.datetime) -> list[Month]:
-    manifest = Manifest.read(lake)
-    months = []
-    for key in manifest.partitions:
-        year, month = (int(part.split("=")[1]) for part in key.split("/"))
-        if (year, month) < (start.year, start.month):
-            months.append((year, month))
-    return months
-
-
 @dataclass(frozen=True)
 class ExportResult:
     lake: Path
     rows: int
     exported: int
-    since: dt.datetime | None
+    months: list[str]  # the months (YYYY-MM) read from the server by this export
+    full: bool  # every month was read (no earlier export of the same table to compare with)
     watermark: str | None
     changed: bool
+
+
+# Per month (UK local time), the server's row count and a content fingerprint: the sum of a
+# 64-bit hash of each row's text, so any INSERT, UPDATE or DELETE in a month changes it.
+_FINGERPRINTS = """
+SELECT to_char(date_trunc('month', s.invoice_date), 'YYYY-MM') AS month,
+       count(*) AS source_rows,
+       sum(hashtextextended(s::text, 0))::text AS fingerprint
+FROM (SELECT {items} FROM {table}) AS s
+GROUP BY 1
+"""
+
+
+_NO_MONTH = "(no month)"
+
+
+def _fingerprints(conn: Any, select: _Select, table: str) -> dict[str, dict[str, Any]]:
+    """The server's row count and fingerprint of every month, by partition key."""
+    from psycopg import sql
+
+    query = sql.SQL(_FINGERPRINTS).format(items=select.items, table=_table_ident(table))
+    months: dict[str, dict[str, Any]] = {}
+    for month, rows, fingerprint in conn.execute(query).fetchall():
+        if month is None:
+            # Missing or infinite dates: no month to hold them. Reading every line lets
+            # `conform` name the first such row.
+            months[_NO_MONTH] = {"source_rows": rows, "fingerprint": fingerprint}
+            continue
+        year, number = (int(part) for part in month.split("-"))
+        months[partition_key(year, number)] = {"source_rows": rows, "fingerprint": fingerprint}
+    return months
+
+
+def _unchanged(old: Manifest, root: Path, key: str, server: Mapping[str, Any]) -> bool:
+    """True when the lake's month matches the server's and its file its checksum."""
+    meta = old.partitions.get(key)
+    if meta is None or (meta.get("source_rows"), meta.get("fingerprint")) != (
+        server["source_rows"],
+        server["fingerprint"],
+    ):
+        return False
+    path = old.files(root)[key]
+    try:
+        return (
+            bool(path.stat().st_size == meta.get("bytes")) and sha256_file(path) == meta["sha256"]
+        )
+    except FileNotFoundError:
+        return False
+
+
+def _copy_query(select: _Select, table: str, months: list[str] | None) -> Any:
+    """COPY of the canonical columns, of only `months` (partition keys) when given."""
+    from psycopg import sql
+
+    where = sql.SQL("")
+    if months is not None:
+        # COPY takes no bind parameters: the months are strings we made, quoted by psycopg.
+        wanted = sql.SQL(", ").join(
+            sql.Literal(f"{y:04d}-{m:02d}") for y, m in (month_of(k) for k in months)
+        )
+        where = sql.SQL(
+            " WHERE to_char(date_trunc('month', s.invoice_date), 'YYYY-MM') IN ({})"
+        ).format(wanted)
+    return sql.SQL("COPY (SELECT * FROM (SELECT {} FROM {}) AS s{}) TO STDOUT (FORMAT csv)").format(
+        select.items, _table_ident(table), where
+    )
 
 
 def export(
@@ -323,96 +402,97 @@ def export(
     table: str = DEFAULT_TABLE,
     full: bool = False,
     columns: Mapping[str, str] | None = None,
+    allow_empty: bool = False,
     progress: Progress | None = None,
 ) -> ExportResult:
-    """Export `table` into the lake, atomically; incremental unless `full` or no lake yet.
+    """Export `table` into the lake, atomically, from one consistent snapshot.
 
-    Incremental: re-export from the first day of the watermark's month, replacing those months
-    and keeping the earlier ones as they are; late rows in that month are picked up.
+    Incremental unless `full` or the lake holds no earlier export of the same table: the server
+    counts and fingerprints every month, and only the months that differ from the lake's
+    manifest (inserted, updated or deleted lines, in any month) are read again; months gone
+    from the table leave the lake. The result equals a full export. The lake changes only
+    after the database work is over, so a server lost at any moment leaves the previous lake.
     """
     import psycopg
-    from psycopg import sql
 
     dsn = dsn or default_dsn()
     root = Path(lake) if lake is not None else default_lake()
-    since: dt.datetime | None = None
-    if not full:
+    mapping = dict(columns or {})
+    source = [f"postgresql {redact(dsn or '')} table {table}"]
+    with LakeWriter(root) as writer:
+        old = writer.old
+        incremental = (
+            not full
+            and old is not None
+            and old.source == source
+            and old.extra.get("columns", {}) == mapping
+            and all("fingerprint" in p for p in old.partitions.values())
+        )
+        conn = _connect(dsn)
         try:
-            watermark = Manifest.read(root).watermark
-        except LakeError:
-            watermark = None
-        since = _month_start(dt.datetime.fromisoformat(watermark)) if watermark else None
-    conn = _connect(dsn)
-    try:
-        with conn:
-            conn.read_only = True
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            with conn.transaction():
-                # Values print the same on every server: ISO dates, floats in full precision.
-                conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
-                conn.execute("SET LOCAL extra_float_digits = 1")
-                select = _select_list(_columns(conn, table), columns or {}, table)
-                where = sql.SQL("")
-                if since is not None:
-                    # COPY takes no bind parameters; the bound is a datetime we computed,
-                    # rendered by psycopg as a quoted literal.
-                    where = sql.SQL(" WHERE {} >= {}").format(
-                        sql.Identifier((columns or {}).get("invoice_date", "invoice_date")),
-                        sql.Literal(since),
-                    )
-                query = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT csv)").format(
-                    select.items, _table_ident(table), where
-                )
+            with conn:
+                conn.read_only = True
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                with conn.transaction():
+                    # UK time for every timestamp comparison and conversion, whatever the
+                    # server's or the DSN's TimeZone; values printed the same on every server.
+                    conn.execute("SET LOCAL TimeZone = 'Europe/London'")
+                    conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+                    conn.execute("SET LOCAL extra_float_digits = 1")
+                    select = _select_list(_columns(conn, table), mapping, table)
+                    server = _fingerprints(conn, select, table)
+                    incremental = incremental and _NO_MONTH not in server
+                    if incremental:
+                        assert old is not None
+                        stale = [k for k in sorted(server) if not _unchanged(old, root, k, server[k])]
+                    else:
+                        stale = sorted(server)
+                    if stale:
+                        query = _copy_query(select, table, stale if incremental else None)
+                        origin = f"{redact(dsn or '')} table {table}"
+                        try:
+                            _copy_into(conn, query, writer, origin, select.native, progress)
+                        except pa.ArrowInvalid:
+                            # A value the typed reader refused (an infinite date, say): read the
+                            # same snapshot again as text, so that `conform` names row and column.
+                            writer.discard()
+                            _copy_into(conn, query, writer, origin, frozenset(), progress)
+        except psycopg.Error as err:
+            raise SourceError(
+                f"export from {table!r} failed ({redact(dsn or '')}): {_first_line(err)}; the lake is unchanged"
+            ) from None
+        finally:
+            conn.close()
+        expected = {k: server[k]["source_rows"] for k in stale}
+        if writer.month_rows() != expected:
+            raise SourceError(
+                f"export from {table!r}: the lines read differ from the server's counts; the lake is unchanged"
+            )
+        writer.keep(k for k in server if k not in stale)
+        manifest, changed = writer.commit(
+            source=source,
+            extra={"kind": "export", "columns": mapping},
+            partition_extra={k: server[k] for k in stale},
+            allow_empty=allow_empty,
+        )
+    months = [f"{y:04d}-{m:02d}" for y, m in (month_of(k) for k in stale)]
+    return ExportResult(
+        root, manifest.rows, writer.rows, months, not incremental, manifest.watermark, changed
+    )
 
-                origin = f"{redact(dsn or '')} table {table}"
-                write = partial(
-                    write_lake,
-                    lake=root,
-                    source=[f"postgresql {origin}"],
-                    keep=(lambda old: _months_before(old, since)) if since else None,
-                    extra={"kind": "export", "since": since.isoformat() if since else None},
-                    progress=progress,
-                )
-                try:
-                    manifest, changed, exported = _copy_to_lake(
-                        conn, query, write, origin=origin, native=select.native
-                    )
-                except pa.ArrowInvalid:
-                    # A value the typed reader refused (an infinite date, say): read the same
-                    # snapshot again as text, so that `conform` names the row and column.
-                    manifest, changed, exported = _copy_to_lake(conn, query, write, origin=origin)
-    except psycopg.Error as err:
-        raise SourceError(
-            f"export from {table!r} failed ({redact(dsn or '')}): {_first_line(err)}"
-        ) from None
-    finally:
-        conn.close()
-    return ExportResult(root, manifest.rows, exported, since, manifest.watermark, changed)
 
-
-def _copy_to_lake(
+def _copy_into(
     conn: Any,
     query: Any,
-    write: Callable[[Iterator[pl.DataFrame]], tuple[Manifest, bool]],
-    *,
+    writer: LakeWriter,
     origin: str,
-    native: frozenset[str] = frozenset(),
-) -> tuple[Manifest, bool, int]:
-    """One COPY into `write`, inside a savepoint so a failed attempt leaves the snapshot usable.
-
-    Returns what `write` returns and the number of lines exported.
-    """
-    exported = 0
-
-    def counted(frames: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
-        nonlocal exported
-        for frame in frames:
-            exported += frame.height
-            yield frame
-
+    native: frozenset[str],
+    progress: Progress | None,
+) -> None:
+    """One COPY into the writer, inside a savepoint so a failed attempt leaves the snapshot
+    usable for another."""
     with conn.transaction(), _CopyStream(_copy_rows(conn, query)) as stream:
-        manifest, changed = write(counted(_frames(stream, origin=origin, native=native)))
-    return manifest, changed, exported
+        writer.write(_frames(stream, origin=origin, native=native), progress)
 
 
 def _frames(

@@ -19,7 +19,7 @@ import polars as pl
 
 from lgs_fast.definitions import NON_PRODUCT_PATTERN, Options, segment_rules_frame
 from lgs_fast.errors import LgsError
-from lgs_fast.lake import PART_FILE, TABLE, Manifest, default_lake
+from lgs_fast.lake import Snapshot, snapshot
 from lgs_fast.schema import ARROW_SCHEMA, COLUMNS
 
 QUERIES = Path(__file__).resolve().parent.parent / "queries"
@@ -57,11 +57,11 @@ def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
 
 def _lines(
     con: duckdb.DuckDBPyConnection,
-    root: Path,
+    snap: Snapshot,
     start: dt.date | dt.datetime | None,
     end: dt.date | dt.datetime | None,
 ) -> duckdb.DuckDBPyRelation:
-    files = sorted((root / TABLE).glob(f"year=*/month=*/{PART_FILE}"))
+    files = list(snap.files.values())  # exactly the manifest's files, never a glob
     if not files:
         return con.from_arrow(ARROW_SCHEMA.empty_table())
     rel = con.read_parquet([str(f) for f in files], hive_partitioning=True)
@@ -90,11 +90,13 @@ def connect(
     start: dt.date | dt.datetime | None = None,
     end: dt.date | dt.datetime | None = None,
     lines: pl.LazyFrame | None = None,
+    snap: Snapshot | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake as view `invoice_lines`, ready for `query(con, name)`.
 
     `lines`, if given, is used instead of a lake (a LazyFrame of the canonical schema; tests
-    and notebooks use it to run the SQL engine on any frame).
+    and notebooks use it to run the SQL engine on any frame); `snap`, a lake version already
+    checked (see `lake.reading`).
     """
     options = options or Options()
     con = duckdb.connect()
@@ -115,9 +117,7 @@ def connect(
     if lines is not None:
         rel = con.from_arrow(lines.collect().to_arrow().cast(ARROW_SCHEMA))
     else:
-        root = Path(lake) if lake is not None else default_lake()
-        Manifest.read(root)
-        rel = _lines(con, root, start, end)
+        rel = _lines(con, snap or snapshot(lake), start, end)
     rel.create_view("invoice_lines")
     con.from_arrow(segment_rules_frame(options.rules).to_arrow()).create_view("segment_rules")
     for name in _VIEWS:
