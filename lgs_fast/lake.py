@@ -595,6 +595,7 @@ class LakeWriter:
         if self.old is not None and _same_data(self.old, manifest):
             self._remove_new_files()
             self.committed = True
+            self._collect_garbage(self.old)
             return self.old, False
         for month in latest:
             _fsync(self.root / TABLE / partition_key(*month) / self.name)
