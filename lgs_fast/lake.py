@@ -423,7 +423,7 @@ def _claim(root: Path) -> bool:
         try:
             Manifest.read(root)
         except LakeError as err:
-            raise LakeError(
+            raise type(err)(
                 f"{err}; lgs_fast will not write over a lake it cannot read (move it away or restore its manifest)"
             ) from None
         return False

@@ -1,0 +1,409 @@
+"""What lgs_fast stores and shows is right, or it says so: one test per finding of the trust
+review (ownership, time zones, changes in old months, checked reads, truthful messages, secrets).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from lgs_fast.cli import cli
+from lgs_fast.errors import DamagedError
+from lgs_fast.lake import MANIFEST, Manifest, scan, verify_lake
+from lgs_fast.postgres import export, load_pg
+from lgs_fast.schema import COLUMNS
+from lgs_fast.sources import import_files
+from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def _one_line(result: object, code: int) -> str:
+    assert result.exit_code == code, result.output  # type: ignore[attr-defined]
+    stderr = result.stderr  # type: ignore[attr-defined]
+    errors = [line for line in stderr.splitlines() if line.startswith("lgs-fast: error: ")]
+    # Progress lines may come before it; the error itself is one line, never a traceback.
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
+    assert stderr.rstrip().endswith(errors[0]), stderr
+    return errors[0]
+
+
+# 1. Never delete or move what is not ours ------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["import", "export"])
+def test_foreign_directory_is_left_alone(tmp_path: Path, command: str, pg_dsn: str) -> None:
+    foreign = tmp_path / "thesis"
+    (foreign / "sub").mkdir(parents=True)
+    (foreign / "notes.txt").write_text("my notes")
+    (foreign / "sub" / "thesis.tex").write_text("\\begin{document}")
+    before = _tree(foreign)
+    args = [str(EMBEDDED)] if command == "import" else ["--dsn", pg_dsn]
+    result = CliRunner().invoke(cli, [command, *args, "--lake", str(foreign)])
+    message = _one_line(result, 3)
+    assert "not a lake" in message and "notes.txt" in message
+    assert _tree(foreign) == before
+
+
+def test_file_given_as_lake_is_left_alone(tmp_path: Path) -> None:
+    target = tmp_path / "report.docx"
+    target.write_bytes(b"precious")
+    result = CliRunner().invoke(cli, ["import", str(EMBEDDED), "--lake", str(target)])
+    assert "is a file" in _one_line(result, 3)
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.docx"]
+
+
+def test_unreadable_manifest_is_not_written_over(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    import_files([EMBEDDED], lake)
+    (lake / MANIFEST).write_text("{ not json")
+    before = _tree(lake)
+    result = CliRunner().invoke(cli, ["import", str(EMBEDDED), "--lake", str(lake)])
+    assert "will not write over a lake it cannot read" in _one_line(result, 6)
+    assert _tree(lake) == before
+
+
+# 2. Export is exact whatever the server's TimeZone ----------------------------------------
+
+
+@pytest.fixture
+def zoned_table(pg_dsn: str, pg_table: str) -> Iterator[str]:
+    """A timestamptz table with lines around month ends in UK time (BST and GMT)."""
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (invoice_no text, stock_code text, description text, "
+                "quantity int, invoice_date timestamptz, unit_price float8, customer_id bigint, "
+                "country text)"
+            ).format(sql.Identifier(pg_table))
+        )
+        rows = [
+            ("1", "2011-06-30 23:30:00+01"),  # June in UK time, July in Berlin
+            ("2", "2011-07-01 00:30:00+01"),  # July in UK time, June in UTC
+            ("3", "2011-07-15 12:00:00+01"),
+            ("4", "2011-12-01 00:10:00+00"),  # December in UK time (GMT), November in UTC-5
+            ("5", "2011-12-31 23:50:00+00"),  # December in UK, January in Berlin
+        ]
+        for invoice, when in rows:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} VALUES (%s, 'A', 'MUG', 1, %s::timestamptz, 1.5, 7, 'UK')"
+                ).format(sql.Identifier(pg_table)),
+                (invoice, when),
+            )
+    yield pg_table
+
+
+def _with_zone(dsn: str, zone: str) -> str:
+    return f"{dsn} options='-c TimeZone={zone}'"
+
+
+def test_export_same_lake_in_every_server_zone(
+    pg_dsn: str, zoned_table: str, tmp_path: Path
+) -> None:
+    lakes = {}
+    for zone in ("Etc/UTC", "Europe/London", "Europe/Berlin", "America/New_York"):
+        lake = tmp_path / zone.replace("/", "_")
+        export(_with_zone(pg_dsn, zone), lake, table=zoned_table)
+        # Then a second, incremental export after a change: still nothing lost.
+        with psycopg.connect(pg_dsn) as conn:
+            conn.execute(
+                sql.SQL("UPDATE {} SET quantity = quantity + 1 WHERE invoice_no = '3'").format(
+                    sql.Identifier(zoned_table)
+                )
+            )
+        second = export(_with_zone(pg_dsn, zone), lake, table=zoned_table)
+        assert second.months == ["2011-07"] and second.rows == 5
+        lakes[zone] = scan(lake).sort("invoice_no").collect().drop("quantity")
+        assert {k: v["rows"] for k, v in verify_lake(lake).partitions.items()} == {
+            "year=2011/month=06": 1, "year=2011/month=07": 2, "year=2011/month=12": 2,
+        }  # fmt: skip
+    first = lakes["Etc/UTC"]
+    assert first["invoice_date"].dt.strftime("%Y-%m-%d %H:%M").to_list() == [
+        "2011-06-30 23:30", "2011-07-01 00:30", "2011-07-15 12:00",
+        "2011-12-01 00:10", "2011-12-31 23:50",
+    ]  # fmt: skip
+    for frame in lakes.values():
+        assert frame.equals(first)
+
+
+# 3. Incremental exports notice every change, in any month ----------------------------------
+
+
+def test_changes_in_an_old_month_reach_the_lake(
+    pg_dsn: str, pg_retail: str, pg_table: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE {} AS SELECT * FROM {}").format(
+                sql.Identifier(pg_table), sql.Identifier(pg_retail)
+            )
+        )
+    lake = tmp_path / "lake"
+    export(pg_dsn, lake, table=pg_table)
+    ident = sql.Identifier(pg_table)
+    with psycopg.connect(pg_dsn) as conn:  # watermark in 2011-12; changes in 2011-03
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} VALUES ('999999', 'NEW', 'NEW', 1, '2011-03-15 10:00', 1.0, 1, 'UK')"
+            ).format(ident)
+        )
+        conn.execute(
+            sql.SQL(
+                "UPDATE {} SET quantity = quantity + 1 WHERE invoice_no = ("
+                "SELECT min(invoice_no) FROM {} WHERE invoice_date >= '2011-03-01' "
+                "AND invoice_date < '2011-04-01')"
+            ).format(ident, ident)
+        )
+        deleted = conn.execute(
+            sql.SQL(
+                "DELETE FROM {} WHERE invoice_date >= '2011-03-20' AND invoice_date < '2011-03-21'"
+            ).format(ident)
+        ).rowcount
+    result = export(pg_dsn, lake, table=pg_table)
+    assert result.months == ["2011-03"] and result.changed
+    assert result.rows == 541_909 + 1 - deleted
+    full = tmp_path / "full"
+    export(pg_dsn, full, table=pg_table, full=True)
+    key = list(COLUMNS)
+    assert (
+        scan(lake)
+        .sort(key, nulls_last=True)
+        .collect()
+        .equals(scan(full).sort(key, nulls_last=True).collect())
+    )
+
+
+def test_partition_replaced_by_hand_is_exported_again(
+    pg_dsn: str, pg_retail: str, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    export(pg_dsn, lake, table=pg_retail)
+    files = Manifest.read(lake).files(lake)
+    # Same size, other content: only the checksum can tell.
+    shutil.copyfile(files["year=2011/month=03"], tmp_path / "march")
+    data = bytearray(files["year=2011/month=03"].read_bytes())
+    data[len(data) // 3] ^= 0x01
+    files["year=2011/month=03"].write_bytes(bytes(data))
+    with pytest.raises(DamagedError):
+        verify_lake(lake)
+    result = export(pg_dsn, lake, table=pg_retail)
+    assert result.months == ["2011-03"]
+    assert verify_lake(lake).rows == 541_909
+
+
+# 4. Every read checks what it reads against the manifest ----------------------------------
+
+
+def _damage(lake: Path, how: str, tmp_path: Path) -> str:
+    files = Manifest.read(lake).files(lake)
+    march = files["year=2011/month=03"]
+    if how == "deleted":
+        march.unlink()
+    elif how == "truncated":
+        march.write_bytes(march.read_bytes()[:1000])
+    elif how == "garbage":
+        march.write_bytes(b"\x00garbage" * 1000)
+    elif how == "swapped":  # another valid partition file in its place
+        shutil.copyfile(files["year=2011/month=04"], march)
+    elif how == "flipped":  # same size, a byte changed inside a data page
+        data = bytearray(march.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        march.write_bytes(bytes(data))
+    return "year=2011/month=03"
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated", "garbage", "swapped"])
+def test_damaged_partition_is_named_not_analyzed(tmp_path: Path, how: str, engine: str) -> None:
+    lake = tmp_path / "lake"
+    import_files([EMBEDDED], lake)
+    key = _damage(lake, how, tmp_path)
+    result = CliRunner().invoke(
+        cli, ["analyze", "--lake", str(lake), "--out", str(tmp_path / "out"), "--engine", engine]
+    )
+    message = _one_line(result, 6)
+    assert key in message and "damaged" in message or "not readable" in message
+    assert not (tmp_path / "out" / "tables").exists()
+
+
+def test_damage_inside_a_page_is_named_by_checksum(tmp_path: Path, engine: str) -> None:
+    """A flipped byte the footer check cannot see: either the engine reads past it (and the
+    answer is what the file holds), or it fails and the checksum names the partition."""
+    lake = tmp_path / "lake"
+    import_files([EMBEDDED], lake)
+    _damage(lake, "flipped", tmp_path)
+    result = CliRunner().invoke(
+        cli, ["analyze", "--lake", str(lake), "--out", str(tmp_path / "out"), "--engine", engine, "--no-report"]
+    )  # fmt: skip
+    if result.exit_code != 0:
+        assert "year=2011/month=03: checksum differs" in _one_line(result, 6)
+    verify = CliRunner().invoke(cli, ["verify", "--lake", str(lake)])
+    assert "year=2011/month=03: checksum differs" in _one_line(verify, 6)
+
+
+@pytest.mark.parametrize(
+    "manifest", ["[]", '{"schema_version": 1}', "{ not json", "\x00\x01binary"]
+)
+def test_bad_manifest_is_one_line(tmp_path: Path, manifest: str) -> None:
+    lake = tmp_path / "lake"
+    import_files([EMBEDDED], lake)
+    (lake / MANIFEST).write_text(manifest)
+    for command in (["analyze", "--out", str(tmp_path / "out")], ["verify"]):
+        result = CliRunner().invoke(cli, [*command, "--lake", str(lake)])
+        assert "unreadable manifest" in _one_line(result, 6)
+
+
+def test_manifest_naming_files_outside_the_lake_is_refused(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    import_files([EMBEDDED], lake)
+    (tmp_path / "x").write_bytes(EMBEDDED.read_bytes())
+    text = (lake / MANIFEST).read_text()
+    name = Manifest.read(lake).partitions["year=2011/month=03"]["file"]
+    (lake / MANIFEST).write_text(text.replace(name, "../../../../x"))
+    result = CliRunner().invoke(cli, ["analyze", "--lake", str(lake), "--out", str(tmp_path / "o")])
+    assert "bad file name" in _one_line(result, 6)
+    renamed = text.replace('"year=2011/month=03"', '"../../x"')
+    (lake / MANIFEST).write_text(renamed)
+    result = CliRunner().invoke(cli, ["verify", "--lake", str(lake)])
+    assert "bad partition name" in _one_line(result, 6)
+
+
+# 6. Messages tell the truth about what is on disk -----------------------------------------
+
+
+def test_server_lost_at_the_end_of_an_export(pg_dsn: str, pg_retail: str, tmp_path: Path) -> None:
+    """The connection is cut the moment the lake changes, or just before: either the export
+    succeeded and says so, or it failed and the lake is the previous one."""
+    lake = tmp_path / "lake"
+    import_files([shared(RETAIL_II_CSV)], lake)
+    before = Manifest.read(lake).write_id
+    stop = threading.Event()
+
+    def cut_when_written() -> None:
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            while not stop.is_set():
+                if Manifest.read(lake).write_id != before:
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'lgs_fast'"
+                    )
+                    return
+                time.sleep(0.001)
+
+    cutter = threading.Thread(target=cut_when_written)
+    cutter.start()
+    try:
+        result = CliRunner().invoke(
+            cli, ["export", "--dsn", pg_dsn, "--table", pg_retail, "--lake", str(lake)]
+        )
+    finally:
+        stop.set()
+        cutter.join()
+    changed = Manifest.read(lake).write_id != before
+    assert result.exit_code == (0 if changed else 4), result.output
+    verify_lake(lake)
+
+
+def test_out_with_leftovers_of_older_versions_still_works(
+    tmp_path: Path, retail_ii_lake: Path
+) -> None:
+    out = tmp_path / "out"
+    for leftover in (".build-12345", ".tables.old-777", "tables"):
+        (out / leftover).mkdir(parents=True)
+        (out / leftover / "x.csv").write_text("old")
+    result = CliRunner().invoke(
+        cli, ["analyze", "--lake", str(retail_ii_lake), "--out", str(out), "--no-report"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [".lgs_fast_out", "tables"]
+
+
+def test_out_that_is_not_ours_is_left_alone(tmp_path: Path, retail_ii_lake: Path) -> None:
+    out = tmp_path / "documents"
+    out.mkdir()
+    (out / "budget.xlsx").write_bytes(b"mine")
+    result = CliRunner().invoke(cli, ["analyze", "--lake", str(retail_ii_lake), "--out", str(out)])
+    assert "not an lgs_fast output directory" in _one_line(result, 3)
+    assert _tree(out) == {"budget.xlsx": b"mine"}
+
+
+# 7. Header-only input -------------------------------------------------------------------
+
+
+def test_header_only_input_is_refused_unless_allowed(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    import_files([shared(RETAIL_II_CSV)], lake)
+    before = _tree(lake)
+    empty = tmp_path / "empty.csv"
+    empty.write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    )
+    result = CliRunner().invoke(cli, ["import", str(empty), "--lake", str(lake)])
+    assert "no lines to write" in _one_line(result, 2)
+    assert _tree(lake) == before
+    result = CliRunner().invoke(cli, ["import", str(empty), "--lake", str(lake), "--allow-empty"])
+    assert result.exit_code == 0, result.output
+    assert verify_lake(lake).rows == 0
+    assert scan(lake).collect().height == 0
+
+
+def test_export_of_an_empty_table(pg_dsn: str, pg_table: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text(
+        "invoice_no,stock_code,description,quantity,invoice_date,unit_price,customer_id,country\n"
+    )
+    load_pg([empty], pg_dsn, table=pg_table)
+    lake = tmp_path / "lake"
+    result = CliRunner().invoke(
+        cli, ["export", "--dsn", pg_dsn, "--table", pg_table, "--lake", str(lake)]
+    )
+    assert "no lines to write" in _one_line(result, 2)
+    assert not lake.exists()
+    result = CliRunner().invoke(
+        cli, ["export", "--dsn", pg_dsn, "--table", pg_table, "--lake", str(lake), "--allow-empty"]
+    )
+    assert result.exit_code == 0, result.output
+    # A later export with nothing new is not an error either (it was a traceback).
+    result = CliRunner().invoke(
+        cli, ["export", "--dsn", pg_dsn, "--table", pg_table, "--lake", str(lake), "--allow-empty"]
+    )
+    assert result.exit_code == 0 and "unchanged" in result.output
+
+
+# 9. A password is never printed ---------------------------------------------------------
+
+SECRET_DSNS = [
+    "postgresql://postgres:S3cret@[::1:5432/test",
+    "postgresql://postgres:S3cret%zz@127.0.0.1:5432/test",
+    "postgresql://postgres:S3cret@127.0.0.1:1/test",
+    "host=127.0.0.1 port=1 user=postgres password=S3cret dbname=test",
+    "host=127.0.0.1 port=5432 user=postgres password=S3cret dbname=test bogus=1",
+    "host=127.0.0.1 password='S3cret",
+]
+
+
+@pytest.mark.parametrize("dsn", SECRET_DSNS)
+def test_password_never_printed(tmp_path: Path, dsn: str) -> None:
+    runner = CliRunner()
+    calls = [
+        (["export", "--dsn", dsn, "--lake", str(tmp_path / "l")], {}),
+        (["export", "--lake", str(tmp_path / "l")], {"LGS_PG_DSN": dsn}),
+        (["load-pg", str(EMBEDDED), "--dsn", dsn], {}),
+    ]
+    for args, env in calls:
+        result = runner.invoke(cli, args, env=env)
+        message = _one_line(result, 4)
+        assert "S3cret" not in result.output + message and "S3cret" not in str(result.exception)
