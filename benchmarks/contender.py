@@ -41,7 +41,9 @@ def floor(lake: Path) -> Work:
     """The floor: one DuckDB scan of the same lake summing quantity * unit_price."""
     import duckdb as db
 
-    files = [str(p) for p in sorted(lake.glob("invoice_lines/*/*/*.parquet"))]
+    from lgs_fast.lake import snapshot
+
+    files = [str(p) for p in snapshot(lake).files.values()]
     query = "SELECT sum(quantity * unit_price) FROM read_parquet($files)"
     return lambda: db.sql(query, params={"files": files}).fetchall()
 
