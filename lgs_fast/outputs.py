@@ -79,7 +79,8 @@ class OutputSwitch:
     """
 
     def __init__(self, out: str | Path) -> None:
-        self.out = Path(out)
+        # A link to a directory: the switch happens at the directory it names, link kept.
+        self.out = Path(out).resolve() if Path(out).is_symlink() else Path(out)
         self.run_id = uuid.uuid4().hex[:16]
         self.build = self.out.parent / f".{self.out.name}.build-{self.run_id}"
         self._lock: int | None = None
