@@ -205,6 +205,28 @@ def test_partition_replaced_by_hand_is_exported_again(
     assert verify_lake(lake).rows == 541_909
 
 
+def test_future_dated_line_then_its_deletion(pg_dsn: str, pg_table: str, tmp_path: Path) -> None:
+    """A line dated years ahead used to move the watermark past every later line, so each later
+    export read an empty month and failed; and a month emptied by DELETE must leave the lake."""
+    small = tmp_path / "small.csv"
+    small.write_text(
+        "invoice_no,stock_code,description,quantity,invoice_date,unit_price,customer_id,country\n"
+        "1,A,x,1,2011-01-05 10:00:00,1.5,7,UK\n2,A,x,3,2030-02-10 09:00:00,1.5,8,UK\n"
+    )
+    load_pg([small], pg_dsn, table=pg_table)
+    lake = tmp_path / "lake"
+    assert export(pg_dsn, lake, table=pg_table).watermark == "2030-02-10T09:00:00"
+    again = export(pg_dsn, lake, table=pg_table)
+    assert not again.changed and again.months == []
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE invoice_no = '2'").format(sql.Identifier(pg_table))
+        )
+    gone = export(pg_dsn, lake, table=pg_table)
+    assert gone.changed and gone.rows == 1 and gone.watermark == "2011-01-05T10:00:00"
+    assert list(verify_lake(lake).partitions) == ["year=2011/month=01"]
+
+
 # 4. Every read checks what it reads against the manifest ----------------------------------
 
 
