@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,134 +19,39 @@ from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 LINE = "536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
 
-# (name, arguments, exit code, part of the message); {lake}, {tmp}, {good} and {dsn} are filled in.
+# (name, command line, exit code, part of the message); {lake}, {tmp}, {good}, {dsn} are filled in.
 CASES = [
-    ("no command", ["frobnicate"], 2, "No such command"),
-    ("import: no files", ["import", "--lake", "{lake}"], 2, "Missing argument"),
-    ("import: missing file", ["import", "{tmp}/nope.csv", "--lake", "{lake}"], 2, "no such file"),
-    ("import: a directory", ["import", "{tmp}", "--lake", "{lake}"], 2, "is a directory"),
-    (
-        "import: unknown type",
-        ["import", "{tmp}/notes.txt", "--lake", "{lake}"],
-        2,
-        "unknown file type",
-    ),
-    (
-        "import: bad value",
-        ["import", "{tmp}/bad.csv", "--lake", "{lake}"],
-        2,
-        "row 1: column quantity",
-    ),
-    (
-        "import: header only",
-        ["import", "{tmp}/header.csv", "--lake", "{lake}"],
-        2,
-        "no lines to write",
-    ),
-    ("import: foreign dir", ["import", "{good}", "--lake", "{tmp}/foreign"], 3, "not a lake"),
-    ("import: file as lake", ["import", "{good}", "--lake", "{tmp}/notes.txt"], 3, "is a file"),
-    ("export: no dsn", ["export", "--lake", "{lake}"], 4, "no PostgreSQL DSN"),
-    (
-        "export: bad dsn",
-        ["export", "--dsn", "nonsense", "--lake", "{lake}"],
-        4,
-        "cannot parse the PostgreSQL DSN",
-    ),
-    (
-        "export: no server",
-        ["export", "--dsn", "host=127.0.0.1 port=1", "--lake", "{lake}"],
-        4,
-        "cannot connect",
-    ),
-    (
-        "export: no table",
-        ["export", "--dsn", "{dsn}", "--table", "no_such_table_x", "--lake", "{lake}"],
-        4,
-        "no table",
-    ),
-    (
-        "export: bad --column",
-        ["export", "--dsn", "{dsn}", "--column", "price", "--lake", "{lake}"],
-        2,
-        "CANONICAL=SOURCE",
-    ),
-    (
-        "load-pg: bad file",
-        ["load-pg", "{tmp}/bad.csv", "--dsn", "{dsn}", "--table", "never_made_x"],
-        2,
-        "row 1: column quantity",
-    ),
-    (
-        "analyze: no lake",
-        ["analyze", "--lake", "{tmp}/none", "--out", "{tmp}/o"],
-        3,
-        "no lake here",
-    ),
-    ("analyze: bad engine", ["analyze", "--lake", "{lake}", "--engine", "spark2"], 2, "--engine"),
-    ("analyze: bad preset", ["analyze", "--lake", "{lake}", "--preset", "x"], 2, "--preset"),
-    (
-        "analyze: bad date",
-        ["analyze", "--lake", "{lake}", "--as-of", "yesterday"],
-        2,
-        "is not a date",
-    ),
-    (
-        "analyze: zoned date",
-        ["analyze", "--lake", "{lake}", "--from", "2011-01-01T00:00+05:00"],
-        2,
-        "has a time zone",
-    ),
-    (
-        "analyze: huge top",
-        ["analyze", "--lake", "{lake}", "--top", "9223372036854775807"],
-        2,
-        "--top",
-    ),
-    ("analyze: zero bins", ["analyze", "--lake", "{lake}", "--bins", "0"], 2, "--bins"),
-    (
-        "analyze: empty range",
-        [
-            "analyze",
-            "--lake",
-            "{lake}",
-            "--out",
-            "{tmp}/o",
-            "--from",
-            "2011-05-01",
-            "--to",
-            "2011-01-01",
-        ],
-        2,
-        "empty date range",
-    ),
-    (
-        "analyze: missing segments",
-        ["analyze", "--lake", "{lake}", "--segments", "{tmp}/none.toml"],
-        2,
-        "none.toml",
-    ),
-    (
-        "analyze: binary segments",
-        ["analyze", "--lake", "{lake}", "--segments", "{tmp}/binary.toml"],
-        2,
-        "binary.toml",
-    ),
-    (
-        "analyze: OUT is a file",
-        ["analyze", "--lake", "{lake}", "--out", "{tmp}/notes.txt"],
-        3,
-        "is a file",
-    ),
-    (
-        "analyze: OUT not ours",
-        ["analyze", "--lake", "{lake}", "--out", "{tmp}/foreign"],
-        3,
-        "not an lgs_fast output directory",
-    ),
-    ("generate: zero rows", ["generate", "--rows", "0", "--lake", "{tmp}/g"], 2, "--rows"),
-    ("generate: not a number", ["generate", "--rows", "many", "--lake", "{tmp}/g"], 2, "--rows"),
-    ("verify: no lake", ["verify", "--lake", "{tmp}/none"], 3, "no lake here"),
-]
+    ('no command', 'frobnicate', 2, 'No such command'),
+    ('import: no files', "import --lake '{lake}'", 2, 'Missing argument'),
+    ('import: missing file', "import '{tmp}/nope.csv' --lake '{lake}'", 2, 'no such file'),
+    ('import: a directory', "import '{tmp}' --lake '{lake}'", 2, 'is a directory'),
+    ('import: unknown type', "import '{tmp}/notes.txt' --lake '{lake}'", 2, 'unknown file type'),
+    ('import: bad value', "import '{tmp}/bad.csv' --lake '{lake}'", 2, 'row 1: column quantity'),
+    ('import: header only', "import '{tmp}/header.csv' --lake '{lake}'", 2, 'no lines to write'),
+    ('import: foreign dir', "import '{good}' --lake '{tmp}/foreign'", 3, 'not a lake'),
+    ('import: file as lake', "import '{good}' --lake '{tmp}/notes.txt'", 3, 'is a file'),
+    ('export: no dsn', "export --lake '{lake}'", 4, 'no PostgreSQL DSN'),
+    ('export: bad dsn', "export --dsn nonsense --lake '{lake}'", 4, 'cannot parse the PostgreSQL DSN'),
+    ('export: no server', "export --dsn 'host=127.0.0.1 port=1' --lake '{lake}'", 4, 'cannot connect'),
+    ('export: no table', "export --dsn '{dsn}' --table no_such_table_x --lake '{lake}'", 4, 'no table'),
+    ('export: bad --column', "export --dsn '{dsn}' --column price --lake '{lake}'", 2, 'CANONICAL=SOURCE'),
+    ('load-pg: bad file', "load-pg '{tmp}/bad.csv' --dsn '{dsn}' --table never_made_x", 2, 'row 1: column quantity'),
+    ('analyze: no lake', "analyze --lake '{tmp}/none' --out '{tmp}/o'", 3, 'no lake here'),
+    ('analyze: bad engine', "analyze --lake '{lake}' --engine spark2", 2, '--engine'),
+    ('analyze: bad preset', "analyze --lake '{lake}' --preset x", 2, '--preset'),
+    ('analyze: bad date', "analyze --lake '{lake}' --as-of yesterday", 2, 'is not a date'),
+    ('analyze: zoned date', "analyze --lake '{lake}' --from 2011-01-01T00:00+05:00", 2, 'has a time zone'),
+    ('analyze: huge top', "analyze --lake '{lake}' --top 9223372036854775807", 2, '--top'),
+    ('analyze: zero bins', "analyze --lake '{lake}' --bins 0", 2, '--bins'),
+    ('analyze: empty range', "analyze --lake '{lake}' --out '{tmp}/o' --from 2011-05-01 --to 2011-01-01", 2, 'empty date range'),
+    ('analyze: missing segments', "analyze --lake '{lake}' --segments '{tmp}/none.toml'", 2, 'none.toml'),
+    ('analyze: binary segments', "analyze --lake '{lake}' --segments '{tmp}/binary.toml'", 2, 'binary.toml'),
+    ('analyze: OUT is a file', "analyze --lake '{lake}' --out '{tmp}/notes.txt'", 3, 'is a file'),
+    ('analyze: OUT not ours', "analyze --lake '{lake}' --out '{tmp}/foreign'", 3, 'not an lgs_fast output directory'),
+    ('generate: zero rows', "generate --rows 0 --lake '{tmp}/g'", 2, '--rows'),
+    ('generate: not a number', "generate --rows many --lake '{tmp}/g'", 2, '--rows'),
+    ('verify: no lake', "verify --lake '{tmp}/none'", 3, 'no lake here'),
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -178,14 +84,14 @@ def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(("name", "args", "code", "expected"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("name", "line", "code", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_error_path(
-    setting: dict[str, str], name: str, args: list[str], code: int, expected: str
+    setting: dict[str, str], name: str, line: str, code: int, expected: str
 ) -> None:
     lake = Path(setting["lake"])
     before = _snapshot(lake)
     foreign = _snapshot(Path(setting["tmp"]) / "foreign")
-    result = _run([a.format(**setting) for a in args])
+    result = _run([a.format(**setting) for a in shlex.split(line)])
     assert "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("lgs-fast: error: ")]
     assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
