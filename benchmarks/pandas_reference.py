@@ -7,7 +7,9 @@ opinion in the tests and the baseline in the benchmarks. It deliberately shares 
 
 from __future__ import annotations
 
+import math
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -175,9 +177,21 @@ def monthly(df: pd.DataFrame, options: Options) -> pd.DataFrame:
 
 
 def _score_bin(x: pd.Series, options: Options) -> pd.Series:
-    """qcut's bins, except that repeated edges do not raise: 1 + edges strictly below x."""
-    edges = x.quantile(options.quantiles)
-    return 1 + sum((x > e).astype("int64") for e in edges)
+    """qcut's bins, except that repeated edges do not raise: 1 + edges strictly below x.
+
+    x holds integers (days, ranks, pence); each edge is the linear-interpolated quantile as an
+    exact fraction, so no value can fall on the wrong side of an edge it sits on.
+    """
+    values = np.sort(x.to_numpy(dtype="int64"))
+    n = len(values)
+    bins = pd.Series(1, index=x.index, dtype="int64")
+    for k in range(1, options.bins if n else 1):
+        position = Fraction(k * (n - 1), options.bins)
+        i = math.floor(position)
+        lo, hi = int(values[i]), int(values[min(i + 1, n - 1)])
+        edge = lo + (position - i) * (hi - lo)
+        bins += x.to_numpy(dtype="int64") * edge.denominator > edge.numerator
+    return bins
 
 
 def _segment(rf: pd.Series, options: Options) -> pd.Series:
@@ -213,7 +227,8 @@ def rfm(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     g["f_rank"] = np.arange(1, len(g) + 1)
     g["r_score"] = options.bins + 1 - _score_bin(g["recency"], options)
     g["f_score"] = _score_bin(g["f_rank"], options)
-    g["m_score"] = _score_bin(g["monetary"], options)
+    # Money is scored in whole pence (half away from zero), as both engines score it.
+    g["m_score"] = _score_bin(_pence(g["monetary"]), options)
     digits = g[["r_score", "f_score", "m_score"]].astype(str)
     g["rfm_score"] = digits["r_score"] + digits["f_score"] + digits["m_score"]
     g["segment"] = _segment(digits["r_score"] + digits["f_score"], options)

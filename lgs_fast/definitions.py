@@ -6,7 +6,9 @@ Both engines and the pandas reference read these; DESIGN.md ("Definitions") is t
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,6 +29,23 @@ NON_PRODUCT_PATTERN: Final = (
 
 UNCLASSIFIED: Final = "Unclassified"
 
+# The money columns of each output table (pounds). Wherever money is shown (CSV files, segment
+# lists, the report) it is rounded to the penny; Parquet keeps full precision. Shares,
+# percentages, ratios, means of days or counts are not money and keep their precision. A table
+# added to the outputs lists its money columns here; a table not listed has none.
+MONEY_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "overview": ("revenue", "mean_invoice_total"),
+    "invoice_amounts": (
+        "min", "mean", "median", "mode", "max", "p25", "p75", "p85", "p95", "p99",
+    ),
+    "invoice_histogram": ("bin_start", "bin_end"),
+    "monthly": ("sales",),
+    "rfm": ("monetary",),
+    "segments": ("mean_monetary", "total_monetary"),
+    "top_countries": ("sales",),
+    "top_products": ("sales",),
+}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class SegmentRule:
@@ -46,34 +65,109 @@ def default_segment_file(bins: int = 5) -> str:
     return "segments_4.toml" if bins == 4 else "segments.toml"
 
 
-def load_segment_rules(path: str | Path | None = None, *, bins: int = 5) -> tuple[SegmentRule, ...]:
-    """Segment rules from a TOML file (`[[segment]]` name/pattern/action), default: shipped map."""
-    origin = str(path) if path else default_segment_file(bins)
+_RULE_FIELDS: Final = ("name", "pattern", "action")
+
+
+def segment_slug(name: str) -> str:
+    """The campaign file stem of a segment: `Can't Lose` → `cant_lose`, `Café` → `cafe`."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", ascii_name.lower().replace("'", "")).strip("_") or "segment"
+
+
+def check_segment_files(rules: tuple[SegmentRule, ...], origin: str = "segment map") -> None:
+    """Distinct segments must get distinct campaign files (`OUT/segments/SLUG.csv`).
+
+    Two names that make the same file name (`Hi There`, `hi-there`) are refused rather than
+    renamed: the campaign team finds a list by its segment's name, and a silent `_2` would leave
+    them guessing which list is which. `Unclassified` (customers no rule matches) counts too.
+    """
+    seen: dict[str, str] = {}
+    for name in [*(r.name for r in rules), UNCLASSIFIED]:
+        slug = segment_slug(name)
+        other = seen.setdefault(slug, name)
+        if other != name:
+            raise InputError(
+                f"{origin}: segments {other!r} and {name!r} would share the campaign file "
+                f"{slug}.csv; rename one of them"
+            )
+
+
+def _read_segment_map(origin: str, path: str | Path | None) -> dict[str, object]:
     try:
         if path is None:
-            text = resources.files("lgs_fast").joinpath(origin).read_text()
+            data = resources.files("lgs_fast").joinpath(origin).read_bytes()
         else:
-            text = Path(path).read_text()
-        raw = tomllib.loads(text)["segment"]
-        rules = tuple(
-            SegmentRule(i, str(r["name"]), str(r["pattern"]), str(r.get("action", "")))
-            for i, r in enumerate(raw, start=1)
-        )
+            data = Path(path).read_bytes()
     except FileNotFoundError as err:
         raise InputError(f"{origin}: no such file") from err
-    except (tomllib.TOMLDecodeError, KeyError, TypeError) as err:
+    except IsADirectoryError as err:
+        raise InputError(f"{origin}: is a directory, not a segment map") from err
+    except OSError as err:
+        raise InputError(f"{origin}: cannot read it: {err.strerror or err}") from err
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
         raise InputError(
-            f"{origin}: not a segment map ([[segment]] with name and pattern): {err}"
+            f"{origin}: not a segment map: not a TOML text file (byte {err.start} is not UTF-8)"
         ) from err
-    if not rules:
-        raise InputError(f"{origin}: no [[segment]] rules")
-    for rule in rules:
-        try:
-            pl.Series(["11"]).str.contains(rule.regex)
-        except pl.exceptions.ComputeError as err:
-            raise InputError(
-                f"{origin}: segment {rule.name!r}: bad pattern {rule.pattern!r}"
-            ) from err
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = " ".join(str(err).split())
+        raise InputError(f"{origin}: not a segment map: invalid TOML: {message}") from err
+
+
+def _segment_rule(origin: str, number: int, entry: object) -> SegmentRule:
+    where = f"{origin}: [[segment]] number {number}"
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: not a table of name, pattern and action")
+    if isinstance(entry.get("name"), str):
+        where += f" ({entry['name']!r})"
+    unknown = sorted(set(entry) - set(_RULE_FIELDS))
+    if unknown:
+        raise InputError(
+            f"{where}: unknown field {', '.join(map(repr, unknown))}; "
+            f"a segment has {', '.join(_RULE_FIELDS)}"
+        )
+    for field in _RULE_FIELDS:
+        value = entry.get(field, "" if field == "action" else None)
+        if value is None:
+            raise InputError(f"{where}: no {field}")
+        if not isinstance(value, str):
+            raise InputError(f"{where}: {field} must be text, not {type(value).__name__}")
+    name, pattern, action = (str(entry.get(field, "")) for field in _RULE_FIELDS)
+    if not name.strip():
+        raise InputError(f"{where}: the name is empty")
+    rule = SegmentRule(number, name, pattern, action)
+    try:
+        pl.Series(["11"]).str.contains(rule.regex)
+    except pl.exceptions.ComputeError as err:
+        raise InputError(f"{where}: bad pattern {pattern!r}") from err
+    return rule
+
+
+def load_segment_rules(path: str | Path | None = None, *, bins: int = 5) -> tuple[SegmentRule, ...]:
+    """Segment rules from a TOML file (`[[segment]]` name/pattern/action), default: shipped map.
+
+    Anything else (a binary file, invalid TOML, a missing, misspelt or mistyped field, a bad
+    pattern, two segments that would share a campaign file) is an `InputError` of one line
+    naming the file and the entry.
+    """
+    origin = str(path) if path else default_segment_file(bins)
+    document = _read_segment_map(origin, path)
+    unknown = sorted(set(document) - {"segment"})
+    if unknown:
+        raise InputError(
+            f"{origin}: not a segment map: unknown key {', '.join(map(repr, unknown))} "
+            "(expected only [[segment]] entries)"
+        )
+    entries = document.get("segment")
+    if not isinstance(entries, list) or not entries:
+        raise InputError(
+            f"{origin}: not a segment map: no [[segment]] entries with name, pattern and action"
+        )
+    rules = tuple(_segment_rule(origin, i, entry) for i, entry in enumerate(entries, start=1))
+    check_segment_files(rules, origin)
     return rules
 
 
@@ -117,6 +211,7 @@ class Options:
             raise InputError(f"--top must be at least 1, not {self.top}")
         if not self.rules:
             object.__setattr__(self, "rules", load_segment_rules(bins=self.bins))
+        check_segment_files(self.rules)
 
     @property
     def quantiles(self) -> list[float]:

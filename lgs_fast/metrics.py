@@ -6,6 +6,8 @@ twin of each, and `benchmarks/pandas_reference.py` the third opinion. Nothing he
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import polars as pl
 
 from lgs_fast.definitions import NON_PRODUCT_PATTERN, UNCLASSIFIED, Options, segment_rules_frame
@@ -245,9 +247,23 @@ def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     )
 
 
-def _score_bin(x: pl.Expr, quantiles: list[float]) -> pl.Expr:
-    """bin = smallest i ≥ 1 with x ≤ e_i, e_i = quantile(x, i/B): 1 + #{inner edges below x}."""
-    above = [(x > x.quantile(q, "linear")).cast(pl.Int32) for q in quantiles]
+def _score_bin(x: pl.Expr, bins: int) -> pl.Expr:
+    """bin = smallest i ≥ 1 with x ≤ e_i, e_i = quantile(x, i/B) (linear), exactly, on integers.
+
+    With the n values sorted, v_0 ≤ … ≤ v_{n-1}, and k(n − 1) = jB + r (0 ≤ r < B), the edge is
+    e_k = v_j + (r/B)(v_{j+1} − v_j), so x ≤ e_k  ⟺  B(x − v_j) ≤ r(v_{j+1} − v_j): integers
+    only, no float position or interpolation that could land a value on either side of its
+    edge (queries/rfm.sql does the same). bin = 1 + #{inner edges k with x > e_k}.
+    """
+    n = pl.len().cast(pl.Int64)
+    ordered = x.sort()
+    above = []
+    for k in range(1, bins):
+        j = k * (n - 1) // bins
+        r = k * (n - 1) % bins
+        lo = ordered.get(j, null_on_oob=True)
+        hi = ordered.get(pl.min_horizontal(j + 1, n - 1), null_on_oob=True)
+        above.append((bins * (x - lo) > r * (hi - lo)).cast(pl.Int32))
     return (1 + pl.sum_horizontal(above)).cast(pl.Int32)
 
 
@@ -256,6 +272,35 @@ def _segment(rf: pl.Expr, options: Options) -> pl.Expr:
     for rule in reversed(options.rules):
         expr = pl.when(rf.str.contains(rule.regex)).then(pl.lit(rule.name)).otherwise(expr)
     return expr
+
+
+# Net spend is added up exactly: each line's amount in whole millionths of a pound (exact for
+# prices of up to six decimals; the real data has at most three), summed as integers, which give
+# the same total in any order. A float sum depends on the order of addition, which differs
+# between engines and between runs: a spend that is mathematically zero came out as 3.3e-13, and
+# equal spends could fall on either side of a score edge. `monetary` is that exact total as the
+# nearest float (full precision, not rounded to the penny; DuckDB divides, and Polars, which
+# divides by a constant through its reciprocal, goes through a decimal so as to round the same
+# way); the m_score compares the total in whole pence, half away from zero, the money an analyst
+# sees. A line worth more than 9.2 million million pounds fails the integer cast, loudly.
+_MICRO = 1_000_000
+_MICRO_AMOUNT = (AMOUNT * _MICRO).round(0, mode="half_away_from_zero").cast(pl.Int64).alias("micro")
+_MICRO_PER_PENNY = _MICRO // 100
+
+
+def _pounds_of_micro(micro: pl.Expr) -> pl.Expr:
+    """micro / 10^6, correctly rounded (a decimal with 6 places, then the nearest float)."""
+    return (micro.cast(pl.Decimal(38, 0)) * pl.lit(Decimal(1) / _MICRO)).cast(pl.Float64)
+
+
+def _pence_of_micro(micro: pl.Expr) -> pl.Expr:
+    """Whole pence of an exact amount in millionths of a pound, half away from zero."""
+    half = _MICRO_PER_PENNY // 2
+    return (
+        pl.when(micro >= 0)
+        .then((micro + half) // _MICRO_PER_PENNY)
+        .otherwise(-((half - micro) // _MICRO_PER_PENNY))
+    )
 
 
 def _reference_time(lines: pl.LazyFrame, options: Options) -> pl.LazyFrame:
@@ -285,12 +330,12 @@ def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     """
     if options.as_of is not None:
         lines = lines.filter(pl.col("invoice_date") <= options.as_of)
-    customers = lines.filter(HAS_CUSTOMER).with_columns(AMOUNT)
+    customers = lines.filter(HAS_CUSTOMER).with_columns(_MICRO_AMOUNT)
     if options.preset == "notebook":
         per_customer = customers.group_by("customer_id").agg(
             last=pl.col("invoice_date").max(),
             frequency=_count(pl.len()),
-            monetary=pl.col("amount").sum(),
+            micro=pl.col("micro").sum(),
         )
     else:
         purchases = (
@@ -301,23 +346,24 @@ def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
                 frequency=_count(pl.col("invoice_no").n_unique()),
             )
         )
-        spend = customers.group_by("customer_id").agg(monetary=pl.col("amount").sum())
+        spend = customers.group_by("customer_id").agg(pl.col("micro").sum())
         per_customer = purchases.join(spend, on="customer_id", how="left")
-    qs = options.quantiles
     b = options.bins
     scored = (
         per_customer.join(_reference_time(lines, options), how="cross")
         .with_columns(
             recency=((pl.col("t") - pl.col("last")).dt.total_microseconds() // _DAY_US).cast(
                 pl.Int64
-            )
+            ),
+            monetary=_pounds_of_micro(pl.col("micro")),
+            pence=_pence_of_micro(pl.col("micro")),
         )
         .sort(["frequency", "customer_id"])
         .with_columns(f_rank=pl.int_range(1, pl.len() + 1))
         .with_columns(
-            r_score=(b + 1 - _score_bin(pl.col("recency"), qs)).cast(pl.Int32),
-            f_score=_score_bin(pl.col("f_rank"), qs),
-            m_score=_score_bin(pl.col("monetary"), qs),
+            r_score=(b + 1 - _score_bin(pl.col("recency"), b)).cast(pl.Int32),
+            f_score=_score_bin(pl.col("f_rank"), b),
+            m_score=_score_bin(pl.col("pence"), b),
         )
         .with_columns(
             rfm_score=pl.concat_str(pl.col("r_score", "f_score", "m_score").cast(pl.String)),

@@ -4,19 +4,23 @@ Nothing here computes a metric: it formats the tables `analyze` produced. Every 
 the data (countries, descriptions, segment names) is HTML-escaped; chart specs are inlined as
 JSON with `<`, `>` and `&` escaped so no value can close a script element. The Vega, Vega-Lite
 and Vega-Embed libraries are inlined too (vl-convert's bundle), so the page opens offline.
+Every CSV lgs_fast writes goes through `write_csv`: money to the penny, and no text cell that a
+spreadsheet would run as a formula.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import re
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
 
 import polars as pl
+
+from lgs_fast.definitions import MONEY_COLUMNS, SegmentRule, check_segment_files, segment_slug
 
 Tables = dict[str, pl.DataFrame]
 
@@ -191,22 +195,66 @@ def vega_javascript() -> str:
     return str(vlc.javascript_bundle(_RENDER))
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
 def slug(name: str) -> str:
     """A file name for a segment: `Can't Lose` → `cant_lose`."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower().replace("'", "")).strip("_") or "segment"
+    return segment_slug(name)
+
+
+def spreadsheet_safe(frame: pl.DataFrame, money: Iterable[str] = ()) -> pl.DataFrame:
+    """`frame` as a CSV shows it: `money` columns to the penny, no text cell runnable as a formula.
+
+    Money is rounded half away from zero (and -0.00 shown as 0); other numbers (shares,
+    percentages, means of days) keep their precision. A text cell starting with `=`, `+`, `-`,
+    `@`, a tab or a carriage return gets a leading `'`, which spreadsheets show as text; numbers
+    are not text, so a negative monetary stays a number.
+    """
+    money = set(money)
+    columns = []
+    for name, dtype in frame.schema.items():
+        column = pl.col(name)
+        if name in money and dtype.is_float():
+            rounded = column.round(2, mode="half_away_from_zero")
+            columns.append(pl.when(rounded == 0).then(0.0).otherwise(rounded).alias(name))
+        elif isinstance(dtype, (pl.String, pl.Categorical, pl.Enum)):
+            text = column.cast(pl.String)
+            columns.append(
+                pl.when(text.str.contains(_FORMULA_START))
+                .then(pl.concat_str(pl.lit("'"), text))
+                .otherwise(text)
+                .alias(name)
+            )
+        else:
+            columns.append(column)
+    return frame.select(columns)
+
+
+def write_csv(frame: pl.DataFrame, path: Path, table: str) -> None:
+    """`frame`, a row set of output table `table`, as a CSV fit to open in a spreadsheet."""
+    spreadsheet_safe(frame, MONEY_COLUMNS.get(table, ())).write_csv(path)
 
 
 def write_segment_exports(tables: Tables, directory: Path) -> dict[str, int]:
-    """`SEGMENT.csv` per segment for the campaign team; returns rows written per file."""
+    """`SEGMENT.csv` per segment for the campaign team; returns rows written per file.
+
+    Distinct segments never share a file: names that would (`Hi There`, `hi-there`) are refused
+    when the segment map is loaded, and here again for tables built some other way.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     actions = tables["segments"].select("segment", "action")
     customers = tables["rfm"].join(actions, on="segment", how="left")
+    names = customers["segment"].unique().sort().to_list()
+    check_segment_files(tuple(SegmentRule(0, str(n), "", "") for n in names), "rfm table")
     written = {}
     for (segment,), part in customers.sort("customer_id").group_by("segment", maintain_order=True):
         path = directory / f"{slug(str(segment))}.csv"
-        part.select(
+        rows = part.select(
             "customer_id", "country", "recency", "frequency", "monetary",
             "r_score", "f_score", "m_score", "rfm_score", "segment", "action",
-        ).write_csv(path)  # fmt: skip
+        )  # fmt: skip
+        write_csv(rows, path, "rfm")
         written[path.name] = part.height
     return written

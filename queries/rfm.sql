@@ -4,8 +4,14 @@
 --           frequency = distinct purchase invoices; T = as_of, else the latest line.
 -- notebook: every customer with any line; recency from any line; frequency = lines;
 --           T = as_of, else the latest line that has a customer.
--- Scores: bin = 1 + number of inner edges quantile(x, k/B) strictly below x (pandas qcut,
--- repeated edges allowed); frequency is binned by its ordinal rank (ties by customer_id).
+-- monetary is summed exactly, as integers in millionths of a pound, so the total does not
+-- depend on the order of addition (lgs_fast/metrics.py explains; the two engines give the same
+-- value to the bit), and scored in whole pence (half away from zero).
+-- Scores: bin = 1 + number of inner edges e_k = quantile(x, k/B) strictly below x (pandas
+-- qcut, repeated edges allowed); frequency is binned by its ordinal rank (ties by customer_id).
+-- Evaluated exactly on integers (whole days, ranks, pence): with the n values sorted,
+-- v_0 <= ... <= v_{n-1}, and k(n-1) = jB + r, e_k = v_j + (r/B)(v_{j+1} - v_j), so
+-- x > e_k  <=>  B(x - v_j) > r(v_{j+1} - v_j). No float quantile, no rounding at the edges.
 WITH scope AS (
     SELECT * FROM invoice_lines
     WHERE getvariable('as_of') IS NULL OR invoice_date <= getvariable('as_of')::TIMESTAMP
@@ -16,7 +22,7 @@ customers AS (
         invoice_no,
         invoice_date,
         country,
-        quantity * unit_price AS amount,
+        round(quantity * unit_price * 1000000)::BIGINT AS micro,
         starts_with(invoice_no, 'C') AS cancel
     FROM scope
     WHERE customer_id IS NOT NULL
@@ -37,7 +43,7 @@ per_customer AS (
             ELSE max(invoice_date) FILTER (WHERE NOT cancel) END AS last,
         CASE WHEN getvariable('notebook') THEN count(*)
             ELSE count(DISTINCT invoice_no) FILTER (WHERE NOT cancel) END::BIGINT AS frequency,
-        sum(amount) AS monetary
+        sum(micro)::BIGINT AS micro
     FROM customers
     GROUP BY customer_id
     HAVING getvariable('notebook') OR count(*) FILTER (WHERE NOT cancel) > 0
@@ -46,24 +52,59 @@ ranked AS (
     SELECT
         p.*,
         floor((epoch_us(r.t) - epoch_us(p.last)) / 86400000000)::BIGINT AS recency,
-        row_number() OVER (ORDER BY p.frequency, p.customer_id) AS f_rank
+        row_number() OVER (ORDER BY p.frequency, p.customer_id) AS f_rank,
+        p.micro / 1000000 AS monetary,
+        CASE WHEN p.micro >= 0 THEN (p.micro + 5000) // 10000
+            ELSE -((5000 - p.micro) // 10000) END AS pence
     FROM per_customer AS p
     CROSS JOIN reference AS r
 ),
+sorted AS (
+    SELECT
+        count(*) AS n,
+        list(recency ORDER BY recency) AS r_values,
+        list(f_rank ORDER BY f_rank) AS f_values,
+        list(pence ORDER BY pence) AS m_values
+    FROM ranked
+),
+positions AS (
+    -- for each inner edge k = 1 .. B-1: j + 1 (lists count from 1) and r
+    SELECT
+        *,
+        list_transform(
+            range(1, getvariable('bins')),
+            lambda k: {
+                'j': k * (n - 1) // getvariable('bins') + 1,
+                'r': k * (n - 1) % getvariable('bins')
+            }
+        ) AS ks
+    FROM sorted
+),
 edges AS (
     SELECT
-        quantile_cont(recency, getvariable('quantiles')) AS r_edges,
-        quantile_cont(f_rank, getvariable('quantiles')) AS f_edges,
-        quantile_cont(monetary, getvariable('quantiles')) AS m_edges
-    FROM ranked
+        list_transform(ks, lambda p: {
+            'lo': r_values[p.j], 'hi': r_values[least(p.j + 1, n)], 'r': p.r
+        }) AS r_edges,
+        list_transform(ks, lambda p: {
+            'lo': f_values[p.j], 'hi': f_values[least(p.j + 1, n)], 'r': p.r
+        }) AS f_edges,
+        list_transform(ks, lambda p: {
+            'lo': m_values[p.j], 'hi': m_values[least(p.j + 1, n)], 'r': p.r
+        }) AS m_edges
+    FROM positions
 ),
 scored AS (
     SELECT
         ranked.*,
-        (getvariable('bins') - len(list_filter(r_edges, lambda e: recency > e)))::INTEGER
-            AS r_score,
-        (1 + len(list_filter(f_edges, lambda e: f_rank > e)))::INTEGER AS f_score,
-        (1 + len(list_filter(m_edges, lambda e: monetary > e)))::INTEGER AS m_score
+        (getvariable('bins') - len(list_filter(
+            r_edges, lambda e: getvariable('bins') * (recency - e.lo) > e.r * (e.hi - e.lo)
+        )))::INTEGER AS r_score,
+        (1 + len(list_filter(
+            f_edges, lambda e: getvariable('bins') * (f_rank - e.lo) > e.r * (e.hi - e.lo)
+        )))::INTEGER AS f_score,
+        (1 + len(list_filter(
+            m_edges, lambda e: getvariable('bins') * (pence - e.lo) > e.r * (e.hi - e.lo)
+        )))::INTEGER AS m_score
     FROM ranked
     CROSS JOIN edges
 ),

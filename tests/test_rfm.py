@@ -122,19 +122,65 @@ def test_unmatched_customers_are_unclassified(
     ]
 
 
+_GOOD = '[[segment]]\nname = "Best"\npattern = "5[4-5]"\n'
+
+
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("content", "message"),
     [
-        ("nonsense = [", "not a segment map"),
-        ("", "not a segment map"),
-        ('[[segment]]\nname = "x"\npattern = "(["\n', "bad pattern"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "not a TOML text file"),
+        (b"\x00\x01\x02 binary", "invalid TOML"),
+        ("nonsense = [", "not a segment map: invalid TOML: Invalid value"),
+        ("a = 1\nb = = 2\n", r"invalid TOML: .*\(at line 2, column 5\)"),
+        ("", r"not a segment map: no \[\[segment\]\] entries"),
+        ('[segment]\nname = "x"\npattern = "1"\n', r"no \[\[segment\]\] entries"),
+        ("segment = [1, 2]\n", r"\[\[segment\]\] number 1: not a table"),
+        ('title = "x"\n' + _GOOD, "unknown key 'title'"),
+        ('[[segment]]\nname = 5\npattern = "1"\n', "number 1: name must be text, not int"),
+        ('[[segment]]\nname = "x"\n', r"number 1 \('x'\): no pattern"),
+        ('[[segment]]\nname = "x"\npattern = ["1"]\n', "pattern must be text, not list"),
+        ('[[segment]]\nname = "x"\npattern = "1"\naction = 3\n', "action must be text"),
+        ('[[segment]]\nname = "x"\npattern = "1"\nactoin = "y"\n', "unknown field 'actoin'"),
+        ('[[segment]]\nname = " "\npattern = "1"\n', "the name is empty"),
+        ('[[segment]]\npattern = "1"\n', "number 1: no name"),
+        (_GOOD + '[[segment]]\nname = "x"\npattern = "(["\n', r"number 2 \('x'\): bad pattern"),
     ],
 )
-def test_bad_segment_map(tmp_path: Path, text: str, message: str) -> None:
+def test_bad_segment_map(tmp_path: Path, content: str | bytes, message: str) -> None:
+    """One line naming the file and the bad entry: never a traceback, never a silent default."""
     path = tmp_path / "bad.toml"
-    path.write_text(text)
-    with pytest.raises(InputError, match=message):
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(InputError, match=message) as caught:
         load_segment_rules(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_segment_map_that_is_a_directory_or_missing(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is a directory"):
+        load_segment_rules(tmp_path)
+    with pytest.raises(InputError, match="no such file"):
+        load_segment_rules(tmp_path / "missing.toml")
+
+
+def test_cli_bad_segment_map_is_one_line(retail_lake: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "picture.toml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff" * 50)
+    done = subprocess.run(
+        [Path(sys.executable).parent / "lgs-fast", "analyze", "--lake", str(retail_lake),
+         "--out", str(tmp_path / "out"), "--segments", str(path), "--no-report"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"lgs-fast: error: {path}: not a segment map")
+    assert not (tmp_path / "out" / "tables").exists()
 
 
 def test_notebook_api_is_lazy(retail_lake: Path) -> None:

@@ -95,3 +95,37 @@ def test_data_quality(tables: dict[str, pl.DataFrame]) -> None:
     assert quality["exact_duplicate_lines"] == 5_268
     assert quality["non_product_lines"] == 2_950
     assert quality["cancellation_lines"] == 9_288
+
+
+def test_csv_shows_money_to_the_penny_and_parquet_keeps_full_precision(
+    retail_lake: Path, tmp_path: Path
+) -> None:
+    from lgs_fast.analyze import write_tables
+    from lgs_fast.definitions import MONEY_COLUMNS
+
+    tables = compute_tables(retail_lake)
+    write_tables(tables, tmp_path)
+    money_cells = 0
+    for name, frame in tables.items():
+        assert pl.read_parquet(tmp_path / f"{name}.parquet").equals(frame), name
+        text = pl.read_csv(tmp_path / f"{name}.csv", infer_schema=False)
+        assert text.columns == frame.columns and text.height == frame.height, name
+        for column, dtype in frame.schema.items():
+            if column in MONEY_COLUMNS.get(name, ()):
+                cells = text[column].drop_nulls()
+                assert cells.str.contains(r"^-?\d+\.\d{1,2}$").all(), (name, column, cells)
+                shown = text[column].cast(pl.Float64).to_list()
+                for value, penny in zip(frame[column].to_list(), shown, strict=True):
+                    assert (value is None) == (penny is None)
+                    if value is not None:
+                        assert abs(value - penny) <= 0.005 + 1e-9, (name, column, value, penny)
+                money_cells += cells.len()
+            elif dtype.is_float():  # shares, percentages, means of days: full precision
+                assert text[column].cast(pl.Float64).equals(frame[column]), (name, column)
+    assert money_cells > 4_339
+    overview = pl.read_csv(tmp_path / "overview.csv", infer_schema=False).row(0, named=True)
+    assert overview["revenue"] == "9747747.93"
+    assert tables["overview"]["revenue"].item() == pytest.approx(9_747_747.934, abs=1e-6)
+    top = pl.read_csv(tmp_path / "top_countries.csv", infer_schema=False)
+    assert top["sales"][0] == "9003097.96"
+    assert top["share"][0] == str(tables["top_countries"]["share"][0])

@@ -1,0 +1,170 @@
+"""Campaign lists and CSV files: one file per segment, and no cell a spreadsheet would run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import lgs_fast as lgs
+from lgs_fast.analyze import compute_tables, tables_of, write_tables
+from lgs_fast.definitions import Options, SegmentRule, load_segment_rules
+from lgs_fast.errors import InputError
+from lgs_fast.report import write_segment_exports
+
+# OWASP, CSV injection: a cell starting with one of these is run as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _segment_map(path: Path, *entries: tuple[str, str, str]) -> Path:
+    path.write_text(
+        "".join(
+            f"[[segment]]\nname = {json.dumps(name)}\npattern = {json.dumps(pattern)}\n"
+            f"action = {json.dumps(action)}\n"
+            for name, pattern, action in entries
+        )
+    )
+    return path
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_segments_that_would_share_a_file_are_refused(tmp_path: Path) -> None:
+    path = _segment_map(tmp_path / "clash.toml", ("Hi There", "5.", "a"), ("hi-there", "..?", "b"))
+    with pytest.raises(InputError) as caught:
+        load_segment_rules(path)
+    message = str(caught.value)
+    assert message == (
+        f"{path}: segments 'Hi There' and 'hi-there' would share the campaign file "
+        "hi_there.csv; rename one of them"
+    )
+
+
+def test_a_segment_that_would_share_the_unclassified_file_is_refused(tmp_path: Path) -> None:
+    path = _segment_map(tmp_path / "clash.toml", ("UNCLASSIFIED!", "5.", ""))
+    with pytest.raises(InputError, match="'UNCLASSIFIED!' and 'Unclassified' would share"):
+        load_segment_rules(path)
+
+
+def test_segments_built_in_python_that_would_share_a_file_are_refused(
+    retail_lake: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match="hi_there.csv"):
+        Options(rules=(SegmentRule(1, "Hi There", "5.", ""), SegmentRule(2, "hi-there", ".*", "")))
+    # Tables from anywhere else: refused before any file is written, never overwritten.
+    tables = compute_tables(retail_lake)
+    tables["rfm"] = tables["rfm"].with_columns(
+        segment=pl.when(pl.col("customer_id") == 12346)
+        .then(pl.lit("Hi There"))
+        .otherwise(pl.lit("hi-there"))
+    )
+    with pytest.raises(InputError, match="'Hi There' and 'hi-there' would share"):
+        write_segment_exports(tables, tmp_path / "segments")
+    assert list((tmp_path / "segments").glob("*")) == []
+
+
+def test_one_file_per_segment_on_the_real_data(retail_lake: Path, tmp_path: Path) -> None:
+    # A segment may have several rules; accents are dropped from file names.
+    path = _segment_map(
+        tmp_path / "map.toml",
+        ("Best", "5[4-5]", "Thank them."),
+        ("Café regulars", "[3-4][4-5]", "Invite them."),
+        ("Best", "4[1-3]", "Thank them."),
+    )
+    tables = compute_tables(retail_lake, Options(rules=load_segment_rules(path)))
+    written = write_segment_exports(tables, tmp_path / "segments")
+    sizes = dict(tables["segments"].select("segment", "customers").iter_rows())
+    rf = tables["rfm"].select(pl.concat_str(pl.col("r_score", "f_score").cast(pl.String)))
+    rf = rf.to_series()
+    assert sizes["Best"] == rf.str.contains("^(5[4-5]|4[1-3])$").sum() > 633  # Champions and more
+    assert written == {
+        "best.csv": sizes["Best"],
+        "cafe_regulars.csv": sizes["Café regulars"],
+        "unclassified.csv": sizes["Unclassified"],
+    }
+    assert sum(written.values()) == 4_339
+    best = _rows(tmp_path / "segments" / "best.csv")
+    assert {r["segment"] for r in best} == {"Best"} and {r["action"] for r in best} == {
+        "Thank them."
+    }
+
+
+def test_no_csv_cell_runs_as_a_formula(retail_lake: Path, tmp_path: Path) -> None:
+    """Countries, descriptions, segment names and actions from hostile sources, in every CSV."""
+    lines = lgs.scan(retail_lake).with_columns(
+        country=pl.when(pl.col("country") == "EIRE")
+        .then(pl.lit("=EIRE"))
+        .when(pl.col("country") == "France")
+        .then(pl.lit("\tFrance"))
+        .otherwise(pl.col("country")),
+        description=pl.when(pl.col("stock_code") == "22423")
+        .then(pl.lit("-CAKESTAND"))
+        .otherwise(pl.col("description")),
+    )
+    path = _segment_map(
+        tmp_path / "evil.toml",
+        ('=HYPERLINK("http://example.com/x","Best")', "5[4-5]", "@SUM(1+1)"),
+        ("+Rest", "..?", "\rcall them"),
+    )
+    tables = tables_of(lines, Options(rules=load_segment_rules(path)))
+    write_tables(tables, tmp_path / "tables")
+    write_segment_exports(tables, tmp_path / "segments")
+    files = sorted((tmp_path / "tables").glob("*.csv")) + sorted(
+        (tmp_path / "segments").glob("*.csv")
+    )
+    assert len(files) == len(tables) + 2
+    negative_numbers = 0
+    for file in files:
+        for row in _rows(file):
+            for column, cell in row.items():
+                if cell.startswith(FORMULA_START):
+                    assert _is_number(cell), f"{file.name}.{column}: {cell!r}"
+                    negative_numbers += 1
+    assert negative_numbers > 0  # negative spends and growth are numbers, not neutralised text
+
+    countries = [r["country"] for r in _rows(tmp_path / "tables" / "top_countries.csv")]
+    assert "'=EIRE" in countries and "'\tFrance" in countries
+    top = _rows(tmp_path / "tables" / "top_products.csv")
+    assert top[0]["description"] == "'-CAKESTAND"
+    segments = {r["segment"]: r["action"] for r in _rows(tmp_path / "tables" / "segments.csv")}
+    assert segments == {
+        '\'=HYPERLINK("http://example.com/x","Best")': "'@SUM(1+1)",
+        "'+Rest": "'\rcall them",
+    }
+    best = _rows(tmp_path / "segments" / "hyperlink_http_example_com_x_best.csv")
+    assert len(best) == 633
+    assert {r["action"] for r in best} == {"'@SUM(1+1)"}
+    rest = _rows(tmp_path / "segments" / "rest.csv")
+    assert any(r["country"] == "'=EIRE" for r in rest + best)
+    spends = [float(r["monetary"]) for r in rest + best]
+    assert sum(1 for s in spends if s < 0) == 8  # the real customers whose net spend is negative
+    # Parquet keeps the values as they are.
+    rfm = pl.read_parquet(tmp_path / "tables" / "rfm.parquet")
+    assert "=EIRE" in rfm["country"].to_list()
+
+
+def test_campaign_lists_show_money_to_the_penny(retail_lake: Path, tmp_path: Path) -> None:
+    tables = compute_tables(retail_lake)
+    write_segment_exports(tables, tmp_path)
+    rows = [r for f in sorted(tmp_path.glob("*.csv")) for r in _rows(f)]
+    assert len(rows) == 4_339
+    for row in rows:
+        whole, _, pence = row["monetary"].partition(".")
+        assert len(pence) <= 2, row
+    by_customer = {int(r["customer_id"]): r for r in rows}
+    assert by_customer[12347]["monetary"] == "4310.0"
+    assert by_customer[17850]["segment"] == "Can't Lose"
