@@ -7,6 +7,7 @@ opinion in the tests and the baseline in the benchmarks. It deliberately shares 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from fractions import Fraction
@@ -26,7 +27,12 @@ QUANTILES = {"median": 0.5, "p25": 0.25, "p75": 0.75, "p85": 0.85, "p95": 0.95, 
 
 def load_lines(lake: str | Path) -> pd.DataFrame:
     """Every line of the lake in memory, as the notebook held them."""
-    files = sorted(Path(lake).glob("invoice_lines/year=*/month=*/*.parquet"))
+    # The files the manifest names (a lake also keeps the previous version's files).
+    manifest = json.loads((Path(lake) / "_manifest.json").read_text())
+    files = [
+        Path(lake) / "invoice_lines" / key / meta.get("file", "part-0.parquet")
+        for key, meta in sorted(manifest["partitions"].items())
+    ]
     if not files:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY.items()})
     return pd.concat(

@@ -164,11 +164,17 @@ class AnalysisResult:
 
 
 def write_tables(tables: dict[str, pl.DataFrame], directory: Path) -> None:
-    """`NAME.parquet` and `NAME.csv` per table."""
+    """`NAME.parquet` and `NAME.csv` per table.
+
+    Parquet keeps full precision; the CSV shows money to the penny and no text cell that a
+    spreadsheet would run as a formula (`lgs_fast.report.write_csv`).
+    """
+    from lgs_fast.report import write_csv
+
     directory.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         frame.write_parquet(directory / f"{name}.parquet", compression="zstd")
-        frame.write_csv(directory / f"{name}.csv")
+        write_csv(frame, directory / f"{name}.csv", name)
 
 
 def _build(

@@ -323,7 +323,7 @@ def _parse_when(value: str | None, option: str) -> dt.datetime | None:
 )
 @click.option(
     "--bins",
-    type=click.IntRange(2, 20),
+    type=click.IntRange(2, 9),
     default=5,
     show_default=True,
     help="Score bins per R, F and M (5 = quintiles, 4 = quartiles).",
