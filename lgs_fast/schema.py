@@ -6,6 +6,7 @@ there is exactly one place that decides what a valid line is.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 import polars as pl
@@ -91,6 +92,49 @@ DATE_FORMATS: Final = (
 )
 
 
+# The largest unit price accepted, in GBP, either sign. The analyses turn amounts into whole
+# pence, and sum them, as int64 (at most 9.2e18): at ten million pounds a unit, any int32
+# quantity's amount fits in pence with room for sums, and one of up to 922,337 units still fits
+# in the millionths of a pound that RFM adds up. NaN, infinities and prices like 1e300 are
+# typing or export accidents, never prices; the real data's largest is 38,970.
+MAX_UNIT_PRICE: Final = 10_000_000.0
+
+# Dates must fit Python's datetime (years 1 to 9999): the lake's manifest, the report and
+# notebooks turn them into Python values, and year 0 or 10000 would crash there. Text dates can
+# spell such years ("0000-01-01", "+10000-…"), and Parquet timestamps reach year 294,247.
+FIRST_DATE: Final = datetime(1, 1, 1)
+LAST_DATE: Final = datetime(9999, 12, 31, 23, 59, 59, 999_999)
+
+INT32_MIN: Final = -(2**31)
+INT32_MAX: Final = 2**31 - 1
+
+# Why a refused value is refused, by column; each names the whole rule, so one message fits a
+# value that is not a number at all and one that is out of range.
+_PROBLEM: Final = {
+    "quantity": f"is not a whole number from {INT32_MIN:,} to {INT32_MAX:,}",
+    "customer_id": "is not a whole number that fits in 64 bits",
+    "unit_price": "cannot be read as a number",
+    "invoice_date": "cannot be read as a date (YYYY-MM-DD HH:MM:SS)",
+}
+# Why a value that was read is still refused, for the columns with a range of their own.
+_RANGE_PROBLEM: Final = {
+    "unit_price": f"is not a finite price within ±{MAX_UNIT_PRICE:,.0f}",
+    "invoice_date": "is not a date from 0001-01-01 to 9999-12-31",
+}
+
+# What a column's type must be, for the value types Parquet can carry. A value is accepted when
+# its text form would be accepted from CSV, so no type may turn into something its text never
+# would: booleans are not quantities, and an int64 is not a date (Polars would read it as
+# microseconds after 1970). Text is accepted everywhere and parsed as CSV text is.
+_EXPECTED: Final = {
+    "invoice_date": "a timestamp, date or text",
+    "quantity": "a number or text",
+    "unit_price": "a number or text",
+    "customer_id": "a number or text",
+}
+_EXPECTED_TEXT: Final = "text or an integer"
+
+
 def header_mapping(header: list[str], origin: str) -> dict[str, str]:
     """Map a file's header onto canonical names, or raise naming what is missing or unknown."""
     stripped = [h.strip().lstrip("\ufeff") for h in header]
@@ -106,6 +150,11 @@ def header_mapping(header: list[str], origin: str) -> dict[str, str]:
             f"{origin}: unknown header {shown!r}; expected the UCI, UCI II or snake_case "
             f"columns ({','.join(COLUMNS)})"
         )
+    # Two columns of one name leave no way to tell which holds the values.
+    recognised = [h for h in stripped if h in names]
+    for name in recognised:
+        if recognised.count(name) > 1:
+            raise InputError(f"{origin}: column {name!r} appears more than once in the header")
     missing = [n for n in names if n not in stripped]
     if missing:
         raise InputError(f"{origin}: missing column {missing[0]!r} (header form {best_form})")
@@ -122,6 +171,31 @@ def _canonical(name: str, form: tuple[str, ...]) -> str:
     return COLUMNS[form.index(name)] if name in form else ""
 
 
+def _is_text(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Categorical, pl.Null) or isinstance(dtype, pl.Enum)
+
+
+def _accepts(name: str, dtype: pl.DataType) -> bool:
+    """Whether a column of `dtype` may hold column `name` (its values are checked later)."""
+    target = POLARS_SCHEMA[name]
+    if _is_text(dtype):
+        return True
+    if target == pl.String:
+        return dtype.is_integer()
+    if isinstance(target, pl.Datetime):
+        return isinstance(dtype, (pl.Datetime, pl.Date))
+    return dtype.is_integer() or dtype.is_float() or dtype.is_decimal()
+
+
+def _whole(number: pl.Expr, target: pl.DataType) -> pl.Expr:
+    """`number` as the integer type `target` when it is a whole number in range, else null.
+
+    Spreadsheets store ids and quantities as 17850.0; 17850.5 is no id, and a plain cast would
+    truncate it. NaN and infinities compare equal to their floor, and then fail the cast.
+    """
+    return pl.when(number == number.floor()).then(number).cast(target, strict=False)
+
+
 def _fast(name: str, dtype: pl.DataType) -> pl.Expr:
     """The one-step parse that fits nearly every value (ISO dates, plain integers)."""
     col = pl.col(name)
@@ -130,6 +204,8 @@ def _fast(name: str, dtype: pl.DataType) -> pl.Expr:
         return col.str.to_datetime(DATE_FORMATS[0], time_unit="us", strict=False)
     if dtype == pl.String and target != pl.String:
         return col.str.strip_chars().cast(target, strict=False)
+    if target.is_integer() and (dtype.is_float() or dtype.is_decimal()):
+        return _whole(col.cast(pl.Float64), target)
     if isinstance(target, pl.Datetime) and isinstance(dtype, pl.Datetime) and dtype.time_zone:
         # Zoned timestamps are shown in UK local time, as the shop's own data is.
         return (
@@ -144,24 +220,48 @@ def _lenient(name: str, dtype: pl.DataType) -> pl.Expr:
     """The slower parse for what the fast one missed: other date forms, whole floats as ids."""
     col = pl.col(name)
     target = POLARS_SCHEMA[name]
-    text = col.str.strip_chars() if dtype == pl.String else col
-    if isinstance(target, pl.Datetime) and dtype == pl.String:
+    if dtype != pl.String:
+        return _fast(name, dtype)
+    text = col.str.strip_chars()
+    if isinstance(target, pl.Datetime):
         return pl.coalesce(
             *(text.str.to_datetime(f, time_unit="us", strict=False) for f in DATE_FORMATS)
         )
     if target.is_integer():
-        # Customer ids arrive as 17850.0 from spreadsheets; accept whole numbers only.
-        as_float = text.cast(pl.Float64, strict=False)
-        return pl.when(as_float == as_float.floor()).then(as_float).cast(target, strict=False)
+        return _whole(text.cast(pl.Float64, strict=False), target)
     return _fast(name, dtype)
+
+
+def _out_of_range(name: str, typed: pl.Series) -> pl.Series | None:
+    """Values that were read but are no valid value of `name` (null where none), if it has a range.
+
+    The integer casts already refuse what does not fit int32 / int64.
+    """
+    if name == "unit_price":
+        return ~(typed.is_finite() & (typed.abs() <= MAX_UNIT_PRICE))
+    if name == "invoice_date":
+        return ~typed.is_between(FIRST_DATE, LAST_DATE)
+    return None
 
 
 def conform(df: pl.DataFrame, *, origin: str, first_row: int, unit: str = "row") -> pl.DataFrame:
     """Cast a frame with canonical column names to the canonical schema, strictly.
 
     `first_row` is the number, in `unit`s of the source, of the frame's first row, so the error
-    can point at the exact place (e.g. ``online_retail.csv: row 17: column quantity: 'x'``).
+    can point at the exact place, e.g.
+    ``online_retail.csv: row 17: column unit_price is not a finite price within ±10,000,000: 'nan'``.
     """
+    for name in COLUMNS:
+        dtype = df.schema[name]
+        if not _accepts(name, dtype):
+            expected = _EXPECTED.get(name, _EXPECTED_TEXT)
+            raise InputError(
+                f"{origin}: column {name} has type {_type_label(dtype)}; expected {expected}"
+            )
+    # Dictionary-encoded text (Parquet) is parsed as the text it stands for.
+    categorical = [n for n in COLUMNS if _is_text(df.schema[n]) and df.schema[n] != pl.String]
+    if categorical:
+        df = df.with_columns(pl.col(categorical).cast(pl.String))
     typed = df.select(_fast(name, df.schema[name]).alias(name) for name in COLUMNS)
     for name in COLUMNS:
         missed = typed[name].is_null() & df[name].is_not_null()
@@ -172,23 +272,42 @@ def conform(df: pl.DataFrame, *, origin: str, first_row: int, unit: str = "row")
         bad = typed[name].is_null()
         if name not in REQUIRED:
             bad = bad & df[name].is_not_null()
+        out_of_range = _out_of_range(name, typed[name])
+        if out_of_range is not None:
+            bad = bad | out_of_range.fill_null(False)
         if bad.any():
             i = int(bad.arg_true()[0])
-            value = df[name][i]
-            what = (
-                "is empty" if value is None else f"cannot be read as {_type_name(name)}: {value!r}"
-            )
+            what = _problem(name, df[name], typed[name], i)
             raise InputError(f"{origin}: {unit} {first_row + i}: column {name} {what}")
     return typed
 
 
-def _type_name(name: str) -> str:
-    return {
-        "quantity": "an integer",
-        "customer_id": "a whole number",
-        "unit_price": "a number",
-        "invoice_date": "a date (YYYY-MM-DD HH:MM:SS)",
-    }.get(name, "text")
+def _problem(name: str, given: pl.Series, typed: pl.Series, i: int) -> str:
+    """Why value `i` of column `name` is refused, with the value as the source gave it."""
+    if _is_null(given, i):
+        return "is empty"
+    if name in _RANGE_PROBLEM and not _is_null(typed, i):
+        return f"{_RANGE_PROBLEM[name]}: {_shown(given, i)}"
+    return f"{_PROBLEM.get(name, 'cannot be read as text')}: {_shown(given, i)}"
+
+
+def _is_null(values: pl.Series, i: int) -> bool:
+    # Without making value `i` a Python object: a date in year 0 or 10000 cannot be one.
+    return values.slice(i, 1).null_count() == 1
+
+
+def _shown(values: pl.Series, i: int, limit: int = 60) -> str:
+    """Value `i` in its text form, quoted and escaped, so a message stays one printable line."""
+    text = values.slice(i, 1).cast(pl.String, strict=False)[0]
+    if text is None:
+        return f"(a value of type {_type_label(values.dtype)})"
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return repr(text)
+
+
+def _type_label(dtype: pl.DataType) -> str:
+    return str(dtype).lower()
 
 
 def to_arrow(df: pl.DataFrame) -> pa.Table:

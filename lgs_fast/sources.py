@@ -3,6 +3,9 @@
 CSV (plain or compressed), the UCI .xlsx, a plain pg_dump of table `retail`, and Parquet. All
 readers stream: a file is never held whole as Python objects, only as Arrow batches of
 `BATCH_ROWS` lines, so a 100M-line file imports in bounded memory.
+
+Whatever a file holds, a reader either yields canonical frames or raises one `InputError` whose
+one-line message names the file (and the row and column where there is one).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import csv
 import gzip
 import io
 import re
-from collections.abc import Callable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +31,11 @@ from lgs_fast.schema import COLUMNS, conform, header_mapping
 
 BATCH_ROWS = 250_000
 _BLOCK_BYTES = 8 << 20
+_HEAD_BYTES = 1 << 16
+_COMPRESSED = (".gz", ".bz2", ".zst")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_LINE_END = re.compile(rb"\r\n|\r|\n")  # as pyarrow ends lines
+_SAVE_AS_UTF8 = "save it as UTF-8 (in Excel: 'CSV UTF-8')"
 
 Reader = Callable[[Path], Iterator[pl.DataFrame]]
 
@@ -52,72 +61,146 @@ def _reader_for(path: Path) -> Reader:
     raise InputError(f"{path}: unknown file type; lgs_fast imports {known}")
 
 
-def _conformed(
-    path: Path | str, frames: Iterator[pl.DataFrame], header: list[str]
-) -> Iterator[pl.DataFrame]:
-    """Rename to canonical names, then conform each frame, numbering rows across frames."""
-    mapping = header_mapping(header, str(path))
+def _conformed(origin: str, frames: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """Conform each frame (already under canonical names), numbering rows across frames."""
     row = 1
     for frame in frames:
         if frame.height == 0:
             continue
-        named = frame.rename(mapping).select(COLUMNS)
-        yield conform(named, origin=str(path), first_row=row)
+        yield conform(frame.select(COLUMNS), origin=origin, first_row=row)
         row += frame.height
 
 
-def _arrow_error(path: Path, err: Exception) -> InputError:
-    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return InputError(f"{path}: {first_line}")
+def _frames(batches: Iterable[pa.RecordBatch], origin: str | Path) -> Iterator[pl.DataFrame]:
+    for batch in batches:
+        try:
+            frame = pl.from_arrow(batch)
+        except pl.exceptions.PolarsError as err:  # an Arrow type Polars has no counterpart for
+            raise _library_error(origin, err) from err
+        assert isinstance(frame, pl.DataFrame)
+        yield frame
+
+
+def _positional_names(header: Sequence[str], mapping: Mapping[str, str]) -> list[str]:
+    """Column names by position: canonical where recognised, a placeholder elsewhere.
+
+    Columns lgs_fast does not read may then repeat a name, or have none, without a clash.
+    """
+    return [mapping.get(name) or f"_unused_{i}" for i, name in enumerate(header)]
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """The first line of a library's message, shortened, with unprintable characters escaped.
+
+    Some messages quote the offending bytes; they must not reach a terminal raw.
+    """
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    shown = "".join(
+        c if c.isprintable() and c != "\ufffd" else c.encode("unicode_escape").decode("ascii")
+        for c in first[:limit]
+    )
+    return shown + ("…" if len(first) > limit else "")
+
+
+def _library_error(origin: str | Path, err: BaseException) -> InputError:
+    return InputError(f"{origin}: {_one_line(str(err)) or type(err).__name__}")
+
+
+def _read_error(path: Path, err: BaseException) -> InputError:
+    """A file that could not be read through: for a compressed one, truncated or corrupt data."""
+    if path.name.lower().endswith(_COMPRESSED):
+        detail = _one_line(str(err)) or type(err).__name__
+        return InputError(f"{path}: compressed data is truncated or corrupt ({detail})")
+    return _library_error(path, err)
+
+
+# pyarrow's CSV messages carry the 1-based line ("Row #") and the 0-based column of the problem
+# (when read without threads); these turn them into the row and column name lgs_fast reports.
+_FIELD_COUNT = re.compile(r"Row #(\d+): Expected (\d+) columns, got (\d+)")
+_NOT_UTF8 = re.compile(r"column #(\d+): Row #(\d+): CSV conversion error to string: invalid UTF8")
+
+
+def _csv_error(
+    path: Path, err: pa.ArrowInvalid, names: Sequence[str], lines_before: int
+) -> InputError:
+    """pyarrow's CSV error as one line with row and column; `lines_before` precede row 1."""
+    text = str(err)
+    if (found := _NOT_UTF8.search(text)) and int(found[1]) < len(names):
+        row, column = int(found[2]) - lines_before, names[int(found[1])]
+        return InputError(
+            f"{path}: row {row}: column {column} is not UTF-8 text (the file is in another "
+            f"encoding, such as Windows-1252); {_SAVE_AS_UTF8}"
+        )
+    if found := _FIELD_COUNT.search(text):
+        row = int(found[1]) - lines_before
+        return InputError(f"{path}: row {row}: expected {found[2]} fields, found {found[3]}")
+    return _library_error(path, err)
 
 
 # CSV -----------------------------------------------------------------------------------------
 
 
-def _csv_header(path: Path) -> list[str]:
-    with pa.input_stream(str(path), compression="detect") as raw:
-        head = raw.read(1 << 16)
+def _csv_head(path: Path) -> bytes:
+    try:
+        with pa.input_stream(str(path), compression="detect") as raw:
+            return raw.read(_HEAD_BYTES)
+    except OSError as err:
+        raise _read_error(path, err) from err
+
+
+def _csv_header(path: Path) -> tuple[list[str], bool]:
+    """The header's names, and whether anything follows the header line."""
+    head = _csv_head(path)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(f"{path}: is UTF-16 text; {_SAVE_AS_UTF8}")
+    if b"\0" in head:
+        raise InputError(f"{path}: holds binary data (NUL bytes), not CSV text")
+    full = len(head) == _HEAD_BYTES
+    head = head.removeprefix(_UTF8_BOM)  # Excel's "CSV UTF-8" starts with one
     if not head.strip():
         raise InputError(f"{path}: empty file")
-    first = head.decode("utf-8", errors="replace").splitlines()[0]
-    return next(csv.reader([first]))
+    first, *rest = _LINE_END.split(head, maxsplit=1)
+    try:
+        header = next(csv.reader([first.decode("utf-8")]))
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{path}: the header (line 1) is not UTF-8 text; if it is a CSV file, {_SAVE_AS_UTF8}"
+        ) from None
+    except csv.Error as err:
+        raise InputError(f"{path}: the header (line 1) is not CSV: {_one_line(str(err))}") from None
+    return header, full or any(part.strip() for part in rest)
 
 
 def _read_csv(path: Path) -> Iterator[pl.DataFrame]:
-    header = _csv_header(path)
+    header, has_lines = _csv_header(path)
+    mapping = header_mapping(header, str(path))
+    if not has_lines:
+        return  # a header alone holds no lines; whether that is an error is the caller's call
+    # The header is parsed above (BOM, repeated names, encoding) and skipped here: columns are
+    # named by position, and only the canonical ones are converted.
+    names = _positional_names(header, mapping)
     # Everything is read as text and parsed in `conform`, which can name the bad row and column.
     # Only an empty field is missing: pyarrow's default null spellings ("NA", "NULL", "nan",
     # …) would turn a product described as "NA" into a line without description.
     convert = pacsv.ConvertOptions(
-        column_types={h: pa.string() for h in header}, null_values=[""], strings_can_be_null=True
+        include_columns=list(COLUMNS),
+        column_types=dict.fromkeys(COLUMNS, pa.string()),
+        null_values=[""],
+        strings_can_be_null=True,
     )
-    bad_rows: list[pacsv.InvalidRow] = []
-
-    def reject(row: pacsv.InvalidRow) -> str:
-        bad_rows.append(row)
-        return "error"
-
+    # Without threads pyarrow's errors carry the line number.
+    read = pacsv.ReadOptions(
+        column_names=names, skip_rows=1, block_size=_BLOCK_BYTES, use_threads=False
+    )
     try:
-        reader = pacsv.open_csv(
-            pa.input_stream(str(path), compression="detect"),
-            read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES, use_threads=False),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=reject),
-            convert_options=convert,
-        )
-        frames = (pl.from_arrow(b) for b in _batches(reader))
-        yield from _conformed(path, frames, header)  # type: ignore[arg-type]
-    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
-        if bad_rows:
-            row = bad_rows[0]
-            where = f"row {row.number - 1}: " if row.number else ""
-            raise InputError(
-                f"{path}: {where}expected {row.expected_columns} fields, found {row.actual_columns}"
-            ) from err
-        raise _arrow_error(path, err) from err
-
-
-def _batches(reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
-    yield from reader
+        with pa.input_stream(str(path), compression="detect") as stream:
+            reader = pacsv.open_csv(stream, read_options=read, convert_options=convert)
+            yield from _conformed(str(path), _frames(reader, path))
+    except pa.ArrowInvalid as err:
+        raise _csv_error(path, err, names, lines_before=1) from err
+    except OSError as err:
+        raise _read_error(path, err) from err
 
 
 # xlsx ----------------------------------------------------------------------------------------
@@ -125,13 +208,28 @@ def _batches(reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
 
 def _read_xlsx(path: Path) -> Iterator[pl.DataFrame]:
     # calamine (Rust) reads a sheet in one go; a sheet holds at most 1,048,576 rows, so memory
-    # stays bounded per sheet. Text cells everywhere, then the one parser in `conform`.
+    # stays bounded per sheet. Text cells everywhere, then the one parser in `conform`. The
+    # header row is read as data, as written: as a header, a repeated name would come back
+    # renamed (`Quantity_1`) and the repetition would go unnoticed.
     try:
-        sheets = pl.read_excel(path, sheet_id=0, engine="calamine", infer_schema_length=0)
+        sheets = pl.read_excel(
+            path,
+            sheet_id=0,
+            engine="calamine",
+            has_header=False,
+            infer_schema_length=0,
+            raise_if_empty=False,
+        )
     except Exception as err:  # fastexcel raises its own exception types
-        raise _arrow_error(path, err) from err
+        raise _library_error(path, err) from err
     for sheet, frame in sheets.items():
-        yield from _conformed(f"{path} sheet {sheet!r}", iter([frame]), frame.columns)
+        if frame.height == 0:
+            continue  # a blank sheet holds no lines
+        origin = f"{path} sheet {sheet!r}"
+        header = ["" if cell is None else str(cell) for cell in frame.row(0)]
+        names = _positional_names(header, header_mapping(header, origin))
+        lines = frame.slice(1).rename(dict(zip(frame.columns, names, strict=True)))
+        yield from _conformed(origin, [lines])
 
 
 # pg_dump -------------------------------------------------------------------------------------
@@ -149,6 +247,7 @@ class _CopyBlock(io.RawIOBase):
         self._raw = raw
         self._origin = origin
         self._pending = b"\n"  # leading newline lets one search find an empty block too
+        self._started = False
         self._done = False
 
     def readable(self) -> bool:
@@ -163,9 +262,14 @@ class _CopyBlock(io.RawIOBase):
                 self._pending = self._pending[: end + 1]
                 self._done = True
             elif not chunk:
-                raise InputError(f"{self._origin}: COPY block has no terminating '\\.' line")
-        if self._pending.startswith(b"\n"):
+                raise InputError(
+                    f"{self._origin}: the COPY block ends without its '\\.' line; "
+                    "the dump is truncated"
+                )
+        if not self._started:
+            # Only the newline added above: later, a newline at the front is a line's end.
             self._pending = self._pending[1:]
+            self._started = True
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
@@ -189,35 +293,49 @@ def _unescape_copy_text(value: str | None) -> str | None:
     return "".join(out)
 
 
+def _copy_header(raw: BinaryIO, path: Path) -> list[str]:
+    """The column list of the `COPY retail (…) FROM stdin` line; `raw` is left after it."""
+    for line in iter(raw.readline, b""):
+        match = _COPY_LINE.match(line)
+        if match:
+            columns = match["cols"].decode("utf-8", errors="replace")
+            return [c.strip().strip('"') for c in columns.split(",")]
+    raise InputError(
+        f"{path}: no 'COPY retail (…) FROM stdin' block found; is it a plain-format pg_dump of table retail?"
+    )
+
+
 def _read_pg_dump(path: Path) -> Iterator[pl.DataFrame]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as raw:
-        header: list[str] | None = None
-        for line in iter(raw.readline, b""):
-            match = _COPY_LINE.match(line)
-            if match:
-                header = [c.strip().strip('"') for c in match["cols"].decode().split(",")]
-                break
-        if header is None:
-            raise InputError(
-                f"{path}: no 'COPY retail (…) FROM stdin' block found; is it a plain-format pg_dump of table retail?"
+    names: list[str] = []
+    try:
+        with opener(path, "rb") as raw:
+            header = _copy_header(raw, path)
+            names = _positional_names(header, header_mapping(header, str(path)))
+            block = io.BufferedReader(_CopyBlock(raw, path), buffer_size=_BLOCK_BYTES)
+            if not block.peek(1):
+                return  # the dump of an empty table: no lines (pyarrow would call it an error)
+            reader = pacsv.open_csv(
+                block,
+                read_options=pacsv.ReadOptions(
+                    column_names=names, block_size=_BLOCK_BYTES, use_threads=False
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter="\t", quote_char=False, escape_char=False
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=list(COLUMNS),
+                    column_types=dict.fromkeys(COLUMNS, pa.string()),
+                    null_values=["\\N"],
+                    strings_can_be_null=True,
+                ),
             )
-        block = _CopyBlock(raw, path)
-        reader = pacsv.open_csv(
-            io.BufferedReader(block, buffer_size=_BLOCK_BYTES),
-            read_options=pacsv.ReadOptions(column_names=header, block_size=_BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header},
-                null_values=["\\N"],
-                strings_can_be_null=True,
-            ),
-        )
-        try:
-            frames = (_unescape_frame(pl.from_arrow(b)) for b in _batches(reader))  # type: ignore[arg-type]
-            yield from _conformed(path, frames, header)
-        except pa.ArrowInvalid as err:
-            raise _arrow_error(path, err) from err
+            frames = (_unescape_frame(frame) for frame in _frames(reader, path))
+            yield from _conformed(str(path), frames)
+    except pa.ArrowInvalid as err:
+        raise _csv_error(path, err, names, lines_before=0) from err
+    except (OSError, EOFError, zlib.error) as err:  # gzip's ways of saying "damaged"
+        raise _read_error(path, err) from err
 
 
 def _unescape_frame(frame: pl.DataFrame) -> pl.DataFrame:
@@ -233,13 +351,15 @@ def _unescape_frame(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _read_parquet(path: Path) -> Iterator[pl.DataFrame]:
+    # Only the recognised columns are read: faster, and others may be of any type or name.
     try:
-        file = pq.ParquetFile(path)
-        header = file.schema_arrow.names
-        frames = (pl.from_arrow(b) for b in file.iter_batches(batch_size=BATCH_ROWS))
-        yield from _conformed(path, frames, header)  # type: ignore[arg-type]
-    except (pa.ArrowInvalid, OSError) as err:
-        raise _arrow_error(path, err) from err
+        with pq.ParquetFile(path) as file:
+            mapping = header_mapping(file.schema_arrow.names, str(path))
+            batches = file.iter_batches(batch_size=BATCH_ROWS, columns=list(mapping))
+            frames = (frame.rename(mapping) for frame in _frames(batches, path))
+            yield from _conformed(str(path), frames)
+    except (pa.ArrowException, OSError) as err:
+        raise _library_error(path, err) from err
 
 
 _READERS: dict[str, Reader] = {
@@ -267,12 +387,14 @@ def import_files(
     lake: str | Path | None = None,
     *,
     dedupe: bool = False,
+    allow_empty: bool = False,
     progress: Progress | None = None,
 ) -> ImportResult:
     """Build the lake from exactly these files (replacing what was there), atomically.
 
     Every file is validated while it streams; the first bad value aborts the whole import
-    before anything is swapped in, so the previous lake stays as it was.
+    before the commit, so the previous lake stays as it was. Input without a single line is
+    refused unless `allow_empty`.
     """
     if not paths:
         raise InputError("no input files given")
@@ -289,6 +411,7 @@ def import_files(
         root,
         source=[str(Path(p).name) for p in paths],
         dedupe=dedupe,
+        allow_empty=allow_empty,
         extra={"kind": "import"},
         progress=progress,
     )
