@@ -212,8 +212,3 @@ class Options:
         if not self.rules:
             object.__setattr__(self, "rules", load_segment_rules(bins=self.bins))
         check_segment_files(self.rules)
-
-    @property
-    def quantiles(self) -> list[float]:
-        """The inner score edges k/B, k = 1..B-1 (edges 0 and B are min and max)."""
-        return [k / self.bins for k in range(1, self.bins)]

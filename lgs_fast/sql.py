@@ -44,7 +44,6 @@ def _variables(options: Options) -> dict[str, object]:
         "notebook": options.preset == "notebook",
         "as_of": options.as_of,
         "bins": options.bins,
-        "quantiles": options.quantiles,
         "top": options.top,
         "histogram_bins": options.histogram_bins,
         "non_product": NON_PRODUCT_PATTERN,
