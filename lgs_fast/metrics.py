@@ -282,7 +282,7 @@ def _segment(rf: pl.Expr, options: Options) -> pl.Expr:
 # nearest float (full precision, not rounded to the penny; DuckDB divides, and Polars, which
 # divides by a constant through its reciprocal, goes through a decimal so as to round the same
 # way); the m_score compares the total in whole pence, half away from zero, the money an analyst
-# sees. A line worth more than 9.2 million million pounds fails the integer cast, loudly.
+# sees. `conform` bounds a line's amount, and the sums are taken in 128 bits: no overflow.
 _MICRO = 1_000_000
 _MICRO_AMOUNT = (AMOUNT * _MICRO).round(0, mode="half_away_from_zero").cast(pl.Int64).alias("micro")
 _MICRO_PER_PENNY = _MICRO // 100
@@ -299,7 +299,8 @@ def _pence_of_micro(micro: pl.Expr) -> pl.Expr:
     return (
         pl.when(micro >= 0)
         .then((micro + half) // _MICRO_PER_PENNY)
-        .otherwise(-((half - micro) // _MICRO_PER_PENNY))
+        # -((half - micro) // p) written as a ceiling: Polars has no negation for 128 bits.
+        .otherwise((micro - half + _MICRO_PER_PENNY - 1) // _MICRO_PER_PENNY)
     )
 
 
@@ -335,7 +336,7 @@ def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
         per_customer = customers.group_by("customer_id").agg(
             last=pl.col("invoice_date").max(),
             frequency=_count(pl.len()),
-            micro=pl.col("micro").sum(),
+            micro=pl.col("micro").cast(pl.Int128).sum(),
         )
     else:
         purchases = (
@@ -346,7 +347,7 @@ def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
                 frequency=_count(pl.col("invoice_no").n_unique()),
             )
         )
-        spend = customers.group_by("customer_id").agg(pl.col("micro").sum())
+        spend = customers.group_by("customer_id").agg(pl.col("micro").cast(pl.Int128).sum())
         per_customer = purchases.join(spend, on="customer_id", how="left")
     b = options.bins
     scored = (
@@ -356,7 +357,7 @@ def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
                 pl.Int64
             ),
             monetary=_pounds_of_micro(pl.col("micro")),
-            pence=_pence_of_micro(pl.col("micro")),
+            pence=_pence_of_micro(pl.col("micro")).cast(pl.Int64),
         )
         .sort(["frequency", "customer_id"])
         .with_columns(f_rank=pl.int_range(1, pl.len() + 1))

@@ -98,6 +98,10 @@ DATE_FORMATS: Final = (
 # in the millionths of a pound that RFM adds up. NaN, infinities and prices like 1e300 are
 # typing or export accidents, never prices; the real data's largest is 38,970.
 MAX_UNIT_PRICE: Final = 10_000_000.0
+# The largest line amount (quantity × unit_price), either sign: a billion pounds, against the
+# real data's 168,469.60. Each line then fits RFM's millionths of a pound (1e15) many thousand
+# times over in int64, and the sums are taken in 128 bits, so no accepted line can overflow.
+MAX_LINE_AMOUNT: Final = 1_000_000_000.0
 
 # Dates must fit Python's datetime (years 1 to 9999): the lake's manifest, the report and
 # notebooks turn them into Python values, and year 0 or 10000 would crash there. Text dates can
@@ -279,6 +283,14 @@ def conform(df: pl.DataFrame, *, origin: str, first_row: int, unit: str = "row")
             i = int(bad.arg_true()[0])
             what = _problem(name, df[name], typed[name], i)
             raise InputError(f"{origin}: {unit} {first_row + i}: column {name} {what}")
+    amount = typed["quantity"].cast(pl.Float64) * typed["unit_price"]
+    too_large = amount.abs() > MAX_LINE_AMOUNT
+    if too_large.any():
+        i = int(too_large.arg_true()[0])
+        raise InputError(
+            f"{origin}: {unit} {first_row + i}: columns quantity × unit_price = {amount[i]:,.2f}, "
+            f"beyond ±{MAX_LINE_AMOUNT:,.0f} for one line"
+        )
     return typed
 
 

@@ -43,7 +43,7 @@ per_customer AS (
             ELSE max(invoice_date) FILTER (WHERE NOT cancel) END AS last,
         CASE WHEN getvariable('notebook') THEN count(*)
             ELSE count(DISTINCT invoice_no) FILTER (WHERE NOT cancel) END::BIGINT AS frequency,
-        sum(micro)::BIGINT AS micro
+        sum(micro) AS micro  -- HUGEINT: 128 bits, no overflow
     FROM customers
     GROUP BY customer_id
     HAVING getvariable('notebook') OR count(*) FILTER (WHERE NOT cancel) > 0
@@ -54,8 +54,8 @@ ranked AS (
         floor((epoch_us(r.t) - epoch_us(p.last)) / 86400000000)::BIGINT AS recency,
         row_number() OVER (ORDER BY p.frequency, p.customer_id) AS f_rank,
         p.micro / 1000000 AS monetary,
-        CASE WHEN p.micro >= 0 THEN (p.micro + 5000) // 10000
-            ELSE -((5000 - p.micro) // 10000) END AS pence
+        (CASE WHEN p.micro >= 0 THEN (p.micro + 5000) // 10000
+            ELSE -((5000 - p.micro) // 10000) END)::BIGINT AS pence
     FROM per_customer AS p
     CROSS JOIN reference AS r
 ),

@@ -156,9 +156,32 @@ def test_parquet_refuses_quantity_outside_int32(tmp_path: Path) -> None:
 
 def test_int32_limits_are_quantities(tmp_path: Path) -> None:
     path = _csv(
-        tmp_path / "limits.csv", _line(quantity="2147483647"), _line(quantity="-2147483648")
+        tmp_path / "limits.csv",
+        _line(quantity="2147483647", unit_price="0.01"),
+        _line(quantity="-2147483648", unit_price="0.01"),
     )
     assert _read(path)["quantity"].to_list() == [2_147_483_647, -2_147_483_648]
+
+
+@pytest.mark.parametrize(("quantity", "price"), [("2147483647", "2.55"), ("-1000", "1000001")])
+def test_line_amount_beyond_a_billion_is_refused(tmp_path: Path, quantity: str, price: str) -> None:
+    """Each value is within its own limit, the line is not: its amount could not be summed."""
+    path = _csv(tmp_path / "big.csv", _line(), _line(quantity=quantity, unit_price=price))
+    assert _refusal(path).startswith(f"{path}: row 2: columns quantity × unit_price = ")
+    assert "beyond ±1,000,000,000 for one line" in _refusal(path)
+
+
+def test_largest_line_amount_is_analyzed_exactly(tmp_path: Path, engine: str) -> None:
+    """Lines at the limit, many of them for one customer: summed without overflow, engines equal."""
+    from lgs_fast.analyze import compute_tables
+
+    big = _line(quantity="1000", unit_price="1000000", customer_id="1")
+    small = _line(quantity="1", unit_price="2.5", customer_id="2")
+    path = _csv(tmp_path / "big.csv", *([big] * 10_000), small)
+    lake = tmp_path / "lake"
+    import_files([path], lake)
+    rfm = compute_tables(lake, engine=engine)["rfm"].sort("customer_id")
+    assert rfm["monetary"].to_list() == [1e13, 2.5]
 
 
 def test_long_value_is_shortened(tmp_path: Path) -> None:
