@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -409,17 +410,22 @@ def _print_summary(tables: dict[str, Any]) -> None:
 def main() -> None:
     """Entry point: usage errors, like every other error, become one line and exit code 2."""
     try:
-        cli.main(prog_name="lgs-fast", standalone_mode=False)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    except KeyboardInterrupt:
-        _fail(f"interrupted; {_what_changed()}", 130)
-    except click.exceptions.Abort:
-        _fail("aborted", 130)
-    except click.ClickException as err:
-        _fail(err.format_message() + "; see --help", err.exit_code)
+        try:
+            cli.main(prog_name="lgs-fast", standalone_mode=False)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except KeyboardInterrupt:
+            _fail(f"interrupted; {_what_changed()}", 130)
+        except click.exceptions.Abort:
+            _fail("aborted", 130)
+        except click.ClickException as err:
+            _fail(err.format_message() + "; see --help", err.exit_code)
+    finally:
+        # The command has done its work and said so: a Ctrl-C now would only turn a true
+        # message into a death by signal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lgs_fast.cli", *args],
+        [sys.executable, "-m", "lgs_fast", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -122,7 +122,7 @@ def test_full_disk_is_one_line_and_leaves_the_lake(setting: dict[str, str], tmp_
 def test_output_cut_short_by_a_pipe(tmp_path: Path) -> None:
     """`lgs-fast import … | head -1`: the lake is written and nothing false is said."""
     lake = tmp_path / "lake"
-    command = [sys.executable, "-m", "lgs_fast.cli", "import", str(EMBEDDED), "--lake", str(lake)]
+    command = [sys.executable, "-m", "lgs_fast", "import", str(EMBEDDED), "--lake", str(lake)]
     reader_fd, writer_fd = os.pipe()
     proc = subprocess.Popen(command, stdout=writer_fd, stderr=subprocess.PIPE, text=True)
     os.close(writer_fd)

@@ -31,7 +31,7 @@ SMALL_ROWS, BIG_ROWS = 45_228, 541_909
 
 def _command(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "lgs_fast.cli", *args],
+        [sys.executable, "-m", "lgs_fast", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -238,6 +238,6 @@ def test_interrupt_message_tells_what_is_on_disk(tmp_path: Path, sources: dict[i
         elif proc.returncode == -signal.SIGINT:
             assert not changed  # stopped while Python was still starting, before any work
         else:
-            assert proc.returncode == 0 and changed
+            assert proc.returncode == 0 and changed, (proc.returncode, err)
             seen.add("done")
     assert seen & {"new", "unchanged"}

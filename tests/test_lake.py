@@ -165,7 +165,7 @@ def test_killed_import_leaves_old_lake(lake: Path, tmp_path: Path) -> None:
     manifest = (lake / MANIFEST).read_bytes()
     listed = set((lake / "invoice_lines").rglob("*.parquet"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lgs_fast.cli", "import", str(big), "--lake", str(lake)],
+        [sys.executable, "-m", "lgs_fast", "import", str(big), "--lake", str(lake)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
