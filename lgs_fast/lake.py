@@ -495,7 +495,15 @@ class LakeWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._release(failed=not self.committed)
+        # Asked of the disk, not of a flag: an interruption can land between the manifest's
+        # rename and the next line, and the files of a committed version must stay.
+        self._release(failed=not (self.committed or self._on_disk()))
+
+    def _on_disk(self) -> bool:
+        try:
+            return Manifest.read(self.root).write_id == self.write_id
+        except LakeError:
+            return False
 
     def _release(self, *, failed: bool) -> None:
         if self._lock is None:
@@ -504,8 +512,13 @@ class LakeWriter:
             if self._writer is not None:
                 self._writer.abort()
             self._remove_new_files()
-            if self.created and not (self.root / MANIFEST).exists():
-                shutil.rmtree(self.root, ignore_errors=True)
+            if not (self.root / MANIFEST).exists():
+                # A first write that failed: leave the directory as it was found.
+                if self.created:
+                    shutil.rmtree(self.root, ignore_errors=True)
+                for name in (WRITER_LOCK, READER_LOCK):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.root / name).unlink()
         os.close(self._lock)
         self._lock = None
 
@@ -518,6 +531,7 @@ class LakeWriter:
 
     def write(self, frames: Iterable[pl.DataFrame], progress: Progress | None = None) -> int:
         """Stream canonical frames into new part files, one per month; returns lines written."""
+        assert self._writer is None, "one write per transaction (or `discard` first)"
         writer = self._writer = _PartitionWriter(self.root, self.name)
         try:
             for frame in frames:
