@@ -95,7 +95,18 @@ def cli() -> None:
     """lgs_fast: London Gift Shop's customer analytics, fast.
 
     Build a lake of invoice lines (`import` files or `export` from PostgreSQL), then
-    `analyze` it into tables, charts and a report.
+    `analyze` it into tables, charts and a report; `verify` checks a lake's files.
+
+    \b
+    Exit codes:
+      0    done
+      1    another error (full disk, unwritable directory, engine failure)
+      2    bad input or usage (the message names file, row and column)
+      3    no lake there, or a path lgs_fast will not write (not its own)
+      4    the PostgreSQL source failed; the lake is unchanged
+      5    another lgs-fast process is writing the same lake or OUT
+      6    the lake is damaged (a file or the manifest does not match)
+      130  interrupted; the message says whether the lake and OUT changed
     """
 
 

@@ -131,3 +131,24 @@ def test_output_cut_short_by_a_pipe(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=120)
     assert first.startswith(f"lake {lake}: 541,909 lines, written")
     assert proc.returncode == 0 and err == ""
+
+
+def test_exit_codes_are_documented() -> None:
+    """Every exit code lgs_fast uses is in the README's table and in `lgs-fast --help`."""
+    import re
+
+    from lgs_fast import errors
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.M)}
+    used = {
+        cls.exit_code
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.LgsError)
+    }
+    assert used | {0, 130} == documented
+    help_text = _run(["--help"]).stdout
+    for code in documented:
+        assert re.search(rf"^\s+{code}\s+\S", help_text, re.M), code
