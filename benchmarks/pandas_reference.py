@@ -367,6 +367,47 @@ def data_quality(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     return pd.DataFrame({"check": list(counts), "count": list(counts.values())})
 
 
+def clv_summary(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    """Per customer with a purchase: frequency, recency and T in days, mean repeat-day spend."""
+    if options.as_of is not None:
+        df = df[df["invoice_date"] <= options.as_of]
+    if options.as_of is not None:
+        t = options.as_of
+    elif options.preset == "notebook":
+        t = df.loc[df["customer_id"].notna(), "invoice_date"].max()
+    else:
+        t = df["invoice_date"].max()
+    purchases = df[df["customer_id"].notna() & ~_cancel(df)]
+    # Whole millionths of a pound, half away from zero, as the engines (np.round halves to even).
+    amount = _amount(purchases).to_numpy("float64", na_value=np.nan) * 1_000_000
+    exact = np.sign(amount) * np.floor(np.abs(amount) + 0.5)
+    days = (
+        purchases.assign(day=purchases["invoice_date"].dt.normalize(), micro=exact.astype("int64"))
+        .groupby(["customer_id", "day"], as_index=False)["micro"]
+        .sum()
+        .sort_values(["customer_id", "day"])
+    )
+    g = days.groupby("customer_id").agg(
+        first_purchase=("day", "min"),
+        last_purchase=("day", "max"),
+        frequency=("day", "size"),
+        micro=("micro", "sum"),
+        first_micro=("micro", "first"),
+    )
+    g["frequency"] -= 1
+    g["recency"] = (g["last_purchase"] - g["first_purchase"]).dt.days
+    end = pd.NaT if pd.isna(t) else pd.Timestamp(t).normalize()  # NaT: no customer at all
+    g["T"] = (end - g["first_purchase"]).dt.days
+    repeat = (g["micro"] - g["first_micro"]) / 1_000_000
+    g["monetary_value"] = (repeat / g["frequency"]).where(g["frequency"] > 0)
+    g["first_purchase"] = g["first_purchase"].dt.date
+    g["last_purchase"] = g["last_purchase"].dt.date
+    return g.reset_index()[
+        ["customer_id", "first_purchase", "last_purchase", "frequency", "recency", "T",
+         "monetary_value"]
+    ]  # fmt: skip
+
+
 def run_all(df: pd.DataFrame, options: Options) -> dict[str, pd.DataFrame]:
     """Every table, as `lgs-fast analyze` writes them."""
     table = rfm(df, options)
@@ -381,4 +422,5 @@ def run_all(df: pd.DataFrame, options: Options) -> dict[str, pd.DataFrame]:
         "top_products": top_products(df, options),
         "cohorts": cohorts(df, options),
         "data_quality": data_quality(df, options),
+        "clv_summary": clv_summary(df, options),
     }

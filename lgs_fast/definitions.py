@@ -44,6 +44,7 @@ MONEY_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "segments": ("mean_monetary", "total_monetary"),
     "top_countries": ("sales",),
     "top_products": ("sales",),
+    "clv_summary": ("monetary_value",),
 }  # fmt: skip
 
 

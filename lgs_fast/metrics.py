@@ -435,6 +435,50 @@ def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
     )
 
 
+def clv_summary(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """Per customer with a purchase, the input of the CLV models, in days (DESIGN.md "CLV summary").
+
+    purchase days = distinct calendar days with a purchase line; frequency = purchase days − 1;
+    recency = days from the first to the last purchase day; T = days from the first purchase
+    day to the reference time's day (`rfm`'s T; `as_of` drops later lines); monetary_value =
+    mean over the repeat purchase days (all but the first) of the day's placed sales, null when
+    there is none. A day's sales are summed exactly in millionths of a pound, as `rfm` does, so
+    both engines divide the same two numbers.
+    """
+    if options.as_of is not None:
+        lines = lines.filter(pl.col("invoice_date") <= options.as_of)
+    days = (
+        lines.filter(HAS_CUSTOMER, ~IS_CANCELLATION)
+        .with_columns(_MICRO_AMOUNT, day=pl.col("invoice_date").dt.date())
+        .group_by("customer_id", "day")
+        .agg(pl.col("micro").cast(pl.Int128).sum())
+    )
+    day = pl.col("day")
+    per_customer = days.group_by("customer_id").agg(
+        first_purchase=day.min(),
+        last_purchase=day.max(),
+        frequency=_count(pl.len()) - 1,
+        repeat_micro=pl.col("micro").sum() - pl.col("micro").get(day.arg_min()),
+    )
+    end = _reference_time(lines, options).select(end=pl.col("t").dt.date())
+    first = pl.col("first_purchase")
+    return (
+        per_customer.join(end, how="cross")
+        .select(
+            "customer_id",
+            "first_purchase",
+            "last_purchase",
+            "frequency",
+            recency=(pl.col("last_purchase") - first).dt.total_days().cast(pl.Int64),
+            T=(pl.col("end") - first).dt.total_days().cast(pl.Int64),
+            monetary_value=pl.when(pl.col("frequency") > 0).then(
+                _pounds_of_micro(pl.col("repeat_micro")) / pl.col("frequency")
+            ),
+        )
+        .sort("customer_id")
+    )
+
+
 def top_countries(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     """Countries by sales (non-cancellation lines), with orders, customers and share of sales."""
     placed = lines.filter(~IS_CANCELLATION).with_columns(AMOUNT)
@@ -567,7 +611,7 @@ def data_quality(
 
 ANALYSES = (
     "overview", "invoice_amounts", "invoice_histogram", "monthly", "rfm", "segments",
-    "top_countries", "top_products", "cohorts", "data_quality",
+    "top_countries", "top_products", "cohorts", "data_quality", "clv_summary",
 )  # fmt: skip
 
 
