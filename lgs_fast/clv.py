@@ -1,0 +1,666 @@
+"""Customer lifetime value: "buy till you die" models fitted by maximum likelihood.
+
+BG/NBD (Fader, Hardie and Lee 2005) and modified BG/NBD (Batislam, Denizel and Filiztekin 2007)
+for the number of purchases and the dropout, Gamma-Gamma (Fader, Hardie and Lee 2005, "RFM and
+CLV") for the spend per purchase. Each log-likelihood is the closed form of the papers,
+evaluated with numpy over every customer at once (customers with the same (x, t_x, T) are
+counted once, with a weight); scipy maximises it. Input is the CLV summary (`clv_summary` of
+either engine): frequency x = repeat purchase days, recency t_x and age T in days (any unit
+works, predictions come back in the same unit), monetary_value = mean spend per repeat day.
+
+A fit reports whether it identifies its parameters: an estimate on a bound of the search, a
+standard error larger than half its estimate, a Hessian that is not positive definite or a
+failed convergence each make `identified` false and say why in `problems`. Callers never use an
+unidentified fit silently (`choose_model`, `lgs_fast.analyze`).
+
+scipy is imported here only, and this module only when a model is fitted (`import lgs_fast`
+stays light).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal
+
+import numpy as np
+import polars as pl
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import minimize
+from scipy.special import expit, gammaln, hyp2f1
+
+from lgs_fast.errors import InputError
+
+Array = NDArray[np.float64]
+PurchaseModel = Literal["bgnbd", "mbgnbd"]
+PURCHASE_MODELS: Final[tuple[PurchaseModel, ...]] = ("bgnbd", "mbgnbd")
+MODEL_NAMES: Final[dict[str, str]] = {
+    "bgnbd": "BG/NBD",
+    "mbgnbd": "modified BG/NBD",
+    "gamma_gamma": "Gamma-Gamma",
+}
+# A month is a twelfth of a Julian year: CLV's months are calendar-neutral.
+DAYS_PER_MONTH: Final = 365.25 / 12
+# The search runs on log parameters within these bounds; an estimate within LOG_MARGIN of one
+# is on the bound: the data push it to 0 or infinity, so it is not identified.
+LOG_BOUNDS: Final = (-16.0, 16.0)
+LOG_MARGIN: Final = 0.05
+# A standard error above half the estimate: the data cannot tell the estimate from 0 (z < 2).
+RELATIVE_SE_LIMIT: Final = 0.5
+# The dropout process (a, b) must beat "nobody drops out" by a likelihood-ratio test: 2 ΔLL
+# above the 95% point of chi-squared with 2 degrees of freedom. Where it does not, a and b slide
+# along a flat ridge (a -> 0, b -> infinity) and their standard errors mean nothing.
+DROPOUT_LR_LIMIT: Final = 5.991
+
+
+@dataclass(frozen=True)
+class Fit(Mapping[str, float]):
+    """A maximum-likelihood fit: a mapping of its estimates and `log_likelihood`.
+
+    `fit["r"]`, `fit["log_likelihood"]`; `standard_errors` per parameter (delta method from the
+    observed information); `identified` is false, with the reasons in `problems`, when a
+    parameter is not pinned down by the data.
+    """
+
+    model: str
+    params: dict[str, float]
+    log_likelihood: float
+    standard_errors: dict[str, float]
+    converged: bool
+    customers: int
+    problems: tuple[str, ...] = ()
+
+    @property
+    def identified(self) -> bool:
+        return not self.problems
+
+    def __getitem__(self, key: str) -> float:
+        if key == "log_likelihood":
+            return self.log_likelihood
+        return self.params[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self.params, "log_likelihood"])
+
+    def __len__(self) -> int:
+        return len(self.params) + 1
+
+    def verdict(self) -> str:
+        """One line for people: fitted, or why the fit must not be used."""
+        name = MODEL_NAMES.get(self.model, self.model)
+        if self.identified:
+            return f"{name} fits: every parameter identified"
+        return f"{name} does not fit: " + "; ".join(self.problems)
+
+
+# --- log-likelihoods, one value per customer -------------------------------------------------
+
+
+def _bgnbd_ll(params: Array, x: Array, tx: Array, T: Array) -> Array:
+    r, alpha, a, b = params
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+    a3 = -(r + x) * np.log(alpha + T)
+    # The dropout term exists only after a repeat purchase (b + x - 1 > 0 then).
+    repeat = x > 0
+    a4 = np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + tx)
+    return a1 + a2 + np.logaddexp(a3, np.where(repeat, a4, -np.inf))
+
+
+def _mbgnbd_ll(params: Array, x: Array, tx: Array, T: Array) -> Array:
+    r, alpha, a, b = params
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    a2 = gammaln(a + b) + gammaln(b + x + 1) - gammaln(b) - gammaln(a + b + x + 1)
+    a3 = -(r + x) * np.log(alpha + T)
+    # Modified: a customer may drop out at time 0 too, so the term is there for x = 0.
+    a4 = np.log(a) - np.log(b + x) - (r + x) * np.log(alpha + tx)
+    return a1 + a2 + np.logaddexp(a3, a4)
+
+
+def _nbd_ll(params: Array, x: Array, tx: Array, T: Array) -> Array:
+    # BG/NBD and modified BG/NBD without dropout (a -> 0): Poisson purchases, gamma rates.
+    r, alpha = params
+    return gammaln(r + x) - gammaln(r) + r * np.log(alpha) - (r + x) * np.log(alpha + T)
+
+
+def _gamma_gamma_ll(params: Array, x: Array, m: Array) -> Array:
+    p, q, v = params
+    px = p * x
+    return (
+        gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v)
+        + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(x * m + v)
+    )  # fmt: skip
+
+
+# --- the optimiser ---------------------------------------------------------------------------
+
+
+def _weighted(columns: list[Array]) -> tuple[list[Array], Array]:
+    """Distinct rows of `columns` and how often each occurs: the likelihood sums over far fewer."""
+    stacked = np.column_stack(columns)
+    rows, counts = np.unique(stacked, axis=0, return_counts=True)
+    return [rows[:, i] for i in range(rows.shape[1])], counts.astype(np.float64)
+
+
+def _hessian(f: Callable[[Array], float], at: Array, step: float = 1e-4) -> Array:
+    """Central second differences of `f` at `at` (a handful of parameters)."""
+    k = at.size
+    eye = np.eye(k) * step
+    h = np.empty((k, k))
+    for i in range(k):
+        for j in range(i, k):
+            value = (
+                f(at + eye[i] + eye[j]) - f(at + eye[i] - eye[j])
+                - f(at - eye[i] + eye[j]) + f(at - eye[i] - eye[j])
+            ) / (4 * step * step)  # fmt: skip
+            h[i, j] = h[j, i] = value
+    return h
+
+
+def _maximise(
+    model: str,
+    names: tuple[str, ...],
+    loglik: Callable[..., Array],
+    data: list[Array],
+    scales: Array,
+    customers: int,
+) -> Fit:
+    """Maximum likelihood on log parameters, then standard errors and the identification verdict.
+
+    `scales` divide the parameters during the search (alpha by the time scale, v by the money
+    scale), so one starting point (every parameter 1) suits days, weeks or pounds alike.
+    """
+    columns, weight = _weighted(data)
+    total = float(weight.sum())
+
+    def negative(log_scaled: Array) -> float:
+        value = -np.dot(weight, loglik(np.exp(log_scaled) * scales, *columns)) / total
+        return float(value) if np.isfinite(value) else 1e300
+
+    start = np.zeros(len(names))
+    bounds = [LOG_BOUNDS] * len(names)
+    result = minimize(
+        negative, start, method="L-BFGS-B", bounds=bounds,
+        options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000},
+    )  # fmt: skip
+    # Polish from where L-BFGS-B stopped: its finite-difference gradient stops a little short.
+    # Bounded, as a parameter running off to a bound would otherwise walk for a long time.
+    polished = minimize(
+        negative, result.x, method="Nelder-Mead", bounds=bounds,
+        options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 400 * len(names)},
+    )  # fmt: skip
+    best = polished if polished.fun <= result.fun else result
+    log_est = np.clip(best.x, *LOG_BOUNDS)
+    estimates = np.exp(log_est) * scales
+    log_likelihood = float(np.dot(weight, loglik(estimates, *columns)))
+    # Standard errors on log parameters (the search's own coordinates), then the delta method.
+    information = _hessian(negative, log_est) * total
+    problems: list[str] = []
+    if not (result.success or polished.success):
+        problems.append(f"the search did not converge ({result.message})")
+    se = _standard_errors(information, estimates, names, problems)
+    for name, lp, value in zip(names, log_est, estimates, strict=True):
+        if lp <= LOG_BOUNDS[0] + LOG_MARGIN or lp >= LOG_BOUNDS[1] - LOG_MARGIN:
+            problems.append(f"{name} = {value:.3g} is on a bound of the search")
+    for name, value in zip(names, estimates, strict=True):
+        if math.isfinite(se[name]) and se[name] > RELATIVE_SE_LIMIT * value:
+            problems.append(f"{name} = {value:.3g} has standard error {se[name]:.3g}")
+    return Fit(
+        model=model,
+        params=dict(zip(names, map(float, estimates), strict=True)),
+        log_likelihood=log_likelihood,
+        standard_errors=se,
+        converged=bool(result.success or polished.success),
+        customers=customers,
+        problems=tuple(problems),
+    )
+
+
+def _standard_errors(
+    information: Array, estimates: Array, names: tuple[str, ...], problems: list[str]
+) -> dict[str, float]:
+    nan = dict.fromkeys(names, math.nan)
+    if not np.all(np.isfinite(information)):
+        problems.append("the likelihood is not finite around the estimate")
+        return nan
+    eigenvalues = np.linalg.eigvalsh(information)
+    if eigenvalues.min() <= 0:
+        problems.append(
+            "the likelihood is flat or not at a maximum (Hessian not positive definite)"
+        )
+        return nan
+    log_variance = np.diag(np.linalg.inv(information))
+    return {
+        n: float(e * math.sqrt(v)) for n, e, v in zip(names, estimates, log_variance, strict=True)
+    }
+
+
+def _floats(*values: ArrayLike) -> list[Array]:
+    return [np.asarray(v, dtype=np.float64).ravel() for v in values]
+
+
+def _check_purchases(x: Array, tx: Array, T: Array) -> None:
+    if not (x.size == tx.size == T.size):
+        raise InputError("frequency, recency and T must have the same length")
+    if x.size == 0:
+        raise InputError("no customer to fit a model on")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(tx)) and np.all(np.isfinite(T))):
+        raise InputError("frequency, recency and T must be finite numbers")
+    if np.any(x < 0) or np.any(tx < 0) or np.any(tx > T):
+        raise InputError("need 0 <= frequency and 0 <= recency <= T for every customer")
+
+
+_PURCHASE_LL: Final[dict[str, Callable[..., Array]]] = {
+    "bgnbd": _bgnbd_ll,
+    "mbgnbd": _mbgnbd_ll,
+}
+_PURCHASE_PARAMS: Final = ("r", "alpha", "a", "b")
+
+
+def fit_purchases(model: str, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Fit:
+    """Fit purchase model `model` ("bgnbd" or "mbgnbd") to the summary columns."""
+    if model not in _PURCHASE_LL:
+        raise InputError(f"unknown model {model!r}; choose one of {', '.join(PURCHASE_MODELS)}")
+    x, tx, T_ = _floats(frequency, recency, T)
+    _check_purchases(x, tx, T_)
+    time_scale = max(float(T_.mean()), 1e-9)
+    scales = np.array([1.0, time_scale, 1.0, 1.0])
+    fitted = _maximise(model, _PURCHASE_PARAMS, _PURCHASE_LL[model], [x, tx, T_], scales, x.size)
+    no_dropout = _maximise("nbd", ("r", "alpha"), _nbd_ll, [x, tx, T_], scales[:2], x.size)
+    ratio = 2 * (fitted.log_likelihood - no_dropout.log_likelihood)
+    if ratio < DROPOUT_LR_LIMIT:
+        problem = (
+            f"dropout not identified: the fit is no better than no dropout at all "
+            f"(likelihood ratio {ratio:.2f} < {DROPOUT_LR_LIMIT})"
+        )
+        return replace(fitted, problems=(*fitted.problems, problem))
+    return fitted
+
+
+def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Fit:
+    """BG/NBD by maximum likelihood: `r`, `alpha`, `a`, `b`, `log_likelihood`."""
+    return fit_purchases("bgnbd", frequency, recency, T)
+
+
+def fit_mbgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Fit:
+    """Modified BG/NBD by maximum likelihood: `r`, `alpha`, `a`, `b`, `log_likelihood`."""
+    return fit_purchases("mbgnbd", frequency, recency, T)
+
+
+def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike) -> Fit:
+    """Gamma-Gamma spend model by maximum likelihood: `p`, `q`, `v`, `log_likelihood`.
+
+    Fitted on the customers with a repeat purchase and a positive mean spend (the model's
+    support); others are left out, and the count used is `customers`.
+    """
+    x, m = _floats(frequency, monetary_value)
+    if x.size != m.size:
+        raise InputError("frequency and monetary_value must have the same length")
+    keep = (x > 0) & np.isfinite(m) & (m > 0)
+    x, m = x[keep], m[keep]
+    if x.size < 3:
+        raise InputError("Gamma-Gamma needs at least 3 customers with a repeat purchase")
+    scales = np.array([1.0, 1.0, float(np.mean(m))])
+    return _maximise("gamma_gamma", ("p", "q", "v"), _gamma_gamma_ll, [x, m], scales, x.size)
+
+
+# --- predictions -----------------------------------------------------------------------------
+
+
+def _log_odds_dead(fit: Fit, x: Array, tx: Array, T: Array) -> Array:
+    """log of P(dropped out)/P(alive) given the history; -inf when the model rules dropout out."""
+    r, alpha, a, b = (fit.params[k] for k in _PURCHASE_PARAMS)
+    ratio = (r + x) * (np.log(alpha + T) - np.log(alpha + tx))
+    if fit.model == "bgnbd":
+        # BG/NBD: no dropout before the first repeat purchase.
+        safe = np.where(x > 0, b + x - 1, 1.0)
+        return np.where(x > 0, np.log(a) - np.log(safe) + ratio, -np.inf)
+    return np.log(a) - np.log(b + x) + ratio
+
+
+def probability_alive(fit: Fit, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
+    """P(still a customer at T | x, t_x, T), per customer."""
+    x, tx, T_ = _floats(frequency, recency, T)
+    return expit(-_log_odds_dead(fit, x, tx, T_))
+
+
+def expected_purchases(
+    fit: Fit, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+) -> Array:
+    """E[purchases in (T, T + t] | x, t_x, T], per customer (same time unit as the summary).
+
+    The papers' formula with its 2F1 term taken through Euler's transformation,
+    (1 - z)^(r+x) 2F1(r+x, b+x; c; z) = (1 - z)^(a-1) 2F1(c-r-x, c-b-x; c; z), whose
+    parameters do not grow with x, so frequent buyers stay finite. `t` may be an array that
+    broadcasts against the customers.
+    """
+    x, tx, T_ = _floats(frequency, recency, T)
+    t_ = np.asarray(t, dtype=np.float64)
+    r, alpha, a, b = (fit.params[k] for k in _PURCHASE_PARAMS)
+    one_minus_z = (alpha + T_) / (alpha + T_ + t_)
+    c = a + b + x - 1 if fit.model == "bgnbd" else a + b + x
+    tail = one_minus_z ** (a - 1) * hyp2f1(c - r - x, a - 1, c, 1 - one_minus_z)
+    return c / (a - 1) * (1 - tail) * probability_alive(fit, x, tx, T_)
+
+
+def expected_purchases_new(fit: Fit, t: ArrayLike) -> Array:
+    """E[repeat purchases in (0, t]] of a customer who has just made a first purchase."""
+    return expected_purchases(fit, _floats(t)[0], 0.0, 0.0, 0.0)
+
+
+def expected_spend(fit: Fit, frequency: ArrayLike, monetary_value: ArrayLike) -> Array:
+    """Gamma-Gamma's expected mean spend per purchase given x and the observed mean spend.
+
+    Customers without a repeat purchase or with no positive mean spend get the population mean
+    p v / (q - 1) (what the model says of a customer it knows nothing about).
+    """
+    x, m = _floats(frequency, monetary_value)
+    p, q, v = (fit.params[k] for k in ("p", "q", "v"))
+    known = (x > 0) & np.isfinite(m) & (m > 0)
+    xs, ms = np.where(known, x, 0.0), np.where(known, m, 0.0)
+    return p * (v + xs * ms) / (p * xs + q - 1)
+
+
+def lifetime_value(
+    purchases: Fit,
+    spend: Fit,
+    frequency: ArrayLike,
+    recency: ArrayLike,
+    T: ArrayLike,
+    monetary_value: ArrayLike,
+    *,
+    months: int = 12,
+    monthly_discount: float = 0.01,
+    days_per_month: float = DAYS_PER_MONTH,
+) -> Array:
+    """CLV over `months`: expected spend × expected purchases in each month, discounted monthly.
+
+    CLV = Σ_{k=1..months} spend · (E[X(k·m)] − E[X((k−1)·m)]) / (1 + d)^k, m the month in the
+    summary's time unit (days by default), d the monthly discount rate.
+    """
+    x, tx, T_, mv = _floats(frequency, recency, T, monetary_value)
+    cumulative = np.column_stack(
+        [expected_purchases(purchases, k * days_per_month, x, tx, T_) for k in range(months + 1)]
+    )
+    per_month = np.diff(cumulative, axis=1)
+    discount = (1 + monthly_discount) ** -np.arange(1, months + 1)
+    return expected_spend(spend, x, mv) * (per_month @ discount)
+
+
+# --- the customer model: summary in, fitted model and per-customer predictions out ------------
+
+
+@dataclass(frozen=True)
+class ClvSettings:
+    """What the CLV outputs depend on besides the summary.
+
+    model: "auto" uses the identified purchase model with the highest likelihood, or none;
+    a named model is used even when not identified (and said to be so). horizon_days: the
+    window of `expected_purchases`; months and monthly_discount: the CLV's horizon and rate;
+    calibration_end: first day of the holdout (the models are then also fitted on the lines
+    before it and checked on the rest).
+    """
+
+    model: Literal["auto", "bgnbd", "mbgnbd"] = "auto"
+    horizon_days: int = 90
+    months: int = 12
+    monthly_discount: float = 0.01
+    calibration_end: dt.date | None = None
+
+    def __post_init__(self) -> None:
+        if self.model not in ("auto", *PURCHASE_MODELS):
+            raise InputError(
+                f"unknown model {self.model!r}; choose auto, {', '.join(PURCHASE_MODELS)}"
+            )
+        if self.horizon_days < 1:
+            raise InputError(f"--horizon must be at least 1 day, not {self.horizon_days}")
+        if not 1 <= self.months <= 600:
+            raise InputError(f"--months must be between 1 and 600, not {self.months}")
+        if not 0 <= self.monthly_discount < 1:
+            raise InputError(
+                f"--discount is a monthly rate from 0 to 1 (0.01 = 1%), not {self.monthly_discount}"
+            )
+
+
+@dataclass(frozen=True)
+class CustomerModel:
+    """Every purchase model fitted, the spend model, and which purchase model is used (if any)."""
+
+    purchases: dict[str, Fit]
+    spend: Fit | None
+    used: str | None
+    spend_problem: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def verdicts(self) -> list[str]:
+        """One line per model, plainly: whether it fits, and which one the predictions use."""
+        lines = [f.verdict() for f in self.purchases.values()]
+        lines.append(self.spend.verdict() if self.spend else f"Gamma-Gamma: {self.spend_problem}")
+        return [*lines, *self.notes]
+
+
+def _frame(summary: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    return summary.collect() if isinstance(summary, pl.LazyFrame) else summary
+
+
+def _columns(frame: pl.DataFrame, *names: str) -> list[Array]:
+    return [frame[n].cast(pl.Float64).fill_null(math.nan).to_numpy() for n in names]
+
+
+def _choose(purchases: dict[str, Fit], wanted: str) -> tuple[str | None, tuple[str, ...]]:
+    if wanted != "auto":
+        fit = purchases[wanted]
+        if fit.identified:
+            return wanted, (f"predictions use {MODEL_NAMES[wanted]} (chosen)",)
+        return wanted, (
+            f"predictions use {MODEL_NAMES[wanted]} as asked, although it does not fit: "
+            "treat them as unreliable",
+        )
+    good = [f for f in purchases.values() if f.identified]
+    if not good:
+        return None, (
+            "no purchase model fits these data, so no customer gets a probability alive, "
+            "expected purchases or CLV",
+        )
+    best = max(good, key=lambda f: f.log_likelihood)  # same number of parameters: AIC order
+    return best.model, (f"predictions use {MODEL_NAMES[best.model]} (highest likelihood)",)
+
+
+def fit(summary: pl.LazyFrame | pl.DataFrame, settings: ClvSettings | None = None) -> CustomerModel:
+    """Fit every purchase model and Gamma-Gamma to a CLV summary (`clv_summary`'s columns)."""
+    settings = settings or ClvSettings()
+    frame = _frame(summary)
+    x, tx, T, m = _columns(frame, "frequency", "recency", "T", "monetary_value")
+    purchases = {name: fit_purchases(name, x, tx, T) for name in PURCHASE_MODELS}
+    used, notes = _choose(purchases, settings.model)
+    try:
+        spend: Fit | None = fit_gamma_gamma(x, m)
+        problem = None
+    except InputError as err:
+        spend, problem = None, f"not fitted: {err}"
+    if spend is not None and spend.params["q"] <= 1:
+        problem = "q <= 1: the mean spend has no finite expectation"
+    if spend is not None and not spend.identified:
+        problem = "does not fit: " + "; ".join(spend.problems)
+    if problem is not None and used is not None:
+        notes = (*notes, "no spend model fits, so expected spend and CLV are left empty")
+    return CustomerModel(purchases, spend, used, problem, notes)
+
+
+_CLV_SCHEMA: Final = {
+    "probability_alive": pl.Float64,
+    "expected_purchases": pl.Float64,
+    "expected_spend": pl.Float64,
+    "clv": pl.Float64,
+}
+
+
+def predict(
+    model: CustomerModel, summary: pl.LazyFrame | pl.DataFrame, settings: ClvSettings | None = None
+) -> pl.DataFrame:
+    """The `clv` table: the summary and, per customer, probability alive, expected purchases in
+    the next `horizon_days`, expected spend per purchase day and CLV over `months` (empty when
+    the model that would give them does not fit)."""
+    settings = settings or ClvSettings()
+    frame = _frame(summary)
+    x, tx, T, m = _columns(frame, "frequency", "recency", "T", "monetary_value")
+    n = frame.height
+    values = {name: np.full(n, np.nan) for name in _CLV_SCHEMA}
+    purchases = model.purchases.get(model.used) if model.used else None
+    if purchases is not None:
+        values["probability_alive"] = probability_alive(purchases, x, tx, T)
+        values["expected_purchases"] = expected_purchases(
+            purchases, settings.horizon_days, x, tx, T
+        )
+    if purchases is not None and model.spend is not None and model.spend_problem is None:
+        values["expected_spend"] = expected_spend(model.spend, x, m)
+        values["clv"] = lifetime_value(
+            purchases, model.spend, x, tx, T, m,
+            months=settings.months, monthly_discount=settings.monthly_discount,
+        )  # fmt: skip
+    extra = pl.DataFrame(values, schema=_CLV_SCHEMA).with_columns(pl.all().fill_nan(None))
+    return pl.concat(
+        [frame.select("customer_id", "frequency", "recency", "T", "monetary_value"), extra],
+        how="horizontal",
+    )
+
+
+def models_table(model: CustomerModel) -> pl.DataFrame:
+    """`clv_models`: one row per model and parameter, with its standard error and verdict."""
+    rows = []
+    fits = [*model.purchases.values(), *([model.spend] if model.spend else [])]
+    for f in fits:
+        used = f.model == model.used or (f.model == "gamma_gamma" and model.spend_problem is None)
+        for name, value in f.params.items():
+            rows.append(
+                {
+                    "model": f.model, "model_name": MODEL_NAMES[f.model], "parameter": name,
+                    "estimate": value, "standard_error": f.standard_errors[name],
+                    "log_likelihood": f.log_likelihood, "customers": f.customers,
+                    "identified": f.identified, "used": bool(used and model.used is not None),
+                    "verdict": f.verdict(),
+                }
+            )  # fmt: skip
+    schema = {
+        "model": pl.String, "model_name": pl.String, "parameter": pl.String,
+        "estimate": pl.Float64, "standard_error": pl.Float64, "log_likelihood": pl.Float64,
+        "customers": pl.Int64, "identified": pl.Boolean, "used": pl.Boolean,
+        "verdict": pl.String,
+    }  # fmt: skip
+    return pl.DataFrame(rows, schema=schema).with_columns(pl.col("standard_error").fill_nan(None))
+
+
+# The holdout chart groups customers by calibration frequency 0 .. 6 and "7 or more".
+HOLDOUT_TOP_FREQUENCY: Final = 7
+
+
+def holdout(
+    calibration: pl.LazyFrame | pl.DataFrame, full: pl.LazyFrame | pl.DataFrame
+) -> dict[str, pl.DataFrame]:
+    """Every purchase model fitted on the calibration summary, checked on the holdout.
+
+    A calibration customer's actual holdout purchases are the purchase days after the
+    calibration end: full frequency − calibration frequency (a day falls on one side). The
+    holdout lasts from the calibration's end day to the full summary's, T_full − T_cal days.
+    Returns `clv_holdout` (per model: totals, MAE, bias, whether the model fits),
+    `clv_holdout_customers` and `clv_holdout_by_frequency` (means per calibration frequency).
+    """
+    cal, whole = _frame(calibration), _frame(full)
+    joined = cal.join(
+        whole.select(
+            "customer_id", pl.col("frequency").alias("full_frequency"), pl.col("T").alias("full_T")
+        ),
+        on="customer_id",
+        how="left",
+    )
+    actual = (joined["full_frequency"] - joined["frequency"]).cast(pl.Float64).to_numpy()
+    days = float((joined["full_T"] - joined["T"]).max() or 0)
+    x, tx, T = _columns(joined, "frequency", "recency", "T")
+    per_model, customers = [], []
+    for name in PURCHASE_MODELS:
+        f = fit_purchases(name, x, tx, T)
+        predicted = expected_purchases(f, days, x, tx, T)
+        error = predicted - actual
+        per_model.append(
+            {
+                "model": name, "model_name": MODEL_NAMES[name], "identified": f.identified,
+                "verdict": f.verdict(), "calibration_customers": cal.height,
+                "holdout_days": int(days), "actual_purchases": float(actual.sum()),
+                "predicted_purchases": float(predicted.sum()),
+                "total_error_pct": 100 * (predicted.sum() / actual.sum() - 1) if actual.sum() else None,
+                "mae": float(np.abs(error).mean()), "bias": float(error.mean()),
+            }
+        )  # fmt: skip
+        customers.append(
+            pl.DataFrame(
+                {
+                    "customer_id": joined["customer_id"],
+                    "model": name,
+                    "calibration_frequency": joined["frequency"],
+                    "actual_purchases": actual.astype(np.int64),
+                    "predicted_purchases": predicted,
+                }
+            )  # fmt: skip
+        )
+    per_customer = pl.concat(customers)
+    by_frequency = (
+        per_customer.with_columns(
+            pl.col("calibration_frequency").clip(upper_bound=HOLDOUT_TOP_FREQUENCY)
+        )
+        .group_by("model", "calibration_frequency")
+        .agg(
+            customers=pl.len().cast(pl.Int64),
+            actual_purchases=pl.col("actual_purchases").mean(),
+            predicted_purchases=pl.col("predicted_purchases").mean(),
+        )
+        .sort("model", "calibration_frequency")
+    )
+    return {
+        "clv_holdout": pl.DataFrame(per_model),
+        "clv_holdout_customers": per_customer,
+        "clv_holdout_by_frequency": by_frequency,
+    }
+
+
+def value_by_segment(clv_table: pl.DataFrame, rfm_table: pl.DataFrame) -> pl.DataFrame:
+    """`clv_segments`: customers, mean probability alive, expected purchases and CLV per segment."""
+    return (
+        clv_table.join(rfm_table.select("customer_id", "segment"), on="customer_id", how="left")
+        .group_by("segment")
+        .agg(
+            customers=pl.len().cast(pl.Int64),
+            mean_probability_alive=pl.col("probability_alive").mean(),
+            expected_purchases=pl.col("expected_purchases").sum(),
+            mean_clv=pl.col("clv").mean(),
+            total_clv=pl.col("clv").sum(),
+        )
+        .with_columns(
+            pl.when(pl.col("mean_clv").is_not_null()).then(pl.col("total_clv")).alias("total_clv"),
+            pl.when(pl.col("mean_probability_alive").is_not_null())
+            .then(pl.col("expected_purchases"))
+            .alias("expected_purchases"),
+        )
+        .sort("total_clv", "segment", descending=[True, False], nulls_last=True)
+    )
+
+
+def clv_tables(
+    summary: pl.LazyFrame | pl.DataFrame,
+    settings: ClvSettings | None = None,
+    *,
+    calibration: pl.LazyFrame | pl.DataFrame | None = None,
+    rfm_table: pl.DataFrame | None = None,
+) -> tuple[CustomerModel, dict[str, pl.DataFrame]]:
+    """The fitted model and every CLV output table: `clv`, `clv_models`, with `rfm_table`
+    `clv_segments`, with a `calibration` summary the three holdout tables."""
+    settings = settings or ClvSettings()
+    frame = _frame(summary)
+    model = fit(frame, settings)
+    tables = {"clv": predict(model, frame, settings), "clv_models": models_table(model)}
+    if rfm_table is not None:
+        tables["clv_segments"] = value_by_segment(tables["clv"], rfm_table)
+    if calibration is not None:
+        tables.update(holdout(calibration, frame))
+    return model, tables

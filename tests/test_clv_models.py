@@ -1,0 +1,168 @@
+"""The CLV models on public numbers (CDNOW, Fader, Hardie and Lee 2005) and on LGS's data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from lgs_fast import clv, metrics, sql
+from lgs_fast.definitions import Options
+from lgs_fast.lake import scan
+from lgs_fast.schema import POLARS_SCHEMA
+from tests.conftest import SHARED_DATA, shared
+
+CDNOW = SHARED_DATA / "cdnow"
+CALIBRATION_END = dt.date(1997, 10, 1)  # first day of the holdout: 39 weeks after 1997-01-01
+HOLDOUT_TOLERANCE = 0.05  # cumulative repeat purchases, relative, every week of the holdout
+
+
+def cdnow_lines() -> pl.LazyFrame:
+    """CDNOW_sample.txt as canonical invoice lines: one line per transaction, at midnight."""
+    rows = [line.split() for line in shared(CDNOW / "CDNOW_sample.txt").read_text().splitlines()]
+    return pl.DataFrame(
+        {
+            "invoice_no": [str(i) for i in range(len(rows))],
+            "stock_code": "CD", "description": None, "quantity": 1,
+            "invoice_date": [dt.datetime.strptime(r[2], "%Y%m%d") for r in rows],
+            "unit_price": [float(r[4]) for r in rows],
+            "customer_id": [int(r[1]) for r in rows], "country": "US",
+        },
+        schema=POLARS_SCHEMA,
+    ).lazy()  # fmt: skip
+
+
+def _calibration() -> Options:
+    return Options(
+        as_of=dt.datetime.combine(CALIBRATION_END, dt.time()) - dt.timedelta(microseconds=1)
+    )
+
+
+@pytest.fixture(scope="module")
+def cdnow_summary() -> pl.DataFrame:
+    return metrics.clv_summary(cdnow_lines(), _calibration()).collect()
+
+
+def _weeks(summary: pl.DataFrame) -> pl.DataFrame:
+    return summary.select(
+        pl.col("customer_id").alias("ID"),
+        "frequency",
+        recency=(pl.col("recency") / 7).round(2),
+        T=(pl.col("T") / 7).round(2),
+    )
+
+
+def test_cdnow_calibration_summary_equals_the_published_one(cdnow_summary: pl.DataFrame) -> None:
+    published = pl.read_csv(shared(CDNOW / "cdnow_customers_summary.csv"))
+    assert _weeks(cdnow_summary).equals(published.with_columns(pl.col("ID").cast(pl.Int64)))
+    duckdb = sql.query(sql.connect(options=_calibration(), lines=cdnow_lines()), "clv_summary")
+    assert duckdb.pl().equals(cdnow_summary)
+
+
+def test_cdnow_bgnbd_reproduces_fader_hardie_lee() -> None:
+    weeks = pl.read_csv(shared(CDNOW / "cdnow_customers_summary.csv"))
+    fit = clv.fit_bgnbd(weeks["frequency"], weeks["recency"], weeks["T"])
+    assert {k: round(v, 3) for k, v in fit.items() if k != "log_likelihood"} == {
+        "r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426,
+    }  # fmt: skip
+    assert round(fit["log_likelihood"], 1) == -9582.4
+    assert fit.identified, fit.problems
+    # Standard errors as lifetimes reports them (0.0126, 0.378, 0.186, 0.705).
+    assert fit.standard_errors["r"] == pytest.approx(0.01256, rel=0.01)
+    assert fit.standard_errors["b"] == pytest.approx(0.7053, rel=0.01)
+    assert clv.fit_mbgnbd(weeks["frequency"], weeks["recency"], weeks["T"]).identified
+
+
+def test_cdnow_gamma_gamma_reproduces_fader_hardie(cdnow_summary: pl.DataFrame) -> None:
+    """p = 6.25, q = 3.74, v = 15.44 on the 946 repeat customers (Fader and Hardie, 2013)."""
+    fit = clv.fit_gamma_gamma(cdnow_summary["frequency"], cdnow_summary["monetary_value"])
+    assert fit.customers == 946
+    assert {k: round(v, 2) for k, v in fit.params.items()} == {"p": 6.25, "q": 3.74, "v": 15.44}
+    assert fit.identified
+
+
+def test_cdnow_78_week_forecast_tracks_the_holdout(cdnow_summary: pl.DataFrame) -> None:
+    weeks = _weeks(cdnow_summary)
+    fit = clv.fit_bgnbd(weeks["frequency"], weeks["recency"], weeks["T"])
+    start = dt.date(1997, 1, 1)
+    first = (cdnow_summary["first_purchase"] - start).dt.total_days().to_numpy() / 7
+    days = (
+        cdnow_lines()
+        .select("customer_id", day=pl.col("invoice_date").dt.date())
+        .unique()
+        .join(cdnow_summary.lazy().select("customer_id", "first_purchase"), on="customer_id")
+        .filter(pl.col("day") > pl.col("first_purchase"))
+        .collect()
+    )
+    repeat_week = (days["day"] - start).dt.total_days().to_numpy() / 7
+    errors = []
+    for week in range(40, 79):
+        actual = (repeat_week < week).sum()
+        forecast = clv.expected_purchases_new(fit, np.clip(week - first, 0, None)).sum()
+        errors.append(forecast / actual - 1)
+    assert (repeat_week < 39).sum() == cdnow_summary["frequency"].sum() == 2_457
+    assert max(abs(e) for e in errors) < HOLDOUT_TOLERANCE, errors
+
+
+@pytest.fixture(scope="module")
+def lgs_summary(retail_lake: Path) -> pl.DataFrame:
+    return metrics.clv_summary(scan(retail_lake)).collect()
+
+
+def test_lgs_dropout_is_reported_not_identified(lgs_summary: pl.DataFrame) -> None:
+    model = clv.fit(lgs_summary)
+    for name in clv.PURCHASE_MODELS:
+        assert not model.purchases[name].identified
+        assert any("dropout not identified" in p for p in model.purchases[name].problems)
+    assert model.used is None
+    table = clv.predict(model, lgs_summary)
+    assert table["clv"].null_count() == table.height  # never silently used
+    forced = clv.predict(clv.fit(lgs_summary, clv.ClvSettings(model="mbgnbd")), lgs_summary)
+    assert forced["clv"].null_count() == 0
+    assert "although it does not fit" in " ".join(
+        clv.fit(lgs_summary, clv.ClvSettings(model="mbgnbd")).verdicts()
+    )
+
+
+def test_lifetimes_agrees_on_lgs_data(lgs_summary: pl.DataFrame) -> None:
+    """A second opinion: lifetimes' fits and predictions on the same summary, to 1e-4."""
+    lifetimes = pytest.importorskip("lifetimes")
+    data = lgs_summary.to_pandas()
+    x, tx, T = data["frequency"], data["recency"], data["T"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, fitter in (
+            ("bgnbd", lifetimes.BetaGeoFitter),
+            ("mbgnbd", lifetimes.ModifiedBetaGeoFitter),
+        ):
+            theirs = fitter().fit(x, tx, T)
+            ours = clv.fit_purchases(name, x, tx, T)
+            assert ours.params == pytest.approx(theirs.params_.to_dict(), rel=1e-4), name
+            assert clv.probability_alive(ours, x, tx, T) == pytest.approx(
+                theirs.conditional_probability_alive(x, tx, T), rel=1e-4, abs=1e-6
+            )
+            assert clv.expected_purchases(ours, 90, x, tx, T) == pytest.approx(
+                theirs.conditional_expected_number_of_purchases_up_to_time(90, x, tx, T).to_numpy(),
+                rel=1e-4, abs=1e-6,
+            )  # fmt: skip
+        repeat = data[(data["frequency"] > 0) & (data["monetary_value"] > 0)]
+        gg = lifetimes.GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
+        ours_gg = clv.fit_gamma_gamma(x, data["monetary_value"])
+        assert ours_gg.params == pytest.approx(gg.params_.to_dict(), rel=1e-4)
+        assert clv.expected_spend(ours_gg, repeat["frequency"], repeat["monetary_value"]) == pytest.approx(
+            gg.conditional_expected_average_profit(repeat["frequency"], repeat["monetary_value"]).to_numpy(),
+            rel=1e-4,
+        )  # fmt: skip
+
+
+def test_bad_input_is_one_clear_error() -> None:
+    with pytest.raises(clv.InputError, match="recency <= T"):
+        clv.fit_bgnbd([1, 2], [5, 1], [3, 4])
+    with pytest.raises(clv.InputError, match="no customer"):
+        clv.fit_bgnbd([], [], [])
+    with pytest.raises(clv.InputError, match="--discount"):
+        clv.ClvSettings(monthly_discount=1.5)
