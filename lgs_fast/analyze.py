@@ -18,7 +18,7 @@ import polars as pl
 from lgs_fast.definitions import Options
 from lgs_fast.errors import InputError, LgsError
 from lgs_fast.lake import Snapshot, default_lake, reading, scan, verify_lake
-from lgs_fast.outputs import OutputSwitch
+from lgs_fast.outputs import OutputSwitch, check_apart
 
 Engine = Literal["polars", "duckdb"]
 ENGINES: tuple[Engine, ...] = ("polars", "duckdb")
@@ -116,20 +116,30 @@ def compute_tables(
     end: dt.date | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Every output table, computed by `engine` over the lake (optionally a date range)."""
-    if engine not in _RUNNERS:
-        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if start is not None and end is not None and start >= end:
-        raise InputError(f"empty date range: --from {start} is not before --to {end}")
+    _check_request(engine, start, end)
     root = Path(lake) if lake is not None else default_lake()
     # The shared lock keeps every file of this version on disk while the engine reads it,
     # whatever a writer does meanwhile.
     with reading(root) as snap:
-        try:
-            return _RUNNERS[engine](snap, options or Options(), start, end)
-        except (LgsError, KeyboardInterrupt, SystemExit, MemoryError):
-            raise
-        except BaseException as err:  # engines raise their own types, Polars even panics
-            raise _read_failure(snap, engine, err) from None
+        return _compute(snap, options or Options(), engine, start, end)
+
+
+def _check_request(engine: str, start: dt.date | None, end: dt.date | None) -> None:
+    if engine not in _RUNNERS:
+        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if start is not None and end is not None and start >= end:
+        raise InputError(f"empty date range: --from {start} is not before --to {end}")
+
+
+def _compute(
+    snap: Snapshot, options: Options, engine: str, start: dt.date | None, end: dt.date | None
+) -> dict[str, pl.DataFrame]:
+    try:
+        return _RUNNERS[engine](snap, options, start, end)  # type: ignore[index]
+    except (LgsError, KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as err:  # engines raise their own types, Polars even panics
+        raise _read_failure(snap, engine, err) from None
 
 
 def _read_failure(snap: Snapshot, engine: str, err: BaseException) -> LgsError:
@@ -212,10 +222,22 @@ def analyze(
     """
     say = progress or (lambda _: None)
     target = Path(out)
-    # OUT is claimed first, so that a busy or foreign OUT fails before the long work.
-    with OutputSwitch(target) as switch:
+    root = Path(lake) if lake is not None else default_lake()
+    _check_request(engine, start, end)
+    check_apart(target, root)
+    # The lake is checked and OUT claimed before the long work, so that a damaged lake or a
+    # busy or foreign OUT fails at once.
+    with reading(root) as snap, OutputSwitch(target) as switch:
         say(f"computing tables with {engine}…")
-        tables = compute_tables(lake, options, engine=engine, start=start, end=end)
-        _build(tables, switch.build, report, say)
+        tables = _compute(snap, options or Options(), engine, start, end)
+        try:
+            _build(tables, switch.build, report, say)
+        except (LgsError, KeyboardInterrupt):
+            raise
+        except Exception as err:  # a full disk, say, met inside Polars or the chart renderer
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise LgsError(
+                f"{target}: could not write the outputs ({text}); OUT is unchanged"
+            ) from None
         switch.commit()
     return AnalysisResult(target, tables, target / "report.html" if report else None)

@@ -38,8 +38,8 @@ class _Cli(click.Group):
         except OSError as err:
             where = f"{err.filename}: " if err.filename else ""
             _fail(f"{where}{err.strerror or err}", 1)
-        except KeyboardInterrupt:
-            _fail(f"interrupted; {_what_changed()}", 130)
+        except KeyboardInterrupt as err:
+            _interrupted(err)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
         except Exception as err:
@@ -48,6 +48,21 @@ class _Cli(click.Group):
             text = str(err).strip()
             first = text.splitlines()[0] if text else ""
             _fail(f"unexpected {type(err).__name__}: {first} (LGS_DEBUG=1 shows where)", 1)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, `docker stop`, `timeout`): unwound like Ctrl-C, so nothing is left
+    half-written and the message says what is on disk."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _interrupted(err: KeyboardInterrupt) -> None:
+    if isinstance(err, Terminated):
+        _fail(f"terminated; {_what_changed()}", 143)
+    _fail(f"interrupted; {_what_changed()}", 130)
 
 
 def _what_changed() -> str:
@@ -106,7 +121,8 @@ def cli() -> None:
       4    the PostgreSQL source failed; the lake is unchanged
       5    another lgs-fast process is writing the same lake or OUT
       6    the lake is damaged (a file or the manifest does not match)
-      130  interrupted; the message says whether the lake and OUT changed
+      130  interrupted (Ctrl-C), 143 terminated (SIGTERM); the message says
+           whether the lake and OUT changed
     """
 
 
@@ -304,6 +320,74 @@ def _parse_when(value: str | None, option: str) -> dt.datetime | None:
     return when
 
 
+def _parse_day(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a day (YYYY-MM-DD)", param_hint=option
+        ) from None
+
+
+def clv_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The CLV model options, shared by `analyze` and `clv`."""
+    options = [
+        click.option(
+            "--calibration-end",
+            metavar="DATE",
+            help="Check the models on a holdout: fit on the lines before DATE, predict the rest.",
+        ),
+        click.option(
+            "--model",
+            type=click.Choice(["auto", "bgnbd", "mbgnbd"]),
+            default="auto",
+            show_default=True,
+            help="Purchase model; auto: the best that fits, or none (a named one is used even "
+            "when it does not fit, and said to be so).",
+        ),
+        click.option(
+            "--horizon",
+            type=click.IntRange(1, 3650),
+            default=90,
+            show_default=True,
+            help="Days ahead for expected purchases.",
+        ),
+        click.option(
+            "--months",
+            type=click.IntRange(1, 600),
+            default=12,
+            show_default=True,
+            help="Months of CLV.",
+        ),
+        click.option(
+            "--discount",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.01,
+            show_default=True,
+            help="Monthly discount rate of CLV (0.01 = 1% a month).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _clv_settings(
+    calibration_end: str | None, model: str, horizon: int, months: int, discount: float
+) -> Any:
+    from lgs_fast.clv import ClvSettings
+
+    return ClvSettings(
+        model=model,  # type: ignore[arg-type]
+        horizon_days=horizon,
+        months=months,
+        monthly_discount=discount,
+        calibration_end=_parse_day(calibration_end, "--calibration-end"),
+    )
+
+
 @cli.command("analyze")
 @click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
 @click.option(
@@ -358,6 +442,7 @@ def _parse_when(value: str | None, option: str) -> dt.datetime | None:
 @click.option(
     "--no-report", is_flag=True, help="Write the tables only (no charts, segment files or report)."
 )
+@clv_options
 def analyze_command(
     lake: Path | None,
     out: Path,
@@ -370,11 +455,17 @@ def analyze_command(
     end: str | None,
     top: int,
     no_report: bool,
+    calibration_end: str | None,
+    model: str,
+    horizon: int,
+    months: int,
+    discount: float,
 ) -> None:
     """Compute every analysis over the lake; write tables, charts, segment lists and a report.
 
     OUT/tables/NAME.{parquet,csv} for overview, invoice_amounts, invoice_histogram, monthly,
-    rfm, segments, top_countries, top_products, cohorts, data_quality; OUT/charts/NAME.vl.json,
+    rfm, segments, top_countries, top_products, cohorts, data_quality, clv_summary, clv,
+    clv_models, clv_segments (and with --calibration-end the clv_holdout tables); OUT/charts/NAME.vl.json,
     NAME.svg and NAME.png; OUT/segments/SEGMENT.csv for campaigns; OUT/report.html (opens offline).
     """
     from lgs_fast.analyze import analyze
@@ -393,11 +484,84 @@ def analyze_command(
         start=_parse_when(start, "--from"), end=_parse_when(end, "--to"),
         report=not no_report,
         progress=lambda step: click.echo(step, err=True),
+        clv_settings=_clv_settings(calibration_end, model, horizon, months, discount),
     )  # fmt: skip
     _print_summary(result.tables)
     click.echo(f"tables: {result.out / 'tables'}")
     if result.report:
         click.echo(f"report: {result.report.resolve()}")
+
+
+@cli.command("clv")
+@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="polars",
+    show_default=True,
+    help="Which engine computes the CLV summary (both give the same).",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="DATE",
+    help="End of the observation period (default: the latest invoice).",
+)
+@click.option("--from", "start", metavar="DATE", help="Only lines on or after DATE.")
+@click.option("--to", "end", metavar="DATE", help="Only lines before DATE.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    help="Also write the per-customer table (probability alive, expected purchases, CLV) here.",
+)
+@clv_options
+def clv_command(
+    lake: Path | None,
+    engine: str,
+    as_of: str | None,
+    start: str | None,
+    end: str | None,
+    csv_path: Path | None,
+    calibration_end: str | None,
+    model: str,
+    horizon: int,
+    months: int,
+    discount: float,
+) -> None:
+    """Fit the CLV models alone: BG/NBD, modified BG/NBD and Gamma-Gamma on the CLV summary.
+
+    Prints each model's estimates with standard errors and whether it fits (a model that does
+    not identify its parameters is never used unless named with --model), and with
+    --calibration-end the holdout check: actual against predicted purchases, MAE and bias.
+    """
+    from lgs_fast.analyze import clv
+    from lgs_fast.definitions import Options
+    from lgs_fast.report import clv_verdicts, holdout_sentences, write_csv
+
+    result = clv(
+        lake, Options(as_of=_parse_when(as_of, "--as-of")),
+        engine=engine,  # type: ignore[arg-type]
+        start=_parse_when(start, "--from"), end=_parse_when(end, "--to"),
+        settings=_clv_settings(calibration_end, model, horizon, months, discount),
+    )  # fmt: skip
+    tables = result.tables
+    _print_table(
+        "estimates (standard error):",
+        [
+            (f"{m} {p}", f"{e:.4g} ({'–' if s is None else format(s, '.3g')})")
+            for m, p, e, s in tables["clv_models"]
+            .select("model", "parameter", "estimate", "standard_error")
+            .iter_rows()
+        ],
+    )
+    for line in clv_verdicts(tables) + (
+        holdout_sentences(tables) if "clv_holdout" in tables else []
+    ):
+        click.echo(line)
+    if csv_path is not None:
+        write_csv(tables["clv"], csv_path, "clv")
+        click.echo(f"per-customer table: {csv_path}")
 
 
 def _print_summary(tables: dict[str, Any]) -> None:
@@ -420,6 +584,7 @@ def _print_summary(tables: dict[str, Any]) -> None:
 
 def main() -> None:
     """Entry point: usage errors, like every other error, become one line and exit code 2."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         try:
             cli.main(prog_name="lgs-fast", standalone_mode=False)
@@ -427,8 +592,8 @@ def main() -> None:
         except BrokenPipeError:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
-        except KeyboardInterrupt:
-            _fail(f"interrupted; {_what_changed()}", 130)
+        except KeyboardInterrupt as err:
+            _interrupted(err)
         except click.exceptions.Abort:
             _fail("aborted", 130)
         except click.ClickException as err:
@@ -437,6 +602,7 @@ def main() -> None:
         # The command has done its work and said so: a Ctrl-C now would only turn a true
         # message into a death by signal.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ Layout: ``LAKE/invoice_lines/year=YYYY/month=MM/part-<write id>.parquet`` (zstd)
 is the lake's one source of truth: it names the file of every month, with its row count, size
 and checksum. Writes are transactions:
 
-- one writer at a time: an exclusive lock on ``LAKE/.lgs_fast.lock``, not waited for (a second
-  writer fails at once with `BusyError`);
+- one writer at a time: an exclusive lock on the lake directory itself (no lock file anyone
+  could delete), not waited for (a second writer fails at once with `BusyError`);
 - a writer only adds files under new names, then commits by atomically replacing the manifest:
   a crash or kill at any moment leaves the previous manifest, and so the previous lake, whole;
 - readers read the manifest and exactly the files it names, under a shared lock on
@@ -42,7 +42,6 @@ from lgs_fast.schema import ARROW_SCHEMA, POLARS_SCHEMA, SCHEMA_VERSION, to_arro
 DEFAULT_LAKE = Path("data/lake")
 TABLE = "invoice_lines"
 MANIFEST = "_manifest.json"
-WRITER_LOCK = ".lgs_fast.lock"
 READER_LOCK = ".lgs_fast.readers"
 LEGACY_PART = "part-0.parquet"  # lakes written before part files were named by write
 _ROW_GROUP = 128_000  # rows buffered per partition before a row group is written
@@ -229,6 +228,7 @@ def snapshot(lake: str | Path | None = None) -> Snapshot:
 def reading(lake: str | Path | None = None) -> Iterator[Snapshot]:
     """A snapshot whose files no writer deletes until the block ends (a shared lock)."""
     root = Path(lake) if lake is not None else default_lake()
+    Manifest.read(root)  # a clear word first when there is no lake, or a file, at `root`
     fd = _open_lock(root / READER_LOCK, create=False)
     try:
         if fd is not None:
@@ -377,7 +377,7 @@ def _first_line(err: BaseException) -> str:
 def _open_lock(path: Path, *, create: bool) -> int | None:
     try:
         return os.open(path, (os.O_RDWR | os.O_CREAT) if create else os.O_RDONLY, 0o644)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except PermissionError:
         if create:
@@ -418,7 +418,7 @@ def _claim(root: Path) -> bool:
             return True
         except FileExistsError:
             pass  # another writer made it a moment ago: checked as any existing directory
-    entries = set(os.listdir(root)) - {WRITER_LOCK, READER_LOCK}
+    entries = set(os.listdir(root)) - {READER_LOCK}
     if MANIFEST in entries:
         try:
             Manifest.read(root)
@@ -476,15 +476,15 @@ class LakeWriter:
     def __enter__(self) -> LakeWriter:
         self.created = _claim(self.root)
         try:
-            self._lock = _open_lock(self.root / WRITER_LOCK, create=True)
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                os.close(self._lock)  # type: ignore[arg-type]
-                self._lock = None
+                os.close(fd)
                 raise BusyError(
                     f"{self.root}: another lgs-fast process is writing this lake; try again when it ends"
                 ) from None
+            self._lock = fd
             readers = _open_lock(self.root / READER_LOCK, create=True)
             os.close(readers)  # type: ignore[arg-type]
             if (self.root / MANIFEST).exists():
@@ -516,9 +516,8 @@ class LakeWriter:
                 # A first write that failed: leave the directory as it was found.
                 if self.created:
                     shutil.rmtree(self.root, ignore_errors=True)
-                for name in (WRITER_LOCK, READER_LOCK):
-                    with contextlib.suppress(FileNotFoundError):
-                        (self.root / name).unlink()
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / READER_LOCK).unlink()
         os.close(self._lock)
         self._lock = None
 

@@ -4,8 +4,8 @@ OUT is always wholly one run: a run builds everything in ``.OUT.build-<run id>``
 then exchanges the two directories in one `renameat2(RENAME_EXCHANGE)` and removes the old
 run. A kill at any moment leaves OUT as the old run or the new one, never a mix; what a killed
 run left beside it is removed by the next run. One run at a time per OUT (a lock file beside
-it, ``.OUT.lock``), and lgs_fast only replaces a directory that is new, empty, or its own
-(marked by ``OUT/.lgs_fast_out``).
+it, ``.OUT.lock``), and lgs_fast only replaces a directory that is new, empty, or holds
+nothing but its own outputs (marked by ``OUT/.lgs_fast_out``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import datetime as dt
 import fcntl
+import glob
 import json
 import os
 import re
@@ -25,8 +26,17 @@ from pathlib import Path
 from lgs_fast.errors import BusyError, LakeError
 
 MARKER = ".lgs_fast_out"
-# What earlier versions of lgs_fast left inside OUT: their outputs and build leftovers.
-_LEGACY = re.compile(r"^(tables|charts|segments|report\.html|\.build-\d+|\.[\w.]+\.old-\d+)$")
+# What a run writes inside OUT; anything else found there is somebody else's and stops a run
+# (it would be removed with the previous outputs).
+_OWN = frozenset({MARKER, "tables", "charts", "segments", "report.html"})
+# What earlier versions of lgs_fast wrote, file by file, in an OUT they did not yet mark.
+_LEGACY_FILES = {
+    "tables": re.compile(r"^[a-z_]+\.(parquet|csv)$"),
+    "charts": re.compile(r"^[a-z0-9_]+\.(vl\.json|svg|png)$"),
+    "segments": re.compile(r"^[\w.-]+\.csv$"),
+}
+_LEGACY_LEFTOVER = re.compile(r"^(\.build-\d+|\.(tables|charts|segments|report\.html)\.old-\d+)$")
+_BUILD = re.compile(r"^build-(old-)?[0-9a-f]{16}$")
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -45,14 +55,44 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _check_owned(out: Path) -> None:
+    """OUT may be replaced: it is new, empty, or holds only what lgs_fast writes there."""
     if out.exists() and not out.is_dir():
         raise LakeError(f"{out}: is a file, not an output directory; lgs_fast leaves it alone")
-    if not out.is_dir() or (out / MARKER).is_file():
+    if not out.is_dir():
         return
-    foreign = sorted(name for name in os.listdir(out) if not _LEGACY.match(name))
+    if (out / MARKER).is_file():
+        foreign = sorted(set(os.listdir(out)) - _OWN)
+    else:
+        foreign = sorted(name for name in os.listdir(out) if not _legacy_output(out, name))
     if foreign:
         raise LakeError(
-            f"{out}: not an lgs_fast output directory and not empty ({', '.join(foreign[:3])}); choose another --out"
+            f"{out}: not an lgs_fast output directory: holds {', '.join(foreign[:3])}, which lgs_fast did not write there and would replace; choose another --out or move it away"
+        )
+
+
+def _legacy_output(out: Path, name: str) -> bool:
+    """An entry an earlier version of lgs_fast wrote (before OUT was marked), file by file."""
+    path = out / name
+    if _LEGACY_LEFTOVER.match(name):
+        return path.is_dir()
+    if name == "report.html":  # the page says who made it
+        return path.is_file() and b"Made by lgs_fast." in path.read_bytes()
+    pattern = _LEGACY_FILES.get(name)
+    if pattern is None or not path.is_dir():
+        return False
+    return all(child.is_file() and pattern.match(child.name) for child in path.iterdir())
+
+
+def check_apart(out: Path, lake: Path) -> None:
+    """OUT and the lake must not contain each other: replacing OUT would take the lake along."""
+    o, k = out.resolve(), lake.resolve()
+    if o == k or o in k.parents or k in o.parents:
+        raise LakeError(
+            f"{out}: the output directory and the lake {lake} must not contain each other"
+        )
+    if o == Path.cwd().resolve() or o in Path.cwd().resolve().parents:
+        raise LakeError(
+            f"{out}: is the current directory (or holds it); name a directory for the outputs"
         )
 
 
@@ -97,9 +137,12 @@ class OutputSwitch:
                 f"{self.out}: another lgs-fast analyze is writing here; try again when it ends"
             ) from None
         self._lock = fd
-        # Holding the lock, every build beside OUT belongs to a run that died: remove them.
-        for leftover in self.out.parent.glob(f".{self.out.name}.build-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        # Holding the lock, every build beside OUT belongs to a run that died: remove them
+        # (only lgs_fast's, by name and mark).
+        prefix = f".{self.out.name}."
+        for leftover in self.out.parent.glob(f"{glob.escape(prefix)}build-*"):
+            if _BUILD.match(leftover.name[len(prefix) :]) and (leftover / MARKER).is_file():
+                shutil.rmtree(leftover, ignore_errors=True)
         self.build.mkdir()
         (self.build / MARKER).write_text(
             json.dumps(
@@ -114,6 +157,10 @@ class OutputSwitch:
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.build, ignore_errors=True)
         if self._lock is not None:
+            if not self.out.exists():
+                # Nothing was ever written here: leave the parent directory as it was found.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.out.parent / f".{self.out.name}.lock")
             os.close(self._lock)
             self._lock = None
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lgs_fast.lake import MANIFEST, WRITER_LOCK, Manifest, scan, verify_lake
+from lgs_fast.lake import MANIFEST, Manifest, scan, verify_lake
 from lgs_fast.postgres import load_pg
 from lgs_fast.sources import import_files
 from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
@@ -203,10 +203,13 @@ def test_second_writer_fails_at_once_with_one_line(
     lake = tmp_path / "lake"
     import_files([sources[SMALL_ROWS]], lake)
     before = (lake / MANIFEST).read_bytes()
-    with (lake / WRITER_LOCK).open("r+") as lock:
+    lock = os.open(lake, os.O_RDONLY | os.O_DIRECTORY)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another writer, mid-write
         proc = _command("import", str(sources[BIG_ROWS]), "--lake", str(lake))
         out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(lock)
     assert proc.returncode == 5
     assert err.strip() == (
         f"lgs-fast: error: {lake}: another lgs-fast process is writing this lake; try again when it ends"

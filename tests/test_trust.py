@@ -4,6 +4,7 @@ review (ownership, time zones, changes in old months, checked reads, truthful me
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -185,6 +186,41 @@ def test_changes_in_an_old_month_reach_the_lake(
         .collect()
         .equals(scan(full).sort(key, nulls_last=True).collect())
     )
+
+
+def test_changes_equal_to_the_server_but_not_in_the_lake(
+    pg_dsn: str, pg_table: str, tmp_path: Path
+) -> None:
+    """-0 for 0, and a case change under a case-insensitive collation: equal for the server's
+    operators, yet a full export would carry them, so an incremental one must too."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE COLLATION IF NOT EXISTS lgs_test_ci "
+            "(provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (invoice_no text, stock_code text, "
+                "description text COLLATE lgs_test_ci, quantity int, invoice_date timestamp, "
+                "unit_price float8, customer_id bigint, country text COLLATE lgs_test_ci)"
+            ).format(sql.Identifier(pg_table))
+        )
+    load_pg([shared(RETAIL_II_CSV)], pg_dsn, table=pg_table, append=True)
+    lake = tmp_path / "lake"
+    export(pg_dsn, lake, table=pg_table)
+    ident = sql.Identifier(pg_table)
+    for change in (
+        "UPDATE {} SET unit_price = '-0' WHERE unit_price = 0",
+        "UPDATE {} SET description = lower(description), country = upper(country)",
+    ):
+        with psycopg.connect(pg_dsn) as conn:
+            assert conn.execute(sql.SQL(change).format(ident)).rowcount > 0
+        result = export(pg_dsn, lake, table=pg_table)
+        assert result.months == ["2009-12"] and result.changed, change
+        full = tmp_path / f"full{len(change)}"
+        export(pg_dsn, full, table=pg_table, full=True)
+        content = {k: v["sha256"] for k, v in verify_lake(lake).partitions.items()}
+        assert content == {k: v["sha256"] for k, v in verify_lake(full).partitions.items()}
 
 
 def test_partition_replaced_by_hand_is_exported_again(
@@ -429,3 +465,122 @@ def test_password_never_printed(tmp_path: Path, dsn: str) -> None:
         result = runner.invoke(cli, args, env=env)
         message = _one_line(result, 4)
         assert "S3cret" not in result.output + message and "S3cret" not in str(result.exception)
+
+
+# Found by a fault probe: outputs never take what is not theirs, and say the truth -------------
+
+
+def test_folder_that_only_looks_like_old_outputs_is_left_alone(
+    tmp_path: Path, retail_ii_lake: Path
+) -> None:
+    docs = tmp_path / "mydocs"
+    (docs / "tables").mkdir(parents=True)
+    (docs / "tables" / "budget.xlsx").write_bytes(b"my precious")
+    (docs / "report.html").write_text("<html>mine</html>")
+    before = _tree(docs)
+    result = CliRunner().invoke(
+        cli, ["analyze", "--lake", str(retail_ii_lake), "--out", str(docs), "--no-report"]
+    )
+    assert "did not write there" in _one_line(result, 3)
+    assert _tree(docs) == before
+
+
+def test_what_is_put_inside_out_is_never_removed(tmp_path: Path, retail_ii_lake: Path) -> None:
+    out = tmp_path / "out"
+    args = ["analyze", "--lake", str(retail_ii_lake), "--out", str(out), "--no-report"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    import_files([shared(RETAIL_II_CSV)], out / "lake")
+    (out / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(cli, args)
+    assert "holds lake, notes.txt, which lgs_fast did not write there" in _one_line(result, 3)
+    assert verify_lake(out / "lake").rows == 45_228 and (out / "notes.txt").read_text() == "mine"
+    # Nor may OUT and the lake contain each other, or OUT be the current directory.
+    inside = ["analyze", "--lake", str(out / "lake"), "--out", str(out), "--no-report"]
+    assert "must not contain each other" in _one_line(CliRunner().invoke(cli, inside), 3)
+    here = CliRunner().invoke(cli, ["analyze", "--lake", str(retail_ii_lake), "--out", os.getcwd()])
+    assert "is the current directory" in _one_line(here, 3)
+
+
+def test_someone_elses_build_named_directory_beside_out_is_kept(
+    tmp_path: Path, retail_ii_lake: Path
+) -> None:
+    backup = tmp_path / ".out.build-mybackup"
+    backup.mkdir()
+    (backup / "important.txt").write_text("keep")
+    args = ["analyze", "--lake", str(retail_ii_lake), "--out", str(tmp_path / "out"), "--no-report"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert (backup / "important.txt").read_text() == "keep"
+
+
+def test_a_file_as_lake_for_readers_is_exit_3(tmp_path: Path) -> None:
+    notes = tmp_path / "o.txt"
+    notes.write_text("x")
+    for args in (["verify"], ["analyze", "--out", str(tmp_path / "out")]):
+        result = CliRunner().invoke(cli, [*args, "--lake", str(notes)])
+        assert "is a file" in _one_line(result, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.txt"]  # no lock file left behind
+
+
+def test_analyze_errors_are_one_line_before_any_progress(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["analyze", "--lake", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
+    )
+    assert result.stderr.splitlines() == [_one_line(result, 3)]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_while_writing_outputs(tmp_path: Path, retail_ii_lake: Path) -> None:
+    """A file-size limit stands in for a full disk: one line that says so, OUT unchanged."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    args = ["analyze", "--lake", str(retail_ii_lake), "--out", str(out)]
+    assert CliRunner().invoke(cli, [*args, "--no-report"]).exit_code == 0
+    before = _tree(out)
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "lgs_fast", *args], capture_output=True, text=True,
+        preexec_fn=small_disk, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "could not write the outputs" in proc.stderr and "OUT is unchanged" in proc.stderr
+    assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr
+    assert _tree(out) == before
+
+
+def test_sigterm_unwinds_and_says_what_is_on_disk(tmp_path: Path) -> None:
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    lake = tmp_path / "lake"
+    import_files([shared(RETAIL_II_CSV)], lake)
+    rng = random.Random(15)
+    outcomes = set()
+    for _ in range(6):
+        before = Manifest.read(lake).write_id
+        target = EMBEDDED if Manifest.read(lake).rows == 45_228 else shared(RETAIL_II_CSV)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lgs_fast", "import", str(target), "--lake", str(lake)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(rng.uniform(0.2, 0.9))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        changed = Manifest.read(lake).write_id != before
+        verify_lake(lake)
+        if proc.returncode == 143:
+            assert err.startswith("lgs-fast: error: terminated; ") and "Traceback" not in err
+            assert ("holds the new version" in err) == changed, err
+            outcomes.add(changed)
+        else:
+            assert proc.returncode == 0 and changed, (proc.returncode, err)
+    assert outcomes, "every run finished before the signal"
