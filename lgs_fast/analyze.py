@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
@@ -19,6 +19,9 @@ from lgs_fast.definitions import Options
 from lgs_fast.errors import InputError, LgsError
 from lgs_fast.lake import Snapshot, default_lake, reading, scan, verify_lake
 from lgs_fast.outputs import OutputSwitch, check_apart
+
+if TYPE_CHECKING:
+    from lgs_fast.clv import ClvSettings, CustomerModel
 
 Engine = Literal["polars", "duckdb"]
 ENGINES: tuple[Engine, ...] = ("polars", "duckdb")
@@ -114,14 +117,18 @@ def compute_tables(
     engine: Engine = "polars",
     start: dt.date | None = None,
     end: dt.date | None = None,
+    calibration_end: dt.date | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Every output table, computed by `engine` over the lake (optionally a date range)."""
+    """Every output table, computed by `engine` over the lake (optionally a date range).
+
+    With `calibration_end`, also `clv_calibration`: the CLV summary of the lines before it.
+    """
     _check_request(engine, start, end)
     root = Path(lake) if lake is not None else default_lake()
     # The shared lock keeps every file of this version on disk while the engine reads it,
     # whatever a writer does meanwhile.
     with reading(root) as snap:
-        return _compute(snap, options or Options(), engine, start, end)
+        return _compute(snap, options or Options(), engine, start, end, calibration_end)
 
 
 def _check_request(engine: str, start: dt.date | None, end: dt.date | None) -> None:
@@ -132,14 +139,103 @@ def _check_request(engine: str, start: dt.date | None, end: dt.date | None) -> N
 
 
 def _compute(
-    snap: Snapshot, options: Options, engine: str, start: dt.date | None, end: dt.date | None
+    snap: Snapshot,
+    options: Options,
+    engine: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    calibration_end: dt.date | None = None,
+    *,
+    clv_only: bool = False,
 ) -> dict[str, pl.DataFrame]:
     try:
-        return _RUNNERS[engine](snap, options, start, end)  # type: ignore[index]
+        if clv_only:
+            tables = {"clv_summary": _clv_summary(snap, options, engine, start, end)}
+        else:
+            tables = _RUNNERS[engine](snap, options, start, end)  # type: ignore[index]
+        if calibration_end is not None:
+            calibration = calibration_options(options, calibration_end)
+            tables["clv_calibration"] = _clv_summary(snap, calibration, engine, start, end)
+        return tables
     except (LgsError, KeyboardInterrupt, SystemExit, MemoryError):
         raise
     except BaseException as err:  # engines raise their own types, Polars even panics
         raise _read_failure(snap, engine, err) from None
+
+
+def calibration_options(options: Options, calibration_end: dt.date) -> Options:
+    """`options` for the calibration period: the lines before `calibration_end` (a day), so its
+    observation period ends the day before, as CDNOW's 39 weeks end on 1997-09-30."""
+    first_holdout = dt.datetime.combine(calibration_end, dt.time())
+    if options.as_of is not None and first_holdout > options.as_of:
+        raise InputError(
+            f"--calibration-end {calibration_end} is after --as-of {options.as_of}: no holdout"
+        )
+    return replace(options, as_of=first_holdout - dt.timedelta(microseconds=1))
+
+
+def _clv_summary(
+    snap: Snapshot, options: Options, engine: str, start: dt.date | None, end: dt.date | None
+) -> pl.DataFrame:
+    if engine == "duckdb":
+        from lgs_fast import sql
+
+        con = sql.connect(snap=snap, options=options, start=start, end=end)
+        return sql.query(con, "clv_summary").pl()
+    from lgs_fast.metrics import clv_summary
+
+    lines = scan(snap=snap, start=start, end=end)
+    return clv_summary(lines, options).collect(engine="streaming")
+
+
+@dataclass(frozen=True)
+class ClvResult:
+    model: CustomerModel
+    tables: dict[str, pl.DataFrame]
+
+
+def clv_outputs(
+    tables: dict[str, pl.DataFrame], settings: ClvSettings | None
+) -> tuple[CustomerModel, dict[str, pl.DataFrame]]:
+    """The CLV models fitted to `clv_summary` (and checked on `clv_calibration`, if there)."""
+    from lgs_fast import clv as models
+
+    settings = settings or models.ClvSettings()
+    summary, calibration = tables["clv_summary"], tables.get("clv_calibration")
+    if summary.height == 0:
+        raise InputError("no customer with a purchase: no CLV model can be fitted")
+    if calibration is not None and calibration.height == 0:
+        raise InputError(f"no purchase before --calibration-end {settings.calibration_end}")
+    # The earliest customer is in both: T_full − T_cal is the holdout in days.
+    if calibration is not None and calibration["T"].max() >= summary["T"].max():
+        raise InputError(
+            f"--calibration-end {settings.calibration_end} leaves no holdout: "
+            "no data on or after it"
+        )
+    return models.clv_tables(
+        summary, settings, calibration=calibration, rfm_table=tables.get("rfm")
+    )
+
+
+def clv(
+    lake: str | Path | None = None,
+    options: Options | None = None,
+    *,
+    engine: Engine = "polars",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    settings: ClvSettings | None = None,
+) -> ClvResult:
+    """The CLV models alone: the summary by `engine`, the fits, per-customer predictions and,
+    with `settings.calibration_end`, the holdout check (tables as `analyze` writes them)."""
+    _check_request(engine, start, end)
+    root = Path(lake) if lake is not None else default_lake()
+    calibration_end = settings.calibration_end if settings else None
+    with reading(root) as snap:
+        inputs = _compute(
+            snap, options or Options(), engine, start, end, calibration_end, clv_only=True
+        )
+    return ClvResult(*clv_outputs(inputs, settings))
 
 
 def _read_failure(snap: Snapshot, engine: str, err: BaseException) -> LgsError:
@@ -214,6 +310,7 @@ def analyze(
     end: dt.date | None = None,
     report: bool = True,
     progress: Callable[[str], None] | None = None,
+    clv_settings: ClvSettings | None = None,
 ) -> AnalysisResult:
     """Compute every table with `engine`; write tables, charts, segment exports and the report.
 
@@ -229,7 +326,12 @@ def analyze(
     # busy or foreign OUT fails at once.
     with reading(root) as snap, OutputSwitch(target) as switch:
         say(f"computing tables with {engine}…")
-        tables = _compute(snap, options or Options(), engine, start, end)
+        calibration_end = clv_settings.calibration_end if clv_settings else None
+        tables = _compute(snap, options or Options(), engine, start, end, calibration_end)
+        if tables["clv_summary"].height > 0:  # no purchase at all: no model, no CLV section
+            say("fitting the CLV models…")
+            tables.update(clv_outputs(tables, clv_settings)[1])
+        tables.pop("clv_calibration", None)
         try:
             _build(tables, switch.build, report, say)
         except (LgsError, KeyboardInterrupt):

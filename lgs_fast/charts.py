@@ -371,6 +371,73 @@ def cohort_retention(tables: Tables) -> alt.Chart:
     )
 
 
+def clv_by_segment(tables: Tables) -> alt.Chart:
+    """Total CLV per RFM segment (empty, and titled so, when no purchase model fits)."""
+    frame = tables["clv_segments"]
+    fitted = frame["total_clv"].null_count() < frame.height
+    title = "CLV by segment" if fitted else "CLV by segment: none, no purchase model fits"
+    return (
+        alt.Chart(_data(frame.with_columns(pl.col("total_clv").fill_null(0.0))))
+        .mark_bar(color=DARK)
+        .encode(
+            x=alt.X("total_clv:Q", title="Total CLV (£)", axis=alt.Axis(format=",.0f")),
+            y=alt.Y("segment:N", title=None, sort="-x"),
+            tooltip=[
+                "segment:N",
+                alt.Tooltip("customers:Q", format=","),
+                alt.Tooltip("total_clv:Q", title="Total CLV £", format=",.0f"),
+                alt.Tooltip("mean_clv:Q", title="Mean CLV £", format=",.2f"),
+                alt.Tooltip("mean_probability_alive:Q", title="P(alive)", format=".1%"),
+            ],
+        )
+        .properties(width=WIDTH - 200, height=22 * max(frame.height, 1), title=title)
+    )
+
+
+def clv_holdout(tables: Tables) -> alt.Chart:
+    """Holdout purchases per customer, actual against each model's prediction, by the
+    customer's repeat purchases in the calibration period (the papers' conditional check)."""
+    frame = tables["clv_holdout_by_frequency"]
+    long = pl.concat(
+        [
+            frame.select(
+                "calibration_frequency", series=pl.lit("actual"), purchases="actual_purchases"
+            ).unique(),
+            frame.select(
+                "calibration_frequency",
+                series=pl.col("model"),
+                purchases="predicted_purchases",
+            ),
+        ]
+    ).sort("series", "calibration_frequency")
+    return (
+        alt.Chart(_data(long))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(
+                "calibration_frequency:O",
+                title="Repeat purchase days before the holdout (7 = 7 or more)",
+            ),
+            y=alt.Y("purchases:Q", title="Mean purchase days in the holdout"),
+            color=alt.Color("series:N", title=None, scale=alt.Scale(range=[ACCENT, DARK, LIGHT])),
+            tooltip=[
+                "series:N",
+                "calibration_frequency:O",
+                alt.Tooltip("purchases:Q", format=".2f"),
+            ],
+        )
+        .properties(
+            width=WIDTH - 100, height=260, title="Holdout: actual against predicted purchases"
+        )
+    )
+
+
+# Charts drawn only when their table exists (the holdout needs --calibration-end).
+OPTIONAL_CHARTS: dict[str, str] = {
+    "clv_by_segment": "clv_segments",
+    "clv_holdout": "clv_holdout_by_frequency",
+}
+
 CHARTS: dict[str, Callable[[Tables], Any]] = {
     "invoice_amounts_all": lambda t: invoice_distribution(t, "all"),
     "invoice_amounts_p85": lambda t: invoice_distribution(t, "le_p85"),
@@ -385,12 +452,18 @@ CHARTS: dict[str, Callable[[Tables], Any]] = {
     "top_countries": top_countries,
     "top_products": top_products,
     "cohort_retention": cohort_retention,
+    "clv_by_segment": clv_by_segment,
+    "clv_holdout": clv_holdout,
 }
 
 
 def build_charts(tables: Tables) -> dict[str, Any]:
     """Every chart of the report, by file name."""
-    return {name: make(tables) for name, make in CHARTS.items()}
+    return {
+        name: make(tables)
+        for name, make in CHARTS.items()
+        if OPTIONAL_CHARTS.get(name, "overview") in tables
+    }
 
 
 PNG_SCALE = 2

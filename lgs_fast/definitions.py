@@ -45,6 +45,10 @@ MONEY_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "top_countries": ("sales",),
     "top_products": ("sales",),
     "clv_summary": ("monetary_value",),
+    "clv": ("monetary_value", "expected_spend", "clv"),
+    "clv_segments": ("mean_clv", "total_clv"),
+    # OUT/segments/SEGMENT.csv, the campaign lists: rfm's columns and the customer's CLV.
+    "campaign_list": ("monetary", "clv"),
 }  # fmt: skip
 
 

@@ -177,6 +177,7 @@ def render_report(tables: Tables, specs: dict[str, dict[str, Any]], javascript: 
             },
             {"sales": ",.0f", "quantity": ",", "orders": ","},
         ),
+        clv_section=clv_section(tables, specs),
         quality_table=_table(
             tables["data_quality"], {"check": "Check", "count": "Lines"}, {"count": ","}
         ),
@@ -186,6 +187,93 @@ def render_report(tables: Tables, specs: dict[str, dict[str, Any]], javascript: 
         ),
         javascript=javascript,
     )
+
+
+def _chart(name: str, specs: dict[str, dict[str, Any]]) -> str:
+    return f'<div class="chart" data-spec="spec-{_e(name)}"></div>' if name in specs else ""
+
+
+def clv_verdicts(tables: Tables) -> list[str]:
+    """Plain sentences: which models fit, which one the predictions use, or that none may."""
+    models = tables["clv_models"]
+    said = models.unique("model", maintain_order=True)["verdict"].to_list()
+    used = models.filter(pl.col("used") & (pl.col("model") != "gamma_gamma"))
+    if used.height == 0:
+        said.append(
+            "No purchase model fits these data, so no customer is given a probability of being "
+            "alive, expected purchases or a CLV: the columns are left empty rather than filled "
+            "with numbers the data do not support."
+        )
+    else:
+        row = used.row(0, named=True)
+        caveat = "" if row["identified"] else ", although it does not fit: treat them as unreliable"
+        said.append(f"Predictions use {row['model_name']}{caveat}.")
+    return said
+
+
+def holdout_sentences(tables: Tables) -> list[str]:
+    """One sentence per purchase model on its holdout check (needs --calibration-end)."""
+    out = []
+    for h in tables["clv_holdout"].iter_rows(named=True):
+        fits = "fits" if h["identified"] else "does not fit the calibration data"
+        error = h["total_error_pct"]
+        out.append(
+            f"{h['model_name']} ({fits}), fitted on the {h['calibration_customers']:,} customers "
+            f"before the holdout, predicted {h['predicted_purchases']:,.0f} purchase days in the "
+            f"{h['holdout_days']} days after it against {h['actual_purchases']:,.0f} actual"
+            + (f" ({error:+.1f}%)" if error is not None else "")
+            + f"; per customer, mean absolute error {h['mae']:.2f}, bias {h['bias']:+.2f}."
+        )
+    return out
+
+
+def clv_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
+    """The report's CLV section, from the clv tables (nothing when no model was fitted)."""
+    if "clv_models" not in tables:
+        return ""
+    parts = ["<h2>Customer lifetime value</h2>"]
+    parts += [f"<p>{_e(s)}</p>" for s in clv_verdicts(tables)]
+    parts.append(_chart("clv_by_segment", specs))
+    if "clv_segments" in tables:
+        parts.append(
+            _table(
+                tables["clv_segments"],
+                {
+                    "segment": "Segment",
+                    "customers": "Customers",
+                    "mean_probability_alive": "Mean P(alive)",
+                    "expected_purchases": "Expected purchase days",
+                    "mean_clv": "Mean CLV £",
+                    "total_clv": "Total CLV £",
+                },
+                {
+                    "customers": ",",
+                    "mean_probability_alive": ".1%",
+                    "expected_purchases": ",.0f",
+                    "mean_clv": ",.2f",
+                    "total_clv": ",.0f",
+                },
+            )  # fmt: skip
+        )
+    if "clv_holdout" in tables:
+        parts.append("<h3>Holdout check</h3>")
+        parts += [f'<p class="proposition">{_e(s)}</p>' for s in holdout_sentences(tables)]
+        parts.append(_chart("clv_holdout", specs))
+    parts.append(
+        _table(
+            tables["clv_models"],
+            {
+                "model_name": "Model",
+                "parameter": "Parameter",
+                "estimate": "Estimate",
+                "standard_error": "Standard error",
+                "identified": "Fits",
+                "used": "Used",
+            },
+            {"estimate": ",.4g", "standard_error": ",.3g"},
+        )  # fmt: skip
+    )
+    return "\n".join(p for p in parts if p)
 
 
 def vega_javascript() -> str:
@@ -237,6 +325,17 @@ def write_csv(frame: pl.DataFrame, path: Path, table: str) -> None:
     spreadsheet_safe(frame, MONEY_COLUMNS.get(table, ())).write_csv(path)
 
 
+_VALUE_COLUMNS = ("probability_alive", "expected_purchases", "clv")
+
+
+def _customer_value(tables: Tables) -> pl.DataFrame:
+    """The CLV columns of the campaign lists (empty when no model was fitted)."""
+    if "clv" in tables:
+        return tables["clv"].select("customer_id", *_VALUE_COLUMNS)
+    schema = {"customer_id": pl.Int64, **dict.fromkeys(_VALUE_COLUMNS, pl.Float64)}
+    return pl.DataFrame(schema=schema)
+
+
 def write_segment_exports(tables: Tables, directory: Path) -> dict[str, int]:
     """`SEGMENT.csv` per segment for the campaign team; returns rows written per file.
 
@@ -245,7 +344,11 @@ def write_segment_exports(tables: Tables, directory: Path) -> dict[str, int]:
     """
     directory.mkdir(parents=True, exist_ok=True)
     actions = tables["segments"].select("segment", "action")
-    customers = tables["rfm"].join(actions, on="segment", how="left")
+    customers = (
+        tables["rfm"]
+        .join(actions, on="segment", how="left")
+        .join(_customer_value(tables), on="customer_id", how="left")
+    )
     names = customers["segment"].unique().sort().to_list()
     check_segment_files(tuple(SegmentRule(0, str(n), "", "") for n in names), "rfm table")
     written = {}
@@ -254,7 +357,8 @@ def write_segment_exports(tables: Tables, directory: Path) -> dict[str, int]:
         rows = part.select(
             "customer_id", "country", "recency", "frequency", "monetary",
             "r_score", "f_score", "m_score", "rfm_score", "segment", "action",
+            *_VALUE_COLUMNS,
         )  # fmt: skip
-        write_csv(rows, path, "rfm")
+        write_csv(rows, path, "campaign_list")
         written[path.name] = part.height
     return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from altair.vegalite.v6.schema import load_schema
 
 from lgs_fast.analyze import analyze
 from lgs_fast.charts import CHARTS, PNG_SCALE
+from lgs_fast.clv import ClvSettings
 from lgs_fast.report import slug
 from tests.conftest import ROOT
 
@@ -25,7 +27,8 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 @pytest.fixture(scope="module")
 def output(retail_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("out")
-    analyze(retail_lake, out)
+    # With a holdout, so that every chart (the holdout's included) is drawn and rendered.
+    analyze(retail_lake, out, clv_settings=ClvSettings(calibration_end=dt.date(2011, 9, 1)))
     return out
 
 
@@ -102,6 +105,16 @@ def test_report_says_what_marketing_needs(output: Path) -> None:
     assert "541,909 invoice lines, 01 Dec 2010 to 09 Dec 2011." in page
     assert "http://" not in page.split('<script type="module">')[0]  # nothing to fetch
     assert page.count('class="chart"') == len(CHARTS)
+    assert "No purchase model fits these data" in page
+    assert "BG/NBD (does not fit the calibration data), fitted on the 3,317 customers" in page
+
+
+def test_segment_lists_carry_customer_value(output: Path) -> None:
+    part = pl.read_csv(output / "segments" / "champions.csv")
+    assert part.columns[-3:] == ["probability_alive", "expected_purchases", "clv"]
+    holdout = pl.read_parquet(output / "tables" / "clv_holdout.parquet")
+    assert holdout["holdout_days"].to_list() == [100, 100]
+    assert holdout["actual_purchases"].to_list() == [4_807.0, 4_807.0]
 
 
 def _chromium() -> str | None:
