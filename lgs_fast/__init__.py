@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "top_products": "lgs_fast.metrics",
     "cohorts": "lgs_fast.metrics",
     "data_quality": "lgs_fast.metrics",
+    "clv_summary": "lgs_fast.metrics",
 }
 
 __all__ = sorted(_EXPORTS)
