@@ -98,50 +98,76 @@ class Fit(Mapping[str, float]):
 # --- log-likelihoods, one value per customer -------------------------------------------------
 
 
-def _bgnbd_ll(params: Array, x: Array, tx: Array, T: Array) -> Array:
+@dataclass(frozen=True)
+class _Data:
+    """The distinct rows of the fit's columns, each with its weight (how many customers share
+    it), and the distinct values of the first column, x: the gamma-function terms depend on x
+    alone, so they are computed once per distinct x (a few hundred) rather than once per row
+    (tens of thousands), which makes each evaluation of the likelihood several times cheaper."""
+
+    columns: list[Array]
+    weight: Array
+    x_values: Array
+    x_index: NDArray[np.intp]
+
+    @classmethod
+    def of(cls, columns: list[Array]) -> _Data:
+        rows, counts = np.unique(np.column_stack(columns), axis=0, return_counts=True)
+        distinct = [rows[:, i] for i in range(rows.shape[1])]
+        x_values, x_index = np.unique(distinct[0], return_inverse=True)
+        return cls(distinct, counts.astype(np.float64), x_values, x_index)
+
+    def by_x(self, values: Array) -> Array:
+        """Per row, a term computed on the distinct x values."""
+        return values[self.x_index]
+
+
+def _bgnbd_ll(params: Array, d: _Data) -> Array:
     r, alpha, a, b = params
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+    x, tx, T = d.columns
+    xv = d.x_values
+    per_x = (
+        gammaln(r + xv) - gammaln(r) + r * np.log(alpha)
+        + gammaln(a + b) + gammaln(b + xv) - gammaln(b) - gammaln(a + b + xv)
+    )  # fmt: skip
     a3 = -(r + x) * np.log(alpha + T)
     # The dropout term exists only after a repeat purchase (b + x - 1 > 0 then).
     repeat = x > 0
     a4 = np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + tx)
-    return a1 + a2 + np.logaddexp(a3, np.where(repeat, a4, -np.inf))
+    return d.by_x(per_x) + np.logaddexp(a3, np.where(repeat, a4, -np.inf))
 
 
-def _mbgnbd_ll(params: Array, x: Array, tx: Array, T: Array) -> Array:
+def _mbgnbd_ll(params: Array, d: _Data) -> Array:
     r, alpha, a, b = params
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = gammaln(a + b) + gammaln(b + x + 1) - gammaln(b) - gammaln(a + b + x + 1)
+    x, tx, T = d.columns
+    xv = d.x_values
+    per_x = (
+        gammaln(r + xv) - gammaln(r) + r * np.log(alpha)
+        + gammaln(a + b) + gammaln(b + xv + 1) - gammaln(b) - gammaln(a + b + xv + 1)
+    )  # fmt: skip
     a3 = -(r + x) * np.log(alpha + T)
     # Modified: a customer may drop out at time 0 too, so the term is there for x = 0.
     a4 = np.log(a) - np.log(b + x) - (r + x) * np.log(alpha + tx)
-    return a1 + a2 + np.logaddexp(a3, a4)
+    return d.by_x(per_x) + np.logaddexp(a3, a4)
 
 
-def _nbd_ll(params: Array, x: Array, tx: Array, T: Array) -> Array:
+def _nbd_ll(params: Array, d: _Data) -> Array:
     # BG/NBD and modified BG/NBD without dropout (a -> 0): Poisson purchases, gamma rates.
     r, alpha = params
-    return gammaln(r + x) - gammaln(r) + r * np.log(alpha) - (r + x) * np.log(alpha + T)
+    x, _, T = d.columns
+    per_x = gammaln(r + d.x_values) - gammaln(r) + r * np.log(alpha)
+    return d.by_x(per_x) - (r + x) * np.log(alpha + T)
 
 
-def _gamma_gamma_ll(params: Array, x: Array, m: Array) -> Array:
+def _gamma_gamma_ll(params: Array, d: _Data) -> Array:
     p, q, v = params
-    px = p * x
-    return (
-        gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v)
-        + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(x * m + v)
-    )  # fmt: skip
+    x, m = d.columns
+    px = p * d.x_values
+    per_x = gammaln(px + q) - gammaln(px) - gammaln(q) + px * np.log(d.x_values)
+    return d.by_x(per_x) + q * np.log(v) + (p * x - 1) * np.log(m) - (p * x + q) * np.log(x * m + v)
 
 
 # --- the optimiser ---------------------------------------------------------------------------
-
-
-def _weighted(columns: list[Array]) -> tuple[list[Array], Array]:
-    """Distinct rows of `columns` and how often each occurs: the likelihood sums over far fewer."""
-    stacked = np.column_stack(columns)
-    rows, counts = np.unique(stacked, axis=0, return_counts=True)
-    return [rows[:, i] for i in range(rows.shape[1])], counts.astype(np.float64)
 
 
 def _hessian(f: Callable[[Array], float], at: Array, step: float = 1e-4) -> Array:
@@ -172,11 +198,12 @@ def _maximise(
     `scales` divide the parameters during the search (alpha by the time scale, v by the money
     scale), so one starting point (every parameter 1) suits days, weeks or pounds alike.
     """
-    columns, weight = _weighted(data)
+    prepared = _Data.of(data)
+    weight = prepared.weight
     total = float(weight.sum())
 
     def negative(log_scaled: Array) -> float:
-        value = -np.dot(weight, loglik(np.exp(log_scaled) * scales, *columns)) / total
+        value = -np.dot(weight, loglik(np.exp(log_scaled) * scales, prepared)) / total
         return float(value) if np.isfinite(value) else 1e300
 
     start = np.zeros(len(names))
@@ -194,7 +221,7 @@ def _maximise(
     best = polished if polished.fun <= result.fun else result
     log_est = np.clip(best.x, *LOG_BOUNDS)
     estimates = np.exp(log_est) * scales
-    log_likelihood = float(np.dot(weight, loglik(estimates, *columns)))
+    log_likelihood = float(np.dot(weight, loglik(estimates, prepared)))
     # Standard errors on log parameters (the search's own coordinates), then the delta method.
     information = _hessian(negative, log_est) * total
     problems: list[str] = []
