@@ -48,12 +48,29 @@ def floor(lake: Path) -> Work:
     return lambda: db.sql(query, params={"files": files}).fetchall()
 
 
+def _clv(engine: str) -> Callable[[Path], Work]:
+    """CLV from the lake: summary by `engine`, every model fitted, per-customer predictions (with
+    BG/NBD named, so the predictions are computed even where no model fits)."""
+
+    def prepare(lake: Path) -> Work:
+        from lgs_fast.analyze import clv
+        from lgs_fast.clv import ClvSettings
+
+        return lambda: clv(lake, engine=engine, settings=ClvSettings(model="bgnbd"))  # type: ignore[arg-type]
+
+    return prepare
+
+
 CONTENDERS: dict[str, Callable[[Path], Work]] = {
     "pandas": pandas,
     "polars": polars,
     "duckdb": duckdb,
     "floor": floor,
+    "clv-polars": _clv("polars"),
+    "clv-duckdb": _clv("duckdb"),
 }
+# The analysis proper, compared with pandas and the floor; the CLV runs are measured apart.
+ANALYSIS = ("pandas", "polars", "duckdb", "floor")
 
 
 def peak_rss() -> int:

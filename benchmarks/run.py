@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.contender import CONTENDERS
+from benchmarks.contender import ANALYSIS
 from benchmarks.datasets import REAL_ROWS, lake
 
 # Environment settings that change what is measured, recorded with the results.
@@ -187,7 +187,7 @@ def main() -> None:
         "--sizes", help="comma-separated line counts (default: quick set; BENCH_FULL=1 adds 10M)"
     )
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--contenders", default=",".join(ANALYSIS))
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     sizes = (
