@@ -537,7 +537,7 @@ def clv_command(
     """
     from lgs_fast.analyze import clv
     from lgs_fast.definitions import Options
-    from lgs_fast.report import clv_verdicts, holdout_sentences, write_csv
+    from lgs_fast.report import clv_verdicts, holdout_sentences, write_csv_file
 
     result = clv(
         lake, Options(as_of=_parse_when(as_of, "--as-of")),
@@ -560,7 +560,7 @@ def clv_command(
     ):
         click.echo(line)
     if csv_path is not None:
-        write_csv(tables["clv"], csv_path, "clv")
+        write_csv_file(tables["clv"], csv_path, "clv")
         click.echo(f"per-customer table: {csv_path}")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -323,6 +324,17 @@ def spreadsheet_safe(frame: pl.DataFrame, money: Iterable[str] = ()) -> pl.DataF
 def write_csv(frame: pl.DataFrame, path: Path, table: str) -> None:
     """`frame`, a row set of output table `table`, as a CSV fit to open in a spreadsheet."""
     spreadsheet_safe(frame, MONEY_COLUMNS.get(table, ())).write_csv(path)
+
+
+def write_csv_file(frame: pl.DataFrame, path: Path, table: str) -> None:
+    """`write_csv` to a path of the user's choosing, whole or not at all: written beside it,
+    then renamed over it, so a kill or a full disk never leaves half a file there."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write_csv(frame, tmp, table)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 _VALUE_COLUMNS = ("probability_alive", "expected_purchases", "clv")
