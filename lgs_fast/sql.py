@@ -12,6 +12,8 @@ import os
 import re
 import tempfile
 from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import duckdb
@@ -22,7 +24,16 @@ from lgs_fast.errors import LgsError
 from lgs_fast.lake import Snapshot, snapshot
 from lgs_fast.schema import ARROW_SCHEMA, COLUMNS
 
-QUERIES = Path(__file__).resolve().parent.parent / "queries"
+
+def _queries() -> Traversable:
+    """The `queries/*.sql` files: inside the installed package (lgs_fast.queries), or beside it
+    in a source checkout run without installing."""
+    try:
+        return resources.files("lgs_fast.queries")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "queries"
+
+
 # Queries that others read from, kept as views: `invoice_amounts` reads `invoice_totals`,
 # `segments` reads `rfm`.
 _VIEWS = ("invoice_totals", "rfm")
@@ -32,9 +43,13 @@ _NAME = re.compile(r"^[a-z_]+$")
 @cache
 def load_query(name: str) -> str:
     """The text of `queries/NAME.sql`."""
-    path = QUERIES / f"{name}.sql"
+    path = _queries() / f"{name}.sql"
     if not _NAME.match(name) or not path.is_file():
-        known = ", ".join(sorted(p.stem for p in QUERIES.glob("*.sql")))
+        known = ", ".join(
+            sorted(
+                p.name.removesuffix(".sql") for p in _queries().iterdir() if p.name.endswith(".sql")
+            )
+        )
         raise LgsError(f"no query named {name!r}; known: {known}")
     return path.read_text()
 

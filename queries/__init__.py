@@ -1,0 +1,1 @@
+"""The SQL engine's queries, one DuckDB SQL file per analysis, installed as lgs_fast.queries."""
