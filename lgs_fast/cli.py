@@ -587,7 +587,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         try:
-            cli.main(prog_name="lgs-fast", standalone_mode=False)
+            # `lgs-fast` alone lists the commands, as `lgs-fast --help` does.
+            args = sys.argv[1:] or ["--help"]
+            cli.main(args, prog_name="lgs-fast", standalone_mode=False)
             sys.stdout.flush()
         except BrokenPipeError:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

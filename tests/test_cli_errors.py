@@ -152,3 +152,10 @@ def test_exit_codes_are_documented() -> None:
     help_text = _run(["--help"]).stdout
     for code in documented:
         assert re.search(rf"(^\s+|, ){code}\s+\S", help_text, re.M), code
+
+
+def test_no_arguments_lists_the_commands() -> None:
+    result = _run([])
+    assert result.returncode == 0 and result.stderr == ""
+    for command in ("import", "export", "analyze", "verify", "clv", "generate", "load-pg"):
+        assert f"  {command} " in result.stdout
