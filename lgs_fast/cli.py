@@ -537,8 +537,11 @@ def clv_command(
     """
     from lgs_fast.analyze import clv
     from lgs_fast.definitions import Options
-    from lgs_fast.report import clv_verdicts, holdout_sentences, write_csv_file
+    from lgs_fast.lake import default_lake
+    from lgs_fast.report import check_csv_target, clv_verdicts, holdout_sentences, write_csv_file
 
+    if csv_path is not None:
+        check_csv_target(csv_path, lake or default_lake())
     result = clv(
         lake, Options(as_of=_parse_when(as_of, "--as-of")),
         engine=engine,  # type: ignore[arg-type]

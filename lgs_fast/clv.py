@@ -418,11 +418,26 @@ def expected_purchases(
     """
     x, tx, T_ = _floats(frequency, recency, T)
     t_ = np.asarray(t, dtype=np.float64)
+    a = fit.params["a"]
+    if abs(a - 1) < _A_NEAR_ONE:
+        # At a = 1 the formula is 0/0 though its limit is finite: the mean of the two sides,
+        # exact to O(h^2), with h = _A_NEAR_ONE.
+        below, above = (
+            replace(fit, params={**fit.params, "a": 1 + d}) for d in (-_A_NEAR_ONE, _A_NEAR_ONE)
+        )
+        return (_expected(below, t_, x, tx, T_) + _expected(above, t_, x, tx, T_)) / 2
+    return _expected(fit, t_, x, tx, T_)
+
+
+_A_NEAR_ONE: Final = 1e-4
+
+
+def _expected(fit: Fit, t: Array, x: Array, tx: Array, T: Array) -> Array:
     r, alpha, a, b = (fit.params[k] for k in _PURCHASE_PARAMS)
-    one_minus_z = (alpha + T_) / (alpha + T_ + t_)
+    one_minus_z = (alpha + T) / (alpha + T + t)
     c = a + b + x - 1 if fit.model == "bgnbd" else a + b + x
     tail = one_minus_z ** (a - 1) * hyp2f1(c - r - x, a - 1, c, 1 - one_minus_z)
-    return c / (a - 1) * (1 - tail) * probability_alive(fit, x, tx, T_)
+    return c / (a - 1) * (1 - tail) * probability_alive(fit, x, tx, T)
 
 
 def expected_purchases_new(fit: Fit, t: ArrayLike) -> Array:

@@ -50,6 +50,7 @@ _MAX_BUFFERED = 1_000_000  # rows buffered over all partitions before the larges
 _KEY = re.compile(r"^year=(\d{4})/month=(0[1-9]|1[0-2])$")
 _PART = re.compile(r"^part-[0-9a-f]{1,32}\.parquet$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+_MANIFEST_TMP = re.compile(r"^\._manifest\.json\.[0-9a-f]{16}$")  # a commit that did not finish
 
 Month = tuple[int, int]
 Progress = Callable[[int], None]
@@ -393,6 +394,14 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 def _is_own_debris(root: Path) -> bool:
     """True when `root/invoice_lines` holds only partition directories and part files: what a
     first write killed before its commit leaves."""
@@ -418,7 +427,7 @@ def _claim(root: Path) -> bool:
             return True
         except FileExistsError:
             pass  # another writer made it a moment ago: checked as any existing directory
-    entries = set(os.listdir(root)) - {READER_LOCK}
+    entries = {e for e in os.listdir(root) if e != READER_LOCK and not _MANIFEST_TMP.match(e)}
     if MANIFEST in entries:
         try:
             Manifest.read(root)
@@ -485,6 +494,12 @@ class LakeWriter:
                     f"{self.root}: another lgs-fast process is writing this lake; try again when it ends"
                 ) from None
             self._lock = fd
+            if not _same_file(fd, self.root):
+                # The directory was removed (a first write that failed) and made again while
+                # this process waited: its lock is on a directory no longer there.
+                raise BusyError(
+                    f"{self.root}: another lgs-fast process is writing this lake; try again when it ends"
+                )
             readers = _open_lock(self.root / READER_LOCK, create=True)
             os.close(readers)  # type: ignore[arg-type]
             if (self.root / MANIFEST).exists():
@@ -522,6 +537,8 @@ class LakeWriter:
         self._lock = None
 
     def _remove_new_files(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / f".{MANIFEST}.{self.write_id}").unlink()
         table = self.root / TABLE
         for path in table.glob(f"year=*/month=*/part-{self.write_id}*"):
             with contextlib.suppress(FileNotFoundError):
@@ -610,9 +627,17 @@ class LakeWriter:
             self.committed = True
             self._collect_garbage(self.old)
             return self.old, False
+        # Every new file and every directory entry leading to it reaches the disk before the
+        # manifest names it, so a power cut cannot leave a manifest whose files are unreachable.
+        directories = {self.root} | ({self.root / TABLE} if latest else set())
         for month in latest:
             _fsync(self.root / TABLE / partition_key(*month) / self.name)
-            _fsync(self.root / TABLE / partition_key(*month))
+            directories |= {
+                self.root / TABLE / partition_key(*month),
+                self.root / TABLE / f"year={month[0]:04d}",
+            }
+        for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+            _fsync(directory)
         tmp = self.root / f".{MANIFEST}.{self.write_id}"
         with tmp.open("w") as f:
             f.write(manifest.to_json())
@@ -690,10 +715,14 @@ def _watermark(root: Path, partitions: dict[str, dict[str, Any]]) -> str | None:
 
 
 def _same_data(old: Manifest, new: Manifest) -> bool:
-    def content(m: Manifest) -> dict[str, tuple[int, str]]:
-        return {k: (p["rows"], p["sha256"]) for k, p in m.partitions.items()}
+    """The same version but for file names: same content, and the same record of it (an
+    export's fingerprints and column mapping included, so that a record that changed while the
+    data did not is written, and the next export does not read those months again)."""
 
-    return content(old) == content(new) and old.source == new.source
+    def content(m: Manifest) -> dict[str, dict[str, Any]]:
+        return {k: {f: v for f, v in p.items() if f != "file"} for k, p in m.partitions.items()}
+
+    return content(old) == content(new) and (old.source, old.extra) == (new.source, new.extra)
 
 
 def write_lake(

@@ -29,8 +29,8 @@ MARKER = ".lgs_fast_out"
 # What a run writes inside OUT; anything else found there is somebody else's and stops a run
 # (it would be removed with the previous outputs).
 _OWN = frozenset({MARKER, "tables", "charts", "segments", "report.html"})
-# What earlier versions of lgs_fast wrote, file by file, in an OUT they did not yet mark.
-_LEGACY_FILES = {
+# What lgs_fast writes in each folder of OUT, file by file (earlier versions too, unmarked).
+_OUTPUT_FILES = {
     "tables": re.compile(r"^[a-z_]+\.(parquet|csv)$"),
     "charts": re.compile(r"^[a-z0-9_]+\.(vl\.json|svg|png)$"),
     "segments": re.compile(r"^[\w.-]+\.csv$"),
@@ -55,32 +55,41 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _check_owned(out: Path) -> None:
-    """OUT may be replaced: it is new, empty, or holds only what lgs_fast writes there."""
+    """OUT may be replaced: it is new, empty, or holds only what lgs_fast writes there (marked
+    by MARKER, or, unmarked, exactly what earlier versions wrote), file by file."""
     if out.exists() and not out.is_dir():
         raise LakeError(f"{out}: is a file, not an output directory; lgs_fast leaves it alone")
     if not out.is_dir():
         return
-    if (out / MARKER).is_file():
-        foreign = sorted(set(os.listdir(out)) - _OWN)
-    else:
-        foreign = sorted(name for name in os.listdir(out) if not _legacy_output(out, name))
+    marked = (out / MARKER).is_file()
+    foreign = []
+    for name in sorted(os.listdir(out)):
+        path = out / name
+        if name in _OUTPUT_FILES:
+            pattern = _OUTPUT_FILES[name]
+            if not path.is_dir():
+                foreign.append(name)
+                continue
+            foreign += [
+                f"{name}/{child.name}"
+                for child in sorted(path.iterdir())
+                if not (child.is_file() and pattern.match(child.name))
+            ]
+        elif not (marked and name in _OWN) and not _earlier_output(path):
+            foreign.append(name)
     if foreign:
         raise LakeError(
             f"{out}: not an lgs_fast output directory: holds {', '.join(foreign[:3])}, which lgs_fast did not write there and would replace; choose another --out or move it away"
         )
 
 
-def _legacy_output(out: Path, name: str) -> bool:
-    """An entry an earlier version of lgs_fast wrote (before OUT was marked), file by file."""
-    path = out / name
-    if _LEGACY_LEFTOVER.match(name):
+def _earlier_output(path: Path) -> bool:
+    """What an earlier version of lgs_fast left at the top of OUT before OUT was marked."""
+    if _LEGACY_LEFTOVER.match(path.name):
         return path.is_dir()
-    if name == "report.html":  # the page says who made it
+    if path.name == "report.html":  # the page says who made it
         return path.is_file() and b"Made by lgs_fast." in path.read_bytes()
-    pattern = _LEGACY_FILES.get(name)
-    if pattern is None or not path.is_dir():
-        return False
-    return all(child.is_file() and pattern.match(child.name) for child in path.iterdir())
+    return False
 
 
 def check_apart(out: Path, lake: Path) -> None:
@@ -128,7 +137,8 @@ class OutputSwitch:
     def __enter__(self) -> OutputSwitch:
         _check_owned(self.out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.out.parent / f".{self.out.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        lock = self.out.parent / f".{self.out.name}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -137,6 +147,11 @@ class OutputSwitch:
                 f"{self.out}: another lgs-fast analyze is writing here; try again when it ends"
             ) from None
         self._lock = fd
+        if not _same_file(fd, lock):
+            # The lock file was removed and made again meanwhile: this lock guards nothing.
+            raise BusyError(
+                f"{self.out}: another lgs-fast analyze is writing here; try again when it ends"
+            )
         # Holding the lock, every build beside OUT belongs to a run that died: remove them
         # (only lgs_fast's, by name and mark).
         prefix = f".{self.out.name}."
@@ -166,10 +181,13 @@ class OutputSwitch:
 
     def commit(self) -> None:
         """Make the build OUT in one step; the previous run is removed afterwards."""
+        # Every file and folder of the build on disk before it becomes OUT; a failure to sync
+        # (a full disk met late) stops the switch, and OUT stays the previous run.
         for path in sorted(self.build.rglob("*"), reverse=True):
-            if path.is_file():
-                _fsync(path)
+            _fsync(path)
         _fsync(self.build)
+        # Checked again: something may have been put in OUT while this run was building.
+        _check_owned(self.out)
         _ATTEMPTS.append((self.out, self.run_id))
         if not self.out.exists():
             os.rename(self.build, self.out)
@@ -179,14 +197,22 @@ class OutputSwitch:
             os.rename(self.out, old)
             os.rename(self.build, self.out)
             self.build = old
-        _fsync(self.out.parent)
+        with contextlib.suppress(OSError):  # the switch is done; this only hastens it to disk
+            _fsync(self.out.parent)
         shutil.rmtree(self.build, ignore_errors=True)  # now the previous run
 
 
 def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)

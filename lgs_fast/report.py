@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 
 from lgs_fast.definitions import MONEY_COLUMNS, SegmentRule, check_segment_files, segment_slug
+from lgs_fast.errors import InputError
 
 Tables = dict[str, pl.DataFrame]
 
@@ -324,6 +325,18 @@ def spreadsheet_safe(frame: pl.DataFrame, money: Iterable[str] = ()) -> pl.DataF
 def write_csv(frame: pl.DataFrame, path: Path, table: str) -> None:
     """`frame`, a row set of output table `table`, as a CSV fit to open in a spreadsheet."""
     spreadsheet_safe(frame, MONEY_COLUMNS.get(table, ())).write_csv(path)
+
+
+def check_csv_target(path: Path, lake: Path) -> None:
+    """A file of the user's choosing may go anywhere but inside the lake (it could replace the
+    manifest or a part file) or into a directory that is not there."""
+    target, root = path.resolve(), lake.resolve()
+    if target == root or root in target.parents:
+        raise InputError(f"{path}: is inside the lake {lake}; choose a path outside it")
+    if not target.parent.is_dir():
+        raise InputError(f"{path}: no directory {path.parent} to write it in")
+    if target.is_dir():
+        raise InputError(f"{path}: is a directory; name a file")
 
 
 def write_csv_file(frame: pl.DataFrame, path: Path, table: str) -> None:

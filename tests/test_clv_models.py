@@ -198,3 +198,13 @@ def test_exact_gradients_equal_finite_differences(loglik: object, params: list[f
         step[i] = 1e-6 * p[i]
         numeric = (total(p + step) - total(p - step)) / (2 * step[i])
         assert np.dot(data.weight, gradient[i]) == pytest.approx(numeric, rel=1e-6, abs=1e-6)
+
+
+def test_expected_purchases_at_a_equal_to_one() -> None:
+    """The closed form is 0/0 at a = 1; its limit, from 60-digit mpmath: 0.342219347608427."""
+    fit = clv.Fit(
+        model="bgnbd", params={"r": 0.5, "alpha": 10.0, "a": 1.0, "b": 3.0},
+        log_likelihood=0.0, standard_errors={}, converged=True, customers=1,
+    )  # fmt: skip
+    value = clv.expected_purchases(fit, 90, 5, 100, 200)
+    assert value == pytest.approx([0.342219347608427], rel=1e-8)

@@ -586,3 +586,68 @@ def test_sigterm_unwinds_and_says_what_is_on_disk(tmp_path: Path) -> None:
         else:
             assert proc.returncode == 0 and changed, (proc.returncode, err)
     assert outcomes, "every run finished before the signal"
+
+
+# Found by a review ---------------------------------------------------------------------------
+
+
+def test_unfinished_commit_of_a_first_write_does_not_block_the_next(tmp_path: Path) -> None:
+    """A first import killed between writing the new manifest and renaming it leaves that
+    temporary file: it is the lake's own debris, not a reason to refuse the directory."""
+    lake = tmp_path / "lake"
+    import_files([shared(RETAIL_II_CSV)], lake)
+    manifest = (lake / MANIFEST).read_text()
+    (lake / MANIFEST).unlink()  # as if the first commit never happened
+    (lake / "._manifest.json.0123456789abcdef").write_text(manifest)
+    assert import_files([shared(RETAIL_II_CSV)], lake).rows == 45_228
+    assert not list(lake.glob("._manifest.json.*"))
+
+
+def test_files_put_in_outs_own_folders_are_never_removed(
+    tmp_path: Path, retail_ii_lake: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["analyze", "--lake", str(retail_ii_lake), "--out", str(out), "--no-report"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    (out / "tables" / "my_pivot.xlsx").write_bytes(b"mine")
+    result = CliRunner().invoke(cli, args)
+    assert "tables/my_pivot.xlsx" in _one_line(result, 3)
+    assert (out / "tables" / "my_pivot.xlsx").read_bytes() == b"mine"
+
+
+def test_clv_csv_never_lands_inside_the_lake(tmp_path: Path, retail_ii_lake: Path) -> None:
+    before = _tree(retail_ii_lake)
+    for target, expected in (
+        (retail_ii_lake / MANIFEST, "is inside the lake"),
+        (tmp_path / "missing" / "x.csv", "no directory"),
+    ):
+        result = CliRunner().invoke(
+            cli, ["clv", "--lake", str(retail_ii_lake), "--csv", str(target)]
+        )
+        assert expected in _one_line(result, 2)
+    assert _tree(retail_ii_lake) == before
+
+
+def test_export_record_refreshed_when_data_is_the_same(
+    pg_dsn: str, pg_table: str, tmp_path: Path
+) -> None:
+    """A column type change that leaves every value the same changes the fingerprints: the
+    next export reads the months again, then records the new fingerprints, so the one after
+    reads nothing (it read every month on every run)."""
+    small = tmp_path / "small.csv"
+    small.write_text(
+        "invoice_no,stock_code,description,quantity,invoice_date,unit_price,customer_id,country\n"
+        "1,A,x,1,2011-01-05 10:00:00,1.5,7,UK\n2,A,x,3,2011-02-10 09:00:00,2.25,8,UK\n"
+    )
+    load_pg([small], pg_dsn, table=pg_table)
+    lake = tmp_path / "lake"
+    export(pg_dsn, lake, table=pg_table)
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER unit_price TYPE numeric(14,4)").format(
+                sql.Identifier(pg_table)
+            )
+        )
+    again = export(pg_dsn, lake, table=pg_table)
+    assert again.months == ["2011-01", "2011-02"]
+    assert export(pg_dsn, lake, table=pg_table).months == []
