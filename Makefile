@@ -9,13 +9,17 @@ EMBEDDED := lgs_fast/data/online_retail.parquet
 BENCH_DSN := host=127.0.0.1 port=5432 user=postgres dbname=test
 
 .DEFAULT_GOAL := help
-.PHONY: help install analyze test bench lint format clean
+.PHONY: help install analyze notebook test bench lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# Each extra has its own stamp (analysis, tests, notebooks) over one environment.
+$(BIN)/python:
+	@echo "creating $(VENV) with $(PYTHON)…"
+	@$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -31,13 +35,34 @@ $(VENV)/.chromium: | $(STAMP)
 		|| echo "chromium could not be installed: the browser test of the report will be skipped"; }
 	@touch $@
 
-analyze: $(STAMP) ## Build the lake (export from PostgreSQL if LGS_PG_DSN is set, else the shipped real data), write every table to out/
+# The analysis needs lgs_fast and its charts, none of the test tooling (pytest, pgserver, ruff,
+# ipykernel…): on a fresh clone, installing those took most of the time to the report.
+ANALYZE_STAMP := $(VENV)/.installed-analyze
+$(ANALYZE_STAMP): pyproject.toml | $(BIN)/python
+	@echo "make analyze: installing lgs_fast with its charts into $(VENV) (no test tools)…"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[charts]'
+	@touch $@
+
+analyze: $(ANALYZE_STAMP) ## Build the lake (export from PostgreSQL if LGS_PG_DSN is set, else the shipped real data), write tables, charts and report to out/; options: ARGS="--as-of 2011-12-01 --bins 4"
 	@if [ -n "$$LGS_PG_DSN" ]; then \
+		echo "make analyze: exporting PostgreSQL ($$LGS_PG_DSN) into the lake $(LAKE)…"; \
 		$(BIN)/lgs-fast export --lake $(LAKE); \
 	else \
+		echo "make analyze: importing the shipped real data into the lake $(LAKE)…"; \
 		$(BIN)/lgs-fast import $(EMBEDDED) --lake $(LAKE); \
 	fi
-	$(BIN)/lgs-fast analyze --lake $(LAKE) --out $(OUT)
+	@echo "make analyze: lgs-fast analyze --lake $(LAKE) --out $(OUT) $(ARGS)"
+	@$(BIN)/lgs-fast analyze --lake $(LAKE) --out $(OUT) $(ARGS)
+
+# JupyterLab and a kernel in the project's own environment, so notebooks import this lgs_fast.
+$(VENV)/.installed-notebook: pyproject.toml | $(BIN)/python
+	@echo "make notebook: installing lgs_fast with JupyterLab into $(VENV)…"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[notebook]'
+	@touch $@
+
+notebook: $(VENV)/.installed-notebook ## Open notebooks/ in JupyterLab in the project's environment (reads LGS_LAKE, else data/lake: run make analyze first)
+	@[ -n "$$LGS_LAKE" ] || [ -f data/lake/_manifest.json ] || echo "make notebook: no data/lake yet and no LGS_LAKE: run make analyze first"
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
 
 test: $(STAMP) $(VENV)/.chromium ## Run the test suite (installs chromium for the report test if it can)
 	$(BIN)/python -m pytest -q

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "Options": "lgs_fast.definitions",
     "load_segment_rules": "lgs_fast.definitions",
     "scan": "lgs_fast.lake",
+    "find_lake": "lgs_fast.lake",
     "snapshot": "lgs_fast.lake",
     "verify_lake": "lgs_fast.lake",
     "Manifest": "lgs_fast.lake",

@@ -2,6 +2,18 @@
 
 Every chart takes the tables `analyze` produced (dozens to a few hundred rows), so Altair's
 5,000-row limit never bites and a spec is small enough to inline in the report.
+
+In a notebook, each public function returns an Altair chart that Jupyter draws inline:
+
+    import lgs_fast as lgs
+    from lgs_fast import charts
+
+    tables = lgs.compute_tables(lgs.find_lake().path)   # or lgs_fast.analyze.tables_of(lines)
+    charts.show_inline()                                # once: draw without network access
+    charts.monthly_sales(tables)
+
+`CHARTS` maps each of the report's chart files to its function; `build_charts` and
+`write_charts` are what `lgs-fast analyze` uses to draw them all.
 """
 
 from __future__ import annotations
@@ -25,6 +37,28 @@ WIDTH = 640
 
 Tables = dict[str, pl.DataFrame]
 
+__all__ = [
+    "CHARTS",
+    "Tables",
+    "active_customers",
+    "build_charts",
+    "clv_by_segment",
+    "clv_holdout",
+    "cohort_retention",
+    "invoice_box",
+    "invoice_distribution",
+    "monthly_sales",
+    "new_vs_existing",
+    "orders_per_month",
+    "rf_grid",
+    "sales_growth",
+    "segment_sizes",
+    "show_inline",
+    "top_countries",
+    "top_products",
+    "write_charts",
+]
+
 
 def _data(frame: pl.DataFrame) -> alt.Data:
     # Dates as ISO strings: Vega-Lite parses them, and the JSON stays plain.
@@ -41,8 +75,11 @@ def _pounds(field: str, title: str) -> alt.Y:
     return alt.Y(f"{field}:Q", title=title, axis=alt.Axis(format=",.0f"))
 
 
-def invoice_distribution(tables: Tables, view: str) -> alt.LayerChart:
-    """Histogram of invoice totals with min / mean / median / mode / max rules."""
+def invoice_distribution(tables: Tables, view: str = "all") -> alt.LayerChart:
+    """Histogram of invoice totals with min / mean / median / mode / max rules.
+
+    `view` is `"all"` (every invoice) or `"le_p85"` (invoices at or below the 85th percentile).
+    """
     hist = tables["invoice_histogram"].filter(pl.col("view") == view)
     stats = tables["invoice_amounts"].filter(pl.col("view") == view)
     label = "all invoices" if view == "all" else "invoices at or below the 85th percentile"
@@ -145,6 +182,7 @@ def orders_per_month(tables: Tables) -> alt.Chart:
 
 
 def monthly_sales(tables: Tables) -> alt.Chart:
+    """Sales per month (the `monthly` table), a line with a point per month."""
     return (
         alt.Chart(_data(tables["monthly"]))
         .mark_line(point=True, color=DARK)
@@ -161,6 +199,7 @@ def monthly_sales(tables: Tables) -> alt.Chart:
 
 
 def sales_growth(tables: Tables) -> alt.Chart:
+    """Sales growth on the previous month in %, falls in the accent colour."""
     return (
         alt.Chart(_data(tables["monthly"].drop_nulls("sales_growth_pct")))
         .mark_bar()
@@ -178,6 +217,7 @@ def sales_growth(tables: Tables) -> alt.Chart:
 
 
 def active_customers(tables: Tables) -> alt.Chart:
+    """Customers with a line in each month."""
     return (
         alt.Chart(_data(tables["monthly"]))
         .mark_bar(color=DARK)
@@ -194,6 +234,7 @@ def active_customers(tables: Tables) -> alt.Chart:
 
 
 def new_vs_existing(tables: Tables) -> alt.Chart:
+    """New and existing customers per month, stacked."""
     frame = _monthly_pair(
         tables, {"new_customers": "New", "existing_customers": "Existing"}, "customers"
     )
@@ -289,6 +330,7 @@ def segment_sizes(tables: Tables) -> alt.HConcatChart:
 
 
 def top_countries(tables: Tables) -> alt.Chart:
+    """Sales per country (the `top_countries` table), largest first."""
     frame = tables["top_countries"]
     return (
         alt.Chart(_data(frame))
@@ -318,6 +360,7 @@ def top_countries(tables: Tables) -> alt.Chart:
 
 
 def top_products(tables: Tables) -> alt.Chart:
+    """Sales per product (the `top_products` table), labelled with stock code and name."""
     frame = tables["top_products"].with_columns(
         label=pl.col("stock_code") + " " + pl.col("description").fill_null("")
     )
@@ -342,6 +385,7 @@ def top_products(tables: Tables) -> alt.Chart:
 
 
 def cohort_retention(tables: Tables) -> alt.Chart:
+    """Share of each monthly cohort buying again 1, 2, … months after its first purchase."""
     frame = tables["cohorts"].filter(pl.col("months_since") > 0)
     return (
         alt.Chart(_data(frame))
@@ -455,6 +499,30 @@ CHARTS: dict[str, Callable[[Tables], Any]] = {
     "clv_by_segment": clv_by_segment,
     "clv_holdout": clv_holdout,
 }
+
+
+def notebook_bundle(spec: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """An Altair renderer: the chart's Vega-Lite spec, and the same chart as SVG.
+
+    Altair's default renderer fetches Vega from a CDN, and JupyterLab 4 draws Vega-Lite up to
+    version 5 itself while Altair 6 writes version 6; the SVG (drawn here by vl-convert, like
+    the report's files) shows the chart offline in any frontend, and a frontend that draws this
+    Vega-Lite version picks the spec.
+    """
+    import vl_convert as vlc
+
+    major = alt.SCHEMA_VERSION.lstrip("v").split(".")[0]
+    return {
+        f"application/vnd.vegalite.v{major}+json": spec,
+        "image/svg+xml": vlc.vegalite_to_svg(spec),
+        "text/plain": f"<Altair chart: {spec.get('title', 'untitled')}>",
+    }
+
+
+def show_inline() -> None:
+    """Draw charts in notebooks with `notebook_bundle` from now on (no network needed)."""
+    alt.renderers.register("lgs_fast", notebook_bundle)
+    alt.renderers.enable("lgs_fast")
 
 
 def build_charts(tables: Tables) -> dict[str, Any]:

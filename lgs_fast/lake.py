@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,47 @@ Progress = Callable[[int], None]
 def default_lake() -> Path:
     """`LGS_LAKE` if set, else `data/lake`."""
     return Path(os.environ.get("LGS_LAKE") or DEFAULT_LAKE)
+
+
+# What marks the project's root when a notebook looks for the lake from its own folder.
+ROOT_MARKERS = ("pyproject.toml", str(DEFAULT_LAKE))
+
+
+def project_root(start: Path) -> Path | None:
+    """The nearest of `start` and its parents holding `pyproject.toml` or `data/lake`."""
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in ROOT_MARKERS):
+            return folder
+    return None
+
+
+@dataclass(frozen=True)
+class LakeChoice:
+    """The lake to read and, in words, why that one."""
+
+    path: Path
+    reason: str
+
+
+def find_lake(start: str | Path | None = None, env: Mapping[str, str] | None = None) -> LakeChoice:
+    """`LGS_LAKE` if set, else `data/lake` under the project root found from `start` (the
+    working directory by default).
+
+    Jupyter starts a notebook's kernel in the notebook's own folder, where the relative
+    `data/lake` of the command line names nothing; walking up finds the lake `make analyze`
+    built wherever the notebook sits inside the project.
+    """
+    env = os.environ if env is None else env
+    if env.get("LGS_LAKE"):
+        return LakeChoice(Path(env["LGS_LAKE"]), "from LGS_LAKE")
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    root = project_root(here)
+    if root is None:
+        raise LakeError(
+            f"{here}: no LGS_LAKE, and neither this folder nor any above it holds "
+            f"pyproject.toml or {DEFAULT_LAKE}; set LGS_LAKE or run `make analyze`"
+        )
+    return LakeChoice(root / DEFAULT_LAKE, f"{DEFAULT_LAKE} of the project root {root}")
 
 
 def partition_key(year: int, month: int) -> str:
