@@ -291,10 +291,12 @@ def _build(
         return
     from lgs_fast import charts as charting
     from lgs_fast import report as reporting
+    from lgs_fast import workbook
 
     say(f"drawing {len(charting.CHARTS)} charts…")
     specs = charting.write_charts(charting.build_charts(tables), build / "charts")
     reporting.write_segment_exports(tables, build / "segments")
+    workbook.write_workbook(tables, build / workbook.WORKBOOK_NAME)
     say("writing the report…")
     page = reporting.render_report(tables, specs, reporting.vega_javascript())
     (build / "report.html").write_text(page)

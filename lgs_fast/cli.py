@@ -440,7 +440,9 @@ def _clv_settings(
     help="Rows in the top countries and top products tables.",
 )
 @click.option(
-    "--no-report", is_flag=True, help="Write the tables only (no charts, segment files or report)."
+    "--no-report",
+    is_flag=True,
+    help="Write the tables only (no charts, segment files, workbook or report).",
 )
 @clv_options
 def analyze_command(
@@ -466,7 +468,10 @@ def analyze_command(
     OUT/tables/NAME.{parquet,csv} for overview, invoice_amounts, invoice_histogram, monthly,
     rfm, segments, top_countries, top_products, cohorts, data_quality, clv_summary, clv,
     clv_models, clv_segments (and with --calibration-end the clv_holdout tables); OUT/charts/NAME.vl.json,
-    NAME.svg and NAME.png; OUT/segments/SEGMENT.csv for campaigns; OUT/report.html (opens offline).
+    NAME.svg and NAME.png; OUT/segments/SEGMENT.csv for campaigns (customers with a net spend
+    above £0, highest spend first, with their last purchase date); OUT/lgs_report.xlsx, an Excel
+    workbook with a sheet per table and per segment list; OUT/report.html (opens offline).
+    Charts, segment lists, workbook and report are written together (none with --no-report).
     """
     from lgs_fast.analyze import analyze
     from lgs_fast.definitions import Options, load_segment_rules

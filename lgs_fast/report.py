@@ -165,7 +165,8 @@ def render_report(tables: Tables, specs: dict[str, dict[str, Any]], javascript: 
                 "mean_monetary": ",.2f",
                 "total_monetary": ",.0f",
             },
-        ),  # fmt: skip
+        )  # fmt: skip
+        + f"<p>{_e(campaign_note(tables))}</p>",
         propositions="".join(f'<p class="proposition">{_e(p)}</p>' for p in propositions(tables)),
         products_table=_table(
             tables["top_products"],
@@ -352,6 +353,12 @@ def write_csv_file(frame: pl.DataFrame, path: Path, table: str) -> None:
 
 _VALUE_COLUMNS = ("probability_alive", "expected_purchases", "clv")
 
+# The columns of a campaign list, in order: who, where, when last, then the scores and the action.
+CAMPAIGN_COLUMNS = (
+    "customer_id", "country", "last_purchase", "recency", "frequency", "monetary",
+    "r_score", "f_score", "m_score", "rfm_score", "segment", "action", *_VALUE_COLUMNS,
+)  # fmt: skip
+
 
 def _customer_value(tables: Tables) -> pl.DataFrame:
     """The CLV columns of the campaign lists (empty when no model was fitted)."""
@@ -361,29 +368,92 @@ def _customer_value(tables: Tables) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
+def _last_purchases(tables: Tables) -> pl.DataFrame:
+    """Each customer's last purchase day, taken from `clv_summary`: both engines compute it there
+    the same way (the latest day with a purchase line), so rfm needs no second copy of it."""
+    if "clv_summary" in tables:
+        return tables["clv_summary"].select("customer_id", "last_purchase")
+    return pl.DataFrame(schema={"customer_id": pl.Int64, "last_purchase": pl.Date})
+
+
+def campaign_customers(tables: Tables) -> pl.DataFrame:
+    """Every scored customer with the columns of a campaign list (`CAMPAIGN_COLUMNS`)."""
+    actions = tables["segments"].select("segment", "action")
+    return (
+        tables["rfm"]
+        .join(actions, on="segment", how="left")
+        .join(_last_purchases(tables), on="customer_id", how="left")
+        .join(_customer_value(tables), on="customer_id", how="left")
+        .select(CAMPAIGN_COLUMNS)
+    )
+
+
+# A customer whose net spend is £0.00 or less to the penny (returns that cancel what they
+# bought) is nobody to thank, reward or win back: a campaign would spend on an account that
+# brought nothing. Compared as shown, so no list shows a customer at £0.00.
+LISTED = pl.col("monetary").round(2, mode="half_away_from_zero") > 0
+
+
+def campaign_lists(tables: Tables) -> dict[str, pl.DataFrame]:
+    """The campaign list of each segment with customers: net spend above £0 only, highest spend
+    first (ties by customer id). A segment whose customers are all left out keeps an empty list,
+    so every segment still has its file."""
+    customers = campaign_customers(tables)
+    names = _segment_order(tables, customers["segment"].unique().to_list())
+    check_segment_files(tuple(SegmentRule(0, n, "", "") for n in names), "rfm table")
+    listed = customers.filter(LISTED).sort(
+        ["monetary", "customer_id"], descending=[True, False], nulls_last=True
+    )
+    return {name: listed.filter(pl.col("segment") == name) for name in names}
+
+
+def _segment_order(tables: Tables, names: list[str]) -> list[str]:
+    """`names` in the order of the segment table, then any it lacks alphabetically."""
+    order = [n for n in tables["segments"]["segment"].to_list() if n in names]
+    return order + sorted(set(names) - set(order))
+
+
+def campaign_counts(tables: Tables) -> pl.DataFrame:
+    """Per segment with customers: customers, how many are listed, how many are left out."""
+    customers = campaign_customers(tables)
+    names = _segment_order(tables, customers["segment"].unique().to_list())
+    counts = customers.group_by("segment").agg(
+        customers=pl.len().cast(pl.Int64),
+        listed=LISTED.sum().cast(pl.Int64),
+        left_out=(~LISTED).sum().cast(pl.Int64),
+    )
+    order = pl.DataFrame({"segment": names}, schema={"segment": pl.String})
+    return order.join(counts, on="segment", how="left", maintain_order="left")
+
+
+def campaign_note(tables: Tables) -> str:
+    """One line for the report: the rule of the campaign lists and who it left out."""
+    counts = campaign_counts(tables).filter(pl.col("left_out") > 0)
+    left_out = int(counts["left_out"].sum())
+    rule = (
+        "Campaign lists (segments/SEGMENT.csv and the segment sheets of lgs_report.xlsx) hold "
+        "the customers whose net spend is above £0, highest spend first, with their last "
+        "purchase date; "
+    )
+    if left_out == 0:
+        return rule + "no customer was left out."
+    where = ", ".join(f"{s} {n:,}" for s, n in counts.select("segment", "left_out").iter_rows())
+    noun = "customer" if left_out == 1 else "customers"
+    return rule + f"{left_out:,} {noun} with a net spend of £0 or less are left out ({where})."
+
+
 def write_segment_exports(tables: Tables, directory: Path) -> dict[str, int]:
-    """`SEGMENT.csv` per segment for the campaign team; returns rows written per file.
+    """`SEGMENT.csv` per segment for the campaign team (`campaign_lists`); returns rows written
+    per file.
 
     Distinct segments never share a file: names that would (`Hi There`, `hi-there`) are refused
     when the segment map is loaded, and here again for tables built some other way.
     """
+    lists = campaign_lists(tables)
     directory.mkdir(parents=True, exist_ok=True)
-    actions = tables["segments"].select("segment", "action")
-    customers = (
-        tables["rfm"]
-        .join(actions, on="segment", how="left")
-        .join(_customer_value(tables), on="customer_id", how="left")
-    )
-    names = customers["segment"].unique().sort().to_list()
-    check_segment_files(tuple(SegmentRule(0, str(n), "", "") for n in names), "rfm table")
     written = {}
-    for (segment,), part in customers.sort("customer_id").group_by("segment", maintain_order=True):
-        path = directory / f"{slug(str(segment))}.csv"
-        rows = part.select(
-            "customer_id", "country", "recency", "frequency", "monetary",
-            "r_score", "f_score", "m_score", "rfm_score", "segment", "action",
-            *_VALUE_COLUMNS,
-        )  # fmt: skip
+    for segment, rows in lists.items():
+        path = directory / f"{slug(segment)}.csv"
         write_csv(rows, path, "campaign_list")
-        written[path.name] = part.height
+        written[path.name] = rows.height
     return written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -91,12 +92,16 @@ def test_one_file_per_segment_on_the_real_data(retail_lake: Path, tmp_path: Path
     rf = tables["rfm"].select(pl.concat_str(pl.col("r_score", "f_score").cast(pl.String)))
     rf = rf.to_series()
     assert sizes["Best"] == rf.str.contains("^(5[4-5]|4[1-3])$").sum() > 633  # Champions and more
+    # Customers whose net spend is £0.00 or less are left out of every list: 22 of them.
+    spent = tables["rfm"].filter(pl.col("monetary").round(2) > 0)
+    listed = dict(spent.group_by("segment").len().iter_rows())
     assert written == {
-        "best.csv": sizes["Best"],
-        "cafe_regulars.csv": sizes["Café regulars"],
-        "unclassified.csv": sizes["Unclassified"],
+        "best.csv": listed["Best"],
+        "cafe_regulars.csv": listed["Café regulars"],
+        "unclassified.csv": listed["Unclassified"],
     }
-    assert sum(written.values()) == 4_339
+    assert sizes["Best"] - listed["Best"] == 2
+    assert sum(written.values()) == 4_339 - 22
     best = _rows(tmp_path / "segments" / "best.csv")
     assert {r["segment"] for r in best} == {"Best"} and {r["action"] for r in best} == {
         "Thank them."
@@ -151,7 +156,8 @@ def test_no_csv_cell_runs_as_a_formula(retail_lake: Path, tmp_path: Path) -> Non
     rest = _rows(tmp_path / "segments" / "rest.csv")
     assert any(r["country"] == "'=EIRE" for r in rest + best)
     spends = [float(r["monetary"]) for r in rest + best]
-    assert sum(1 for s in spends if s < 0) == 8  # the real customers whose net spend is negative
+    # The 8 real customers whose net spend is negative (and 14 at £0.00) are in no list.
+    assert len(spends) == 4_339 - 22 and min(spends) > 0
     # Parquet keeps the values as they are.
     rfm = pl.read_parquet(tmp_path / "tables" / "rfm.parquet")
     assert "=EIRE" in rfm["country"].to_list()
@@ -161,10 +167,33 @@ def test_campaign_lists_show_money_to_the_penny(retail_lake: Path, tmp_path: Pat
     tables = compute_tables(retail_lake)
     write_segment_exports(tables, tmp_path)
     rows = [r for f in sorted(tmp_path.glob("*.csv")) for r in _rows(f)]
-    assert len(rows) == 4_339
+    assert len(rows) == 4_339 - 22
     for row in rows:
         whole, _, pence = row["monetary"].partition(".")
         assert len(pence) <= 2, row
     by_customer = {int(r["customer_id"]): r for r in rows}
     assert by_customer[12347]["monetary"] == "4310.0"
     assert by_customer[17850]["segment"] == "Can't Lose"
+
+
+def test_campaign_lists_by_net_spend_with_last_purchase(retail_lake: Path, tmp_path: Path) -> None:
+    tables = compute_tables(retail_lake)
+    write_segment_exports(tables, tmp_path)
+    rfm = tables["rfm"]
+    for file in sorted(tmp_path.glob("*.csv")):
+        rows = _rows(file)
+        spends = [float(r["monetary"]) for r in rows]
+        assert spends == sorted(spends, reverse=True), file.name
+        assert all(s > 0 for s in spends), file.name
+    # 12558 spent 2.66e-14 in float arithmetic, exactly £0 here: no "New Customers" campaign.
+    assert rfm.filter(pl.col("customer_id") == 12558)["monetary"].to_list() == [0.0]
+    new = _rows(tmp_path / "new_customers.csv")
+    assert "12558" not in {r["customer_id"] for r in new}
+    assert [(r["customer_id"], r["last_purchase"], r["monetary"]) for r in new[:2]] == [
+        ("15195", "2011-12-07", "3861.0"),
+        ("12713", "2011-12-09", "848.55"),
+    ]
+    # The last purchase is the day `recency` counts from (the data ends 2011-12-09 12:50).
+    for row in _rows(tmp_path / "champions.csv")[:50]:
+        last = dt.date.fromisoformat(row["last_purchase"])
+        assert (dt.date(2011, 12, 9) - last).days - int(row["recency"]) in (0, 1)

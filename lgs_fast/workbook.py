@@ -1,0 +1,165 @@
+"""`OUT/lgs_report.xlsx`: every output table and every campaign list in one Excel workbook.
+
+A sheet per table and per segment list, after a Contents sheet. Money is shown in pounds to the
+penny while the cell keeps the full value; dates are dates; each sheet has a frozen header row
+and a filter. No cell runs as a formula: text is always written as text, and text that a
+spreadsheet would run gets the same leading `'` as in the CSV files (`report.spreadsheet_safe`),
+so a value reads the same in both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from lgs_fast.definitions import MONEY_COLUMNS
+from lgs_fast.report import campaign_counts, campaign_lists, spreadsheet_safe
+
+Tables = dict[str, pl.DataFrame]
+
+WORKBOOK_NAME = "lgs_report.xlsx"
+MONEY_FORMAT = "£#,##0.00;-£#,##0.00"
+DATE_FORMAT = "yyyy-mm-dd"
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+CONTENTS = "Contents"
+
+# Excel refuses these in a sheet name, and names longer than 31 characters.
+_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
+_MAX_NAME = 31
+# Column widths in characters: wide enough for the header and most values, never a wall.
+_MIN_WIDTH, _MAX_WIDTH = 6, 60
+
+
+def sheet_name(wanted: str, taken: set[str]) -> str:
+    """A valid, unique sheet name close to `wanted`; adds its casefolded form to `taken`.
+
+    Excel compares names without case, refuses `[]:*?/\\`, a leading or trailing `'`, names over
+    31 characters and the reserved `History`; a clash gets a number: `Champions (2)`.
+    """
+    base = _FORBIDDEN.sub("", wanted).strip().strip("'").strip() or "Sheet"
+    if base.casefold() == "history":
+        base = f"{base} sheet"
+    name, number = base[:_MAX_NAME], 1
+    while name.casefold() in taken:
+        number += 1
+        suffix = f" ({number})"
+        name = base[: _MAX_NAME - len(suffix)].rstrip().rstrip("'") + suffix
+    taken.add(name.casefold())
+    return name
+
+
+def column_width(frame: pl.DataFrame, column: str) -> float:
+    """Characters for `column`: its header or its longest shown value, within bounds."""
+    values = frame.get_column(column)
+    longest = 0
+    if values.len() > 0:
+        if values.dtype.is_float():
+            # Shown as at most 2 decimals with thousands separators.
+            largest = values.abs().max()
+            longest = len(f"{largest:,.2f}") + 2 if _finite(largest) else 4
+        else:
+            longest = int(values.cast(pl.String).str.len_chars().max() or 0)
+    return float(min(max(len(column) + 2, longest + 1, _MIN_WIDTH), _MAX_WIDTH))
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _write_sheet(book: Any, name: str, frame: pl.DataFrame, money: tuple[str, ...]) -> None:
+    sheet = book.add_worksheet(name)
+    bold = book.add_format({"bold": True})
+    formats = {
+        "money": book.add_format({"num_format": MONEY_FORMAT}),
+        "date": book.add_format({"num_format": DATE_FORMAT}),
+        "datetime": book.add_format({"num_format": DATETIME_FORMAT}),
+    }
+    # Only the text is neutralised here: numbers keep their full value under the £ format.
+    shown = spreadsheet_safe(frame)
+    for col, (column, dtype) in enumerate(shown.schema.items()):
+        sheet.write_string(0, col, column, bold)
+        kind = _kind(column, dtype, money)
+        sheet.set_column(col, col, column_width(shown, column), formats.get(kind))
+        for row, value in enumerate(shown.get_column(column).to_list(), start=1):
+            _write_cell(sheet, row, col, value, formats.get(kind))
+    sheet.freeze_panes(1, 0)
+    sheet.autofilter(0, 0, max(shown.height, 1), max(shown.width - 1, 0))
+
+
+def _kind(column: str, dtype: pl.DataType, money: tuple[str, ...]) -> str:
+    if column in money and dtype.is_numeric():
+        return "money"
+    if dtype == pl.Date:
+        return "date"
+    if isinstance(dtype, pl.Datetime):
+        return "datetime"
+    return "plain"
+
+
+def _write_cell(sheet: Any, row: int, col: int, value: object, fmt: Any) -> None:
+    """One cell by its Python type: text is never parsed, so it can never become a formula."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        sheet.write_blank(row, col, None, fmt)
+    elif isinstance(value, bool):
+        sheet.write_boolean(row, col, value, fmt)
+    elif isinstance(value, int | float):
+        # Excel has no infinity: written as text, it cannot pass for a number.
+        if math.isinf(value):
+            sheet.write_string(row, col, "inf" if value > 0 else "-inf")
+        else:
+            sheet.write_number(row, col, value, fmt)
+    elif isinstance(value, dt.date):  # datetimes too
+        sheet.write_datetime(row, col, value, fmt)
+    else:
+        sheet.write_string(row, col, str(value))
+
+
+# A sheet's source: ("table", table name) or ("segment", segment name).
+Source = tuple[str, str]
+
+
+def contents(tables: Tables, sheets: dict[Source, str]) -> pl.DataFrame:
+    """The first sheet: each other sheet, what it holds, its rows and, for a campaign list, how
+    many customers of the segment were left out (net spend of £0 or less)."""
+    counts = {r["segment"]: r for r in campaign_counts(tables).iter_rows(named=True)}
+    rows = []
+    for (kind, key), name in sheets.items():
+        if kind == "table":
+            rows.append((name, f"table {key}", tables[key].height, None))
+        else:
+            c = counts[key]
+            rows.append((name, f"campaign list: {key}", c["listed"], c["left_out"]))
+    return pl.DataFrame(
+        rows,
+        schema={"sheet": pl.String, "contents": pl.String, "rows": pl.Int64, "left_out": pl.Int64},
+        orient="row",
+    )
+
+
+def write_workbook(tables: Tables, path: Path) -> dict[str, int]:
+    """Write the workbook to `path`; returns rows per sheet (the Contents sheet excepted)."""
+    import xlsxwriter
+
+    lists = campaign_lists(tables)
+    taken = {CONTENTS.casefold()}
+    sheets: dict[Source, str] = {("table", t): sheet_name(t, taken) for t in tables}
+    sheets |= {("segment", s): sheet_name(s, taken) for s in lists}
+    frames = {("table", t): frame for t, frame in tables.items()}
+    frames |= {("segment", s): frame for s, frame in lists.items()}
+    options = {
+        # Belt and braces: text is written with write_string, which never parses it anyway.
+        "strings_to_formulas": False,
+        "strings_to_urls": False,
+        "strings_to_numbers": False,
+    }
+    with xlsxwriter.Workbook(str(path), options) as book:
+        _write_sheet(book, CONTENTS, contents(tables, sheets), ())
+        for (kind, key), name in sheets.items():
+            money = MONEY_COLUMNS.get(key if kind == "table" else "campaign_list", ())
+            _write_sheet(book, name, frames[kind, key], money)
+    return {name: frames[source].height for source, name in sheets.items()}
