@@ -77,6 +77,7 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     generate(150_000, a, seed=3)
     generate(150_000, b, seed=3)
     generate(150_000, c, seed=4)
+
     def content(lake: Path) -> dict[str, tuple[int, str]]:
         return {k: (p["rows"], p["sha256"]) for k, p in verify_lake(lake).partitions.items()}
 

@@ -268,9 +268,7 @@ def test_bad_value_mid_stream(pg_dsn: str, pg_retail: str, pg_table: str, old_la
                 sql.Identifier(pg_table), cols, sql.Identifier(pg_retail)
             )
         )
-    with pytest.raises(
-        InputError, match=r"row 5: column quantity .*'six'"
-    ):
+    with pytest.raises(InputError, match=r"row 5: column quantity .*'six'"):
         export(pg_dsn, old_lake, table=pg_table, full=True)
     assert not [t for t in threading.enumerate() if t.name == "lgs-copy-reader"]
     assert _snapshot(old_lake) == before
