@@ -427,7 +427,9 @@ def _open_lock(path: Path, *, create: bool) -> int | None:
         return None  # a read-only lake: no writer can delete anything either
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flush a file's or a directory's entries to disk (errors propagate: a write that cannot
+    reach the disk must not be committed)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -435,7 +437,8 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _same_file(fd: int, path: Path) -> bool:
+def same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file or directory open as `fd` (not removed, not replaced)."""
     try:
         here, there = os.fstat(fd), os.stat(path)
     except FileNotFoundError:
@@ -535,7 +538,7 @@ class LakeWriter:
                     f"{self.root}: another lgs-fast process is writing this lake; try again when it ends"
                 ) from None
             self._lock = fd
-            if not _same_file(fd, self.root):
+            if not same_file(fd, self.root):
                 # The directory was removed (a first write that failed) and made again while
                 # this process waited: its lock is on a directory no longer there.
                 raise BusyError(
@@ -672,13 +675,13 @@ class LakeWriter:
         # manifest names it, so a power cut cannot leave a manifest whose files are unreachable.
         directories = {self.root} | ({self.root / TABLE} if latest else set())
         for month in latest:
-            _fsync(self.root / TABLE / partition_key(*month) / self.name)
+            fsync(self.root / TABLE / partition_key(*month) / self.name)
             directories |= {
                 self.root / TABLE / partition_key(*month),
                 self.root / TABLE / f"year={month[0]:04d}",
             }
         for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
-            _fsync(directory)
+            fsync(directory)
         tmp = self.root / f".{MANIFEST}.{self.write_id}"
         with tmp.open("w") as f:
             f.write(manifest.to_json())
@@ -687,7 +690,7 @@ class LakeWriter:
         _ATTEMPTS.append((self.root, self.write_id))
         os.replace(tmp, self.root / MANIFEST)  # the commit point
         self.committed = True
-        _fsync(self.root)
+        fsync(self.root)
         self._collect_garbage(manifest)
         return manifest, True
 

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from lgs_fast.errors import BusyError, LakeError
+from lgs_fast.lake import fsync, same_file
 
 MARKER = ".lgs_fast_out"
 # What a run writes inside OUT; anything else found there is somebody else's and stops a run
@@ -147,7 +148,7 @@ class OutputSwitch:
                 f"{self.out}: another lgs-fast analyze is writing here; try again when it ends"
             ) from None
         self._lock = fd
-        if not _same_file(fd, lock):
+        if not same_file(fd, lock):
             # The lock file was removed and made again meanwhile: this lock guards nothing.
             raise BusyError(
                 f"{self.out}: another lgs-fast analyze is writing here; try again when it ends"
@@ -184,8 +185,8 @@ class OutputSwitch:
         # Every file and folder of the build on disk before it becomes OUT; a failure to sync
         # (a full disk met late) stops the switch, and OUT stays the previous run.
         for path in sorted(self.build.rglob("*"), reverse=True):
-            _fsync(path)
-        _fsync(self.build)
+            fsync(path)
+        fsync(self.build)
         # Checked again: something may have been put in OUT while this run was building.
         _check_owned(self.out)
         _ATTEMPTS.append((self.out, self.run_id))
@@ -198,21 +199,5 @@ class OutputSwitch:
             os.rename(self.build, self.out)
             self.build = old
         with contextlib.suppress(OSError):  # the switch is done; this only hastens it to disk
-            _fsync(self.out.parent)
+            fsync(self.out.parent)
         shutil.rmtree(self.build, ignore_errors=True)  # now the previous run
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        here, there = os.fstat(fd), os.stat(path)
-    except FileNotFoundError:
-        return False
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
