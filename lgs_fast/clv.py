@@ -129,19 +129,24 @@ class _Data:
 Gradient = list[Array]
 
 
-def _bgnbd_ll(params: Array, d: _Data) -> tuple[Array, Gradient]:
+# BG/NBD and modified BG/NBD differ in one place: where a customer can drop out. BG/NBD: after
+# each repeat purchase (so never before the first); modified: at time 0 too. In the formulas
+# that is a shift of one in the terms of b, and the dropout term exists for every x.
+_SHIFT: Final = {"bgnbd": 0, "mbgnbd": 1}
+
+
+def _dropout_ll(params: Array, d: _Data, shift: int) -> tuple[Array, Gradient]:
     r, alpha, a, b = params
     x, tx, T = d.columns
     xv = d.x_values
     per_x = (
         gammaln(r + xv) - gammaln(r) + r * np.log(alpha)
-        + gammaln(a + b) + gammaln(b + xv) - gammaln(b) - gammaln(a + b + xv)
+        + gammaln(a + b) + gammaln(b + xv + shift) - gammaln(b) - gammaln(a + b + xv + shift)
     )  # fmt: skip
     a3 = -(r + x) * np.log(alpha + T)
-    # The dropout term exists only after a repeat purchase (b + x - 1 > 0 then).
-    repeat = x > 0
-    b1 = np.where(repeat, b + x - 1, 1.0)
-    a4 = np.where(repeat, np.log(a) - np.log(b1) - (r + x) * np.log(alpha + tx), -np.inf)
+    can_drop = x + shift > 0
+    b1 = np.where(can_drop, b + x + shift - 1, 1.0)  # > 0 wherever it is used
+    a4 = np.where(can_drop, np.log(a) - np.log(b1) - (r + x) * np.log(alpha + tx), -np.inf)
     mix = np.logaddexp(a3, a4)
     w = np.exp(a4 - mix)  # the share of the "dropped out after t_x" term
     gradient = [
@@ -149,35 +154,19 @@ def _bgnbd_ll(params: Array, d: _Data) -> tuple[Array, Gradient]:
         - (1 - w) * np.log(alpha + T)
         - w * np.log(alpha + tx),
         r / alpha - (r + x) * ((1 - w) / (alpha + T) + w / (alpha + tx)),
-        d.by_x(digamma(a + b) - digamma(a + b + xv)) + w / a,
-        d.by_x(digamma(a + b) + digamma(b + xv) - digamma(b) - digamma(a + b + xv)) - w / b1,
+        d.by_x(digamma(a + b) - digamma(a + b + xv + shift)) + w / a,
+        d.by_x(digamma(a + b) + digamma(b + xv + shift) - digamma(b) - digamma(a + b + xv + shift))
+        - w / b1,
     ]
     return d.by_x(per_x) + mix, gradient
+
+
+def _bgnbd_ll(params: Array, d: _Data) -> tuple[Array, Gradient]:
+    return _dropout_ll(params, d, _SHIFT["bgnbd"])
 
 
 def _mbgnbd_ll(params: Array, d: _Data) -> tuple[Array, Gradient]:
-    r, alpha, a, b = params
-    x, tx, T = d.columns
-    xv = d.x_values
-    per_x = (
-        gammaln(r + xv) - gammaln(r) + r * np.log(alpha)
-        + gammaln(a + b) + gammaln(b + xv + 1) - gammaln(b) - gammaln(a + b + xv + 1)
-    )  # fmt: skip
-    a3 = -(r + x) * np.log(alpha + T)
-    # Modified: a customer may drop out at time 0 too, so the term is there for x = 0.
-    a4 = np.log(a) - np.log(b + x) - (r + x) * np.log(alpha + tx)
-    mix = np.logaddexp(a3, a4)
-    w = np.exp(a4 - mix)
-    gradient = [
-        d.by_x(digamma(r + xv) - digamma(r) + np.log(alpha))
-        - (1 - w) * np.log(alpha + T)
-        - w * np.log(alpha + tx),
-        r / alpha - (r + x) * ((1 - w) / (alpha + T) + w / (alpha + tx)),
-        d.by_x(digamma(a + b) - digamma(a + b + xv + 1)) + w / a,
-        d.by_x(digamma(a + b) + digamma(b + xv + 1) - digamma(b) - digamma(a + b + xv + 1))
-        - w / (b + x),
-    ]
-    return d.by_x(per_x) + mix, gradient
+    return _dropout_ll(params, d, _SHIFT["mbgnbd"])
 
 
 def _nbd_ll(params: Array, d: _Data) -> tuple[Array, Gradient]:
@@ -393,11 +382,10 @@ def _log_odds_dead(fit: Fit, x: Array, tx: Array, T: Array) -> Array:
     """log of P(dropped out)/P(alive) given the history; -inf when the model rules dropout out."""
     r, alpha, a, b = (fit.params[k] for k in _PURCHASE_PARAMS)
     ratio = (r + x) * (np.log(alpha + T) - np.log(alpha + tx))
-    if fit.model == "bgnbd":
-        # BG/NBD: no dropout before the first repeat purchase.
-        safe = np.where(x > 0, b + x - 1, 1.0)
-        return np.where(x > 0, np.log(a) - np.log(safe) + ratio, -np.inf)
-    return np.log(a) - np.log(b + x) + ratio
+    shift = _SHIFT[fit.model]
+    can_drop = x + shift > 0  # BG/NBD: no dropout before the first repeat purchase
+    b1 = np.where(can_drop, b + x + shift - 1, 1.0)
+    return np.where(can_drop, np.log(a) - np.log(b1) + ratio, -np.inf)
 
 
 def probability_alive(fit: Fit, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
@@ -435,7 +423,7 @@ _A_NEAR_ONE: Final = 1e-4
 def _expected(fit: Fit, t: Array, x: Array, tx: Array, T: Array) -> Array:
     r, alpha, a, b = (fit.params[k] for k in _PURCHASE_PARAMS)
     one_minus_z = (alpha + T) / (alpha + T + t)
-    c = a + b + x - 1 if fit.model == "bgnbd" else a + b + x
+    c = a + b + x + _SHIFT[fit.model] - 1
     tail = one_minus_z ** (a - 1) * hyp2f1(c - r - x, a - 1, c, 1 - one_minus_z)
     return c / (a - 1) * (1 - tail) * probability_alive(fit, x, tx, T)
 
