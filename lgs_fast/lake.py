@@ -270,7 +270,7 @@ def snapshot(lake: str | Path | None = None) -> Snapshot:
 def reading(lake: str | Path | None = None) -> Iterator[Snapshot]:
     """A snapshot whose files no writer deletes until the block ends (a shared lock)."""
     root = Path(lake) if lake is not None else default_lake()
-    Manifest.read(root)  # a clear word first when there is no lake, or a file, at `root`
+    # No lock file (no lake, or a file at `root`): `snapshot` says so in its own words.
     fd = _open_lock(root / READER_LOCK, create=False)
     try:
         if fd is not None:
