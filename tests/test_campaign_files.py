@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 from pathlib import Path
 
 import polars as pl
@@ -15,20 +14,10 @@ from lgs_fast.analyze import compute_tables, tables_of, write_tables
 from lgs_fast.definitions import Options, SegmentRule, load_segment_rules
 from lgs_fast.errors import InputError
 from lgs_fast.report import write_segment_exports
+from tests.utils import hostile_lines, write_segment_map
 
 # OWASP, CSV injection: a cell starting with one of these is run as a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _segment_map(path: Path, *entries: tuple[str, str, str]) -> Path:
-    path.write_text(
-        "".join(
-            f"[[segment]]\nname = {json.dumps(name)}\npattern = {json.dumps(pattern)}\n"
-            f"action = {json.dumps(action)}\n"
-            for name, pattern, action in entries
-        )
-    )
-    return path
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -45,7 +34,9 @@ def _is_number(text: str) -> bool:
 
 
 def test_segments_that_would_share_a_file_are_refused(tmp_path: Path) -> None:
-    path = _segment_map(tmp_path / "clash.toml", ("Hi There", "5.", "a"), ("hi-there", "..?", "b"))
+    path = write_segment_map(
+        tmp_path / "clash.toml", ("Hi There", "5.", "a"), ("hi-there", "..?", "b")
+    )
     with pytest.raises(InputError) as caught:
         load_segment_rules(path)
     message = str(caught.value)
@@ -56,7 +47,7 @@ def test_segments_that_would_share_a_file_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_segment_that_would_share_the_unclassified_file_is_refused(tmp_path: Path) -> None:
-    path = _segment_map(tmp_path / "clash.toml", ("UNCLASSIFIED!", "5.", ""))
+    path = write_segment_map(tmp_path / "clash.toml", ("UNCLASSIFIED!", "5.", ""))
     with pytest.raises(InputError, match="'UNCLASSIFIED!' and 'Unclassified' would share"):
         load_segment_rules(path)
 
@@ -80,7 +71,7 @@ def test_segments_built_in_python_that_would_share_a_file_are_refused(
 
 def test_one_file_per_segment_on_the_real_data(retail_lake: Path, tmp_path: Path) -> None:
     # A segment may have several rules; accents are dropped from file names.
-    path = _segment_map(
+    path = write_segment_map(
         tmp_path / "map.toml",
         ("Best", "5[4-5]", "Thank them."),
         ("Café regulars", "[3-4][4-5]", "Invite them."),
@@ -110,17 +101,8 @@ def test_one_file_per_segment_on_the_real_data(retail_lake: Path, tmp_path: Path
 
 def test_no_csv_cell_runs_as_a_formula(retail_lake: Path, tmp_path: Path) -> None:
     """Countries, descriptions, segment names and actions from hostile sources, in every CSV."""
-    lines = lgs.scan(retail_lake).with_columns(
-        country=pl.when(pl.col("country") == "EIRE")
-        .then(pl.lit("=EIRE"))
-        .when(pl.col("country") == "France")
-        .then(pl.lit("\tFrance"))
-        .otherwise(pl.col("country")),
-        description=pl.when(pl.col("stock_code") == "22423")
-        .then(pl.lit("-CAKESTAND"))
-        .otherwise(pl.col("description")),
-    )
-    path = _segment_map(
+    lines = hostile_lines(lgs.scan(retail_lake), france="\tFrance")
+    path = write_segment_map(
         tmp_path / "evil.toml",
         ('=HYPERLINK("http://example.com/x","Best")', "5[4-5]", "@SUM(1+1)"),
         ("+Rest", "..?", "\rcall them"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import zipfile
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from lgs_fast.analyze import analyze, tables_of
 from lgs_fast.definitions import MONEY_COLUMNS, Options, load_segment_rules
 from lgs_fast.report import spreadsheet_safe
 from lgs_fast.workbook import MONEY_FORMAT, WORKBOOK_NAME, sheet_name, write_workbook
+from tests.utils import hostile_lines, write_segment_map
 
 SEGMENTS = [
     "Hibernating", "At Risk", "Can't Lose", "About to Sleep", "Need Attention",
@@ -165,29 +165,9 @@ def test_campaign_lists_by_net_spend_without_customers_who_spent_nothing(out: Pa
     assert "22 customers with a net spend of £0 or less are left out (Hibernating 12," in page
 
 
-def _segment_map(path: Path, *entries: tuple[str, str, str]) -> Path:
-    path.write_text(
-        "".join(
-            f"[[segment]]\nname = {json.dumps(name)}\npattern = {json.dumps(pattern)}\n"
-            f"action = {json.dumps(action)}\n"
-            for name, pattern, action in entries
-        )
-    )
-    return path
-
-
 def test_no_cell_is_a_formula_even_with_hostile_text(retail_lake: Path, tmp_path: Path) -> None:
-    lines = lgs.scan(retail_lake).with_columns(
-        country=pl.when(pl.col("country") == "EIRE")
-        .then(pl.lit("=EIRE"))
-        .when(pl.col("country") == "France")
-        .then(pl.lit("+France"))
-        .otherwise(pl.col("country")),
-        description=pl.when(pl.col("stock_code") == "22423")
-        .then(pl.lit("-CAKESTAND"))
-        .otherwise(pl.col("description")),
-    )
-    path = _segment_map(
+    lines = hostile_lines(lgs.scan(retail_lake), france="+France")
+    path = write_segment_map(
         tmp_path / "evil.toml",
         ('=HYPERLINK("http://example.com/x","Best")', "5[4-5]", "@SUM(1+1)"),
         ("+Rest", "..?", "\tcall them"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import polars as pl
@@ -42,3 +44,30 @@ def assert_agree(expected: pl.DataFrame, got: pl.DataFrame | pd.DataFrame, what:
             assert a == b, (
                 f"{what}.{name}: first difference at {next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)}"
             )
+
+
+def write_segment_map(path: Path, *entries: tuple[str, str, str]) -> Path:
+    """A segment map file of (name, pattern, action) entries, for tests that need their own."""
+    path.write_text(
+        "".join(
+            f"[[segment]]\nname = {json.dumps(name)}\npattern = {json.dumps(pattern)}\n"
+            f"action = {json.dumps(action)}\n"
+            for name, pattern, action in entries
+        )
+    )
+    return path
+
+
+def hostile_lines(lines: pl.LazyFrame, *, france: str) -> pl.LazyFrame:
+    """Real lines with text a spreadsheet would run: EIRE as '=EIRE', France as `france`, the
+    cake stand 22423 described as '-CAKESTAND'."""
+    return lines.with_columns(
+        country=pl.when(pl.col("country") == "EIRE")
+        .then(pl.lit("=EIRE"))
+        .when(pl.col("country") == "France")
+        .then(pl.lit(france))
+        .otherwise(pl.col("country")),
+        description=pl.when(pl.col("stock_code") == "22423")
+        .then(pl.lit("-CAKESTAND"))
+        .otherwise(pl.col("description")),
+    )
