@@ -437,6 +437,24 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
+def exclusive_lock(path: Path, flags: int, busy: str) -> int:
+    """`path` opened with `flags` and locked exclusively, not waited for: `BusyError(busy)` when
+    another process holds it, or when `path` was removed (and perhaps made again) meanwhile, as
+    the lock would then guard nothing. The lock lasts until the returned descriptor is closed."""
+    fd = os.open(path, flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not same_file(fd, path):
+            raise BusyError(busy)
+    except BlockingIOError:
+        os.close(fd)
+        raise BusyError(busy) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def same_file(fd: int, path: Path) -> bool:
     """Whether `path` still names the file or directory open as `fd` (not removed, not replaced)."""
     try:
@@ -529,21 +547,11 @@ class LakeWriter:
     def __enter__(self) -> LakeWriter:
         self.created = _claim(self.root)
         try:
-            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise BusyError(
-                    f"{self.root}: another lgs-fast process is writing this lake; try again when it ends"
-                ) from None
-            self._lock = fd
-            if not same_file(fd, self.root):
-                # The directory was removed (a first write that failed) and made again while
-                # this process waited: its lock is on a directory no longer there.
-                raise BusyError(
-                    f"{self.root}: another lgs-fast process is writing this lake; try again when it ends"
-                )
+            self._lock = exclusive_lock(
+                self.root,
+                os.O_RDONLY | os.O_DIRECTORY,
+                f"{self.root}: another lgs-fast process is writing this lake; try again when it ends",
+            )
             readers = _open_lock(self.root / READER_LOCK, create=True)
             os.close(readers)  # type: ignore[arg-type]
             if (self.root / MANIFEST).exists():

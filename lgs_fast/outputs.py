@@ -14,7 +14,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
-import fcntl
 import glob
 import json
 import os
@@ -23,8 +22,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from lgs_fast.errors import BusyError, LakeError
-from lgs_fast.lake import fsync, same_file
+from lgs_fast.errors import LakeError
+from lgs_fast.lake import exclusive_lock, fsync
 
 MARKER = ".lgs_fast_out"
 # What a run writes inside OUT; anything else found there is somebody else's and stops a run
@@ -138,21 +137,11 @@ class OutputSwitch:
     def __enter__(self) -> OutputSwitch:
         _check_owned(self.out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        lock = self.out.parent / f".{self.out.name}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise BusyError(
-                f"{self.out}: another lgs-fast analyze is writing here; try again when it ends"
-            ) from None
-        self._lock = fd
-        if not same_file(fd, lock):
-            # The lock file was removed and made again meanwhile: this lock guards nothing.
-            raise BusyError(
-                f"{self.out}: another lgs-fast analyze is writing here; try again when it ends"
-            )
+        self._lock = exclusive_lock(
+            self.out.parent / f".{self.out.name}.lock",
+            os.O_RDWR | os.O_CREAT,
+            f"{self.out}: another lgs-fast analyze is writing here; try again when it ends",
+        )
         # Holding the lock, every build beside OUT belongs to a run that died: remove them
         # (only lgs_fast's, by name and mark).
         prefix = f".{self.out.name}."
