@@ -61,19 +61,24 @@ def _month(dates: pd.Series) -> pd.Series:
 
 
 def overview(df: pd.DataFrame, options: Options) -> pd.DataFrame:
-    amount = _amount(df)
+    amount, cancel = _amount(df), _cancel(df)
     totals = amount.groupby(df["invoice_no"]).sum()
     return pd.DataFrame(
         [
             {
                 "lines": len(df),
                 "invoices": df["invoice_no"].nunique(),
+                "purchase_invoices": df.loc[~cancel, "invoice_no"].nunique(),
+                "credit_notes": df.loc[cancel, "invoice_no"].nunique(),
                 "customers": df["customer_id"].nunique(),
+                "customers_with_purchase": df.loc[~cancel, "customer_id"].nunique(),
                 "stock_codes": df["stock_code"].nunique(),
                 "countries": df["country"].nunique(),
                 "first_invoice": df["invoice_date"].min(),
                 "last_invoice": df["invoice_date"].max(),
-                "revenue": amount.sum(),
+                "placed_sales": amount[~cancel].sum(),
+                "cancelled_value": amount[cancel].sum(),
+                "net_revenue": amount.sum(),
                 "mean_invoice_total": totals[totals > 0].mean(),
             }
         ]
@@ -153,6 +158,18 @@ def invoice_histogram(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _complete(months: pd.Series, df: pd.DataFrame) -> pd.Series:
+    """Whether the data covers each month (a month start) from its first to its last day."""
+    first, last = df["invoice_date"].min(), df["invoice_date"].max()
+    first_month, last_month = (
+        first.to_period("M").to_timestamp(),
+        last.to_period("M").to_timestamp(),
+    )
+    starts = (months > first_month) | (first.day == 1)
+    ends = (months < last_month) | last.is_month_end
+    return (starts & ends).astype(bool)
+
+
 def monthly(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     d = df.assign(month=_month(df["invoice_date"]), amount=_amount(df), cancel=_cancel(df))
     placed, cancelled = d[~d["cancel"]], d[d["cancel"]]
@@ -171,13 +188,17 @@ def monthly(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     previous = out["sales"].shift(1)
     out["sales_growth_pct"] = (100 * (out["sales"] / previous - 1)).where(previous != 0)
     out["existing_customers"] = out["active_customers"] - out["new_customers"]
+    if options.preset != "notebook" and len(out):
+        # Nobody's history is known in the first month: new and existing are unknown there.
+        out.loc[out.index[0], ["new_customers", "existing_customers"]] = np.nan
     out = out.reset_index()
     out["yyyymm"] = out["month"].dt.year * 100 + out["month"].dt.month
+    out["complete"] = _complete(out["month"], df)
     return out[
         [
             "month", "yyyymm", "placed_orders", "cancelled_orders", "placed_lines",
             "cancelled_lines", "sales", "sales_growth_pct", "active_customers",
-            "new_customers", "existing_customers",
+            "new_customers", "existing_customers", "complete",
         ]
     ]  # fmt: skip
 
@@ -297,17 +318,24 @@ def top_countries(df: pd.DataFrame, options: Options) -> pd.DataFrame:
 
 
 def top_products(df: pd.DataFrame, options: Options) -> pd.DataFrame:
-    products = ~df["stock_code"].str.contains(NON_PRODUCT_PATTERN, regex=True).astype(bool)
-    placed = df[~_cancel(df) & products].assign(amount=_amount)
-    g = placed.groupby("stock_code").agg(
-        sales=("amount", "sum"), quantity=("quantity", "sum"), orders=("invoice_no", "nunique")
-    )
+    products = df[~df["stock_code"].str.contains(NON_PRODUCT_PATTERN, regex=True).astype(bool)]
+    products = products.assign(amount=_amount, cancel=_cancel)
+    placed, cancelled = products[~products["cancel"]], products[products["cancel"]]
+    g = pd.DataFrame(
+        {
+            "net_revenue": products.groupby("stock_code")["amount"].sum(),
+            "placed_sales": placed.groupby("stock_code")["amount"].sum(),
+            "cancelled_value": cancelled.groupby("stock_code")["amount"].sum(),
+            "quantity": placed.groupby("stock_code")["quantity"].sum(),
+            "purchase_invoices": placed.groupby("stock_code")["invoice_no"].nunique(),
+        }
+    ).fillna(0)
     g = (
-        g.reset_index()
-        .sort_values(["sales", "stock_code"], ascending=[False, True])
+        g.reset_index(names="stock_code")
+        .sort_values(["net_revenue", "stock_code"], ascending=[False, True])
         .head(options.top)
     )
-    named = placed.dropna(subset=["description"])
+    named = products.dropna(subset=["description"])
     counts = named.groupby(["stock_code", "description"]).size().rename("n").reset_index()
     names = (
         counts.sort_values(["stock_code", "n", "description"], ascending=[True, False, True])
@@ -316,7 +344,66 @@ def top_products(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     )
     g["description"] = g["stock_code"].map(names)
     g.insert(0, "rank", np.arange(1, len(g) + 1))
-    return g[["rank", "stock_code", "description", "sales", "quantity", "orders"]]
+    return g[
+        [
+            "rank", "stock_code", "description", "net_revenue", "placed_sales",
+            "cancelled_value", "quantity", "purchase_invoices",
+        ]
+    ]  # fmt: skip
+
+
+def _micro(amount: pd.Series) -> pd.Series:
+    """Whole millionths of a pound, half away from zero (np.round halves to even)."""
+    scaled = amount.to_numpy("float64", na_value=np.nan) * 1_000_000
+    exact = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    return pd.Series(exact.astype("int64"), index=amount.index)
+
+
+def reversed_invoices(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    """Purchase invoices undone by a credit note of the same customer, at or after them, with the
+    negated quantity of every stock code and the negated total to the penny."""
+    known = df.dropna(subset=["customer_id"]).assign(micro=lambda d: _micro(_amount(d)))
+    docs = known.groupby(["invoice_no", "customer_id"]).agg(
+        date=("invoice_date", "min"), micro=("micro", "sum")
+    )
+    docs = docs.reset_index()
+    micro = docs["micro"].map(int)
+    docs["pence"] = micro.map(lambda m: (abs(m) + 5_000) // 10_000 * (1 if m >= 0 else -1))
+    docs["cancel"] = docs["invoice_no"].str.startswith("C").astype(bool)
+    invoices = docs[~docs["cancel"]]
+    credits = docs[docs["cancel"]].assign(pence=lambda d: -d["pence"])
+    pairs = invoices.merge(credits, on=["customer_id", "pence"], suffixes=("", "_credit"))
+    pairs = pairs[pairs["date_credit"] >= pairs["date"]]
+    wanted = set(pairs["invoice_no"]) | set(pairs["invoice_no_credit"])
+    per_code = (
+        known[known["invoice_no"].isin(wanted)]
+        .groupby(["invoice_no", "stock_code"])["quantity"]
+        .sum()
+    )
+    quantities: dict[str, dict[str, int]] = {}
+    for (doc, code), quantity in per_code.items():
+        quantities.setdefault(doc, {})[code] = int(quantity)
+    matched = [
+        row
+        for row in pairs.itertuples(index=False)
+        if quantities[row.invoice_no]
+        == {code: -q for code, q in quantities[row.invoice_no_credit].items()}
+    ]
+    columns = ["invoice_no", "credit_note", "customer_id", "invoice_date", "credit_date", "total"]
+    rows = pd.DataFrame(
+        [
+            (r.invoice_no, r.invoice_no_credit, r.customer_id, r.date, r.date_credit, r.micro)
+            for r in matched
+        ],
+        columns=columns,
+    )
+    # Each credit note takes its latest invoice; each invoice keeps its earliest credit note.
+    rows = rows.sort_values(["invoice_date", "invoice_no"], ascending=False).drop_duplicates(
+        "credit_note"
+    )
+    rows = rows.sort_values(["credit_date", "credit_note"]).drop_duplicates("invoice_no")
+    rows["total"] = rows["total"].map(int) / 1_000_000
+    return rows.sort_values(["total", "invoice_no"], ascending=[False, True])[columns]
 
 
 def cohorts(df: pd.DataFrame, options: Options) -> pd.DataFrame:
@@ -345,9 +432,14 @@ def cohorts(df: pd.DataFrame, options: Options) -> pd.DataFrame:
                     "cohort_size": int(size),
                     "customers": n,
                     "retention": n / size,
+                    "activity": cohort + pd.DateOffset(months=k),
                 }
             )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["complete"] = _complete(out.pop("activity"), df)
+    return out
 
 
 def data_quality(df: pd.DataFrame, options: Options) -> pd.DataFrame:
@@ -378,11 +470,10 @@ def clv_summary(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     else:
         t = df["invoice_date"].max()
     purchases = df[df["customer_id"].notna() & ~_cancel(df)]
-    # Whole millionths of a pound, half away from zero, as the engines (np.round halves to even).
-    amount = _amount(purchases).to_numpy("float64", na_value=np.nan) * 1_000_000
-    exact = np.sign(amount) * np.floor(np.abs(amount) + 0.5)
     days = (
-        purchases.assign(day=purchases["invoice_date"].dt.normalize(), micro=exact.astype("int64"))
+        purchases.assign(
+            day=purchases["invoice_date"].dt.normalize(), micro=_micro(_amount(purchases))
+        )
         .groupby(["customer_id", "day"], as_index=False)["micro"]
         .sum()
         .sort_values(["customer_id", "day"])
@@ -420,6 +511,7 @@ def run_all(df: pd.DataFrame, options: Options) -> dict[str, pd.DataFrame]:
         "segments": segments(table, options),
         "top_countries": top_countries(df, options),
         "top_products": top_products(df, options),
+        "reversed_invoices": reversed_invoices(df, options),
         "cohorts": cohorts(df, options),
         "data_quality": data_quality(df, options),
         "clv_summary": clv_summary(df, options),

@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "segments": "lgs_fast.metrics",
     "top_countries": "lgs_fast.metrics",
     "top_products": "lgs_fast.metrics",
+    "reversed_invoices": "lgs_fast.metrics",
     "cohorts": "lgs_fast.metrics",
     "data_quality": "lgs_fast.metrics",
     "clv_summary": "lgs_fast.metrics",

@@ -34,7 +34,7 @@ UNCLASSIFIED: Final = "Unclassified"
 # percentages, ratios, means of days or counts are not money and keep their precision. A table
 # added to the outputs lists its money columns here; a table not listed has none.
 MONEY_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "overview": ("revenue", "mean_invoice_total"),
+    "overview": ("placed_sales", "cancelled_value", "net_revenue", "mean_invoice_total"),
     "invoice_amounts": (
         "min", "mean", "median", "mode", "max", "p25", "p75", "p85", "p95", "p99",
     ),
@@ -43,7 +43,8 @@ MONEY_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "rfm": ("monetary",),
     "segments": ("mean_monetary", "total_monetary"),
     "top_countries": ("sales",),
-    "top_products": ("sales",),
+    "top_products": ("net_revenue", "placed_sales", "cancelled_value"),
+    "reversed_invoices": ("total",),
     "clv_summary": ("monetary_value",),
     "clv": ("monetary_value", "expected_spend", "clv"),
     "clv_segments": ("mean_clv", "total_clv"),

@@ -27,8 +27,9 @@ def _count(expr: pl.Expr) -> pl.Expr:
     return expr.cast(pl.Int64)
 
 
-def _month_index(col: str) -> pl.Expr:
-    return pl.col(col).dt.year().cast(pl.Int32) * 12 + pl.col(col).dt.month().cast(pl.Int32)
+def _month_index(col: str | pl.Expr) -> pl.Expr:
+    date = pl.col(col) if isinstance(col, str) else col
+    return date.dt.year().cast(pl.Int32) * 12 + date.dt.month().cast(pl.Int32)
 
 
 def _yyyymm(col: str) -> pl.Expr:
@@ -44,25 +45,39 @@ def _distinct(lines: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
 
 
 def overview(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
-    """One row: lines, invoices, customers, stock codes, countries, date span, revenue, mean invoice."""
-    totals = lines.group_by("invoice_no").agg(AMOUNT.sum().alias("total"))
+    """One row: counts of lines, invoices (purchase invoices and credit notes), customers (and
+    those with a purchase), stock codes and countries; the date span; placed sales, cancelled
+    value and net revenue; the mean invoice total over invoices whose total > 0."""
+    cancel = IS_CANCELLATION
     scalars = lines.select(
         lines=_count(pl.len()),
         first_invoice=pl.col("invoice_date").min(),
         last_invoice=pl.col("invoice_date").max(),
-        revenue=AMOUNT.sum(),
+        placed_sales=AMOUNT.filter(~cancel).sum(),
+        cancelled_value=AMOUNT.filter(cancel).sum(),
+        net_revenue=AMOUNT.sum(),
     )
-    mean = totals.filter(pl.col("total") > 0).select(mean_invoice_total=pl.col("total").mean())
-    distinct = [
-        _distinct(lines, column, name)
-        for column, name in (
-            ("invoice_no", "invoices"), ("customer_id", "customers"),
-            ("stock_code", "stock_codes"), ("country", "countries"),
+    total = pl.col("total")
+    invoices = (
+        lines.group_by("invoice_no")
+        .agg(AMOUNT.sum().alias("total"))
+        .select(
+            invoices=_count(pl.len()),
+            purchase_invoices=_count((~cancel).sum()),
+            credit_notes=_count(cancel.sum()),
+            mean_invoice_total=total.filter(total > 0).mean(),
         )
-    ]  # fmt: skip
-    return pl.concat([scalars, *distinct, mean], how="horizontal").select(
-        "lines", "invoices", "customers", "stock_codes", "countries",
-        "first_invoice", "last_invoice", "revenue", "mean_invoice_total",
+    )
+    distinct = [
+        _distinct(lines, "customer_id", "customers"),
+        _distinct(lines.filter(~cancel), "customer_id", "customers_with_purchase"),
+        _distinct(lines, "stock_code", "stock_codes"),
+        _distinct(lines, "country", "countries"),
+    ]
+    return pl.concat([scalars, invoices, *distinct], how="horizontal").select(
+        "lines", "invoices", "purchase_invoices", "credit_notes", "customers",
+        "customers_with_purchase", "stock_codes", "countries", "first_invoice", "last_invoice",
+        "placed_sales", "cancelled_value", "net_revenue", "mean_invoice_total",
     )  # fmt: skip
 
 
@@ -180,8 +195,32 @@ def amount_histogram(values: pl.LazyFrame, bins: int) -> pl.LazyFrame:
     )
 
 
+def _coverage(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """One row: the month indexes of the first and last line, and whether the lines cover the
+    first month from its first day (`starts_whole`) and the last to its last day (`ends_whole`)."""
+    first, last = pl.col("invoice_date").min(), pl.col("invoice_date").max()
+    return lines.select(
+        first_month=_month_index(first),
+        last_month=_month_index(last),
+        starts_whole=first.dt.day() == 1,
+        ends_whole=last.dt.offset_by("1d").dt.day() == 1,
+    )
+
+
+def _complete(index: pl.Expr) -> pl.Expr:
+    """Whether the month of `index` is complete (DESIGN.md), beside `_coverage`'s columns: every
+    month between the first and the last is; those two are when the data reaches their ends."""
+    return ((index > pl.col("first_month")) | pl.col("starts_whole")) & (
+        (index < pl.col("last_month")) | pl.col("ends_whole")
+    )
+
+
 def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
-    """One row per calendar month, first to last, empty months as zeros (DESIGN.md "monthly")."""
+    """One row per calendar month, first to last, empty months as zeros (DESIGN.md "monthly").
+
+    standard: new and existing customers are unknown (null) in the first month, where nobody's
+    history is known; notebook: all of that month's customers are new.
+    """
     dated = lines.with_columns(MONTH, AMOUNT, cancel=IS_CANCELLATION)
     cancel = pl.col("cancel")
     # Distinct invoices and customers as unique pairs, then counted: a grouped n_unique holds
@@ -217,18 +256,19 @@ def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
         .agg(new_customers=_count(pl.len()))
     )
     # Month numbers, not date_range, so an empty input gives an empty spine rather than an error.
-    index = _month_index("month")
     spine = (
-        dated.select(i=pl.int_ranges(index.min(), index.max() + 1))
+        _coverage(lines)
+        .with_columns(i=pl.int_ranges(pl.col("first_month"), pl.col("last_month") + 1))
         .explode("i")
-        .drop_nulls()
-        .select(month=pl.date((pl.col("i") - 1) // 12, (pl.col("i") - 1) % 12 + 1, 1))
+        .drop_nulls("i")
+        .with_columns(month=pl.date((pl.col("i") - 1) // 12, (pl.col("i") - 1) % 12 + 1, 1))
     )
     counts = [
         "placed_orders", "cancelled_orders", "placed_lines", "cancelled_lines",
         "active_customers", "new_customers",
     ]  # fmt: skip
     previous = pl.col("sales").shift(1)
+    known = pl.lit(options.preset == "notebook") | (pl.col("i") > pl.col("first_month"))
     return (
         spine.join(per_month, on="month", how="left")
         .join(new, on="month", how="left")
@@ -241,8 +281,11 @@ def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
             "sales",
             sales_growth_pct=pl.when(previous != 0).then(100 * (pl.col("sales") / previous - 1)),
             active_customers=pl.col("active_customers"),
-            new_customers=pl.col("new_customers"),
-            existing_customers=pl.col("active_customers") - pl.col("new_customers"),
+            new_customers=pl.when(known).then(pl.col("new_customers")),
+            existing_customers=pl.when(known).then(
+                pl.col("active_customers") - pl.col("new_customers")
+            ),
+            complete=_complete(pl.col("i")),
         )
     )
 
@@ -497,22 +540,36 @@ def top_countries(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFra
 
 
 def top_products(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
-    """Products (non-product codes excluded) by sales over non-cancellation lines.
+    """Products (non-product codes excluded) by net revenue: the amount of all their lines,
+    cancellations and stock adjustments included, ties by stock_code; beside it placed sales,
+    cancelled value, units (quantity over non-cancellation lines), purchase invoices and the
+    most frequent description.
 
-    The top products are chosen on sales first; orders and the name are then found for those
-    few only, so no per-product set of invoices is built for the thousands of others.
+    The top products are chosen on net revenue first; purchase invoices and the name are then
+    found for those few only, so no per-product set of invoices is built for the thousands of
+    others.
     """
-    placed = lines.filter(
-        ~IS_CANCELLATION, ~pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN)
-    ).with_columns(AMOUNT)
+    products = lines.filter(~pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN)).with_columns(
+        AMOUNT, cancel=IS_CANCELLATION
+    )
+    amount, placed = pl.col("amount"), ~pl.col("cancel")
     top = (
-        placed.group_by("stock_code")
-        .agg(sales=pl.col("amount").sum(), quantity=pl.col("quantity").cast(pl.Int64).sum())
-        .sort(["sales", "stock_code"], descending=[True, False])
+        products.group_by("stock_code")
+        .agg(
+            net_revenue=amount.sum(),
+            placed_sales=amount.filter(placed).sum(),
+            cancelled_value=amount.filter(~placed).sum(),
+            quantity=pl.col("quantity").filter(placed).cast(pl.Int64).sum(),
+        )
+        .sort(["net_revenue", "stock_code"], descending=[True, False])
         .head(options.top)
     )
-    chosen = placed.join(top.select("stock_code"), on="stock_code", how="semi")
-    orders = chosen.group_by("stock_code").agg(orders=_count(pl.col("invoice_no").n_unique()))
+    chosen = products.join(top.select("stock_code"), on="stock_code", how="semi")
+    invoices = (
+        chosen.filter(placed)
+        .group_by("stock_code")
+        .agg(purchase_invoices=_count(pl.col("invoice_no").n_unique()))
+    )
     names = (
         chosen.filter(pl.col("description").is_not_null())
         .group_by("stock_code", "description")
@@ -522,14 +579,88 @@ def top_products(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
         .select("stock_code", "description")
     )
     return (
-        top.join(orders, on="stock_code", how="left", maintain_order="left")
+        top.join(invoices, on="stock_code", how="left", maintain_order="left")
         .join(names, on="stock_code", how="left", maintain_order="left")
-        .select(_RANK, "stock_code", "description", "sales", "quantity", "orders")
+        .select(
+            _RANK,
+            "stock_code",
+            "description",
+            "net_revenue",
+            "placed_sales",
+            "cancelled_value",
+            "quantity",
+            pl.col("purchase_invoices").fill_null(0),
+        )  # fmt: skip
+    )
+
+
+def reversed_invoices(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """Purchase invoices reversed by a credit note (DESIGN.md "reversed invoices").
+
+    A credit note of the same customer, dated at or after the invoice (each dated by its
+    earliest line), whose net quantity per stock code is the negation of the invoice's (the same
+    stock codes on both) and whose total in whole pence is the negation of the invoice's. Each
+    credit note reverses the latest such invoice (then the greatest invoice_no); an invoice
+    reversed by several is listed once, with the earliest (then least numbered) credit note.
+    Totals are summed exactly, in millionths of a pound as `rfm` does, so that rounding to the
+    penny does not depend on the order of addition. Pairs are first found by customer and total,
+    which leaves few, and only those few are compared stock code by stock code.
+    """
+    known = lines.filter(HAS_CUSTOMER).with_columns(_MICRO_AMOUNT)
+    documents = (
+        known.group_by("invoice_no", "customer_id")
+        .agg(date=pl.col("invoice_date").min(), micro=pl.col("micro").cast(pl.Int128).sum())
+        .with_columns(pence=_pence_of_micro(pl.col("micro")).cast(pl.Int64))
+    )
+    invoices = documents.filter(~IS_CANCELLATION).rename({"date": "invoice_date"})
+    credits = documents.filter(IS_CANCELLATION).select(
+        "customer_id", credit_note="invoice_no", credit_date="date", pence=-pl.col("pence")
+    )
+    candidates = invoices.join(credits, on=["customer_id", "pence"]).filter(
+        pl.col("credit_date") >= pl.col("invoice_date")
+    )
+    named = pl.concat(
+        [candidates.select("invoice_no"), candidates.select(invoice_no="credit_note")]
+    )
+    codes = (
+        known.join(named, on="invoice_no", how="semi")
+        .group_by("invoice_no", "stock_code")
+        .agg(quantity=pl.col("quantity").cast(pl.Int64).sum())
+    )
+    sizes = codes.group_by("invoice_no").agg(codes=pl.len())
+    credited = codes.select(credit_note="invoice_no", stock_code="stock_code", credited="quantity")
+    agreeing = (
+        candidates.select("invoice_no", "credit_note")
+        .join(codes, on="invoice_no")
+        .join(credited, on=["credit_note", "stock_code"])
+        .filter(pl.col("credited") == -pl.col("quantity"))
+        .group_by("invoice_no", "credit_note")
+        .agg(agreeing=pl.len())
+    )
+    return (
+        candidates.join(agreeing, on=["invoice_no", "credit_note"])
+        .join(sizes, on="invoice_no")
+        .join(sizes.select(credit_note="invoice_no", credit_codes="codes"), on="credit_note")
+        .filter(pl.col("agreeing") == pl.col("codes"), pl.col("agreeing") == pl.col("credit_codes"))
+        .sort(["credit_note", "invoice_date", "invoice_no"], descending=[False, True, True])
+        .unique("credit_note", keep="first", maintain_order=True)
+        .sort(["invoice_no", "credit_date", "credit_note"])
+        .unique("invoice_no", keep="first", maintain_order=True)
+        .select(
+            "invoice_no",
+            "credit_note",
+            "customer_id",
+            "invoice_date",
+            "credit_date",
+            total=_pounds_of_micro(pl.col("micro")),
+        )  # fmt: skip
+        .sort(["total", "invoice_no"], descending=[True, False])
     )
 
 
 def cohorts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
-    """Monthly cohort retention: cohort = month of a customer's first line; share active k months on."""
+    """Monthly cohort retention: cohort = month of a customer's first line; share active k months
+    on; `complete`, the activity month's flag (as in `monthly`)."""
     active = lines.filter(HAS_CUSTOMER).select("customer_id", MONTH).unique()
     first = active.group_by("customer_id").agg(cohort=pl.col("month").min())
     last_index = active.select(last=_month_index("month").max())
@@ -548,6 +679,7 @@ def cohorts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     )
     return (
         grid.join(kept, on=["cohort", "months_since"], how="left")
+        .join(_coverage(lines), how="cross")
         .with_columns(pl.col("customers").fill_null(0))
         .select(
             "cohort",
@@ -556,6 +688,7 @@ def cohorts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
             "cohort_size",
             "customers",
             retention=pl.col("customers") / pl.col("cohort_size"),
+            complete=_complete(_month_index("cohort") + pl.col("months_since")),
         )
         .sort("cohort", "months_since")
     )
@@ -611,7 +744,8 @@ def data_quality(
 
 ANALYSES = (
     "overview", "invoice_amounts", "invoice_histogram", "monthly", "rfm", "segments",
-    "top_countries", "top_products", "cohorts", "data_quality", "clv_summary",
+    "top_countries", "top_products", "reversed_invoices", "cohorts", "data_quality",
+    "clv_summary",
 )  # fmt: skip
 
 

@@ -35,8 +35,8 @@ def _queries() -> Traversable:
 
 
 # Queries that others read from, kept as views: `invoice_amounts` reads `invoice_totals`,
-# `segments` reads `rfm`.
-_VIEWS = ("invoice_totals", "rfm")
+# `segments` reads `rfm`, `monthly` and `cohorts` read `coverage`.
+_VIEWS = ("invoice_totals", "rfm", "coverage")
 _NAME = re.compile(r"^[a-z_]+$")
 
 

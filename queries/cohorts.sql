@@ -1,5 +1,6 @@
 -- cohorts: monthly retention. A customer's cohort is the month of their first line; for each
--- cohort and each k = 0 .. (last month - cohort), the customers active k months later.
+-- cohort and each k = 0 .. (last month - cohort), the customers active k months later, and
+-- whether that activity month is complete (as in monthly.sql, from coverage.sql).
 WITH active AS (
     SELECT DISTINCT customer_id, date_trunc('month', invoice_date)::DATE AS month
     FROM invoice_lines
@@ -35,7 +36,10 @@ SELECT
     months_since::INTEGER AS months_since,
     cohort_size,
     coalesce(customers, 0)::BIGINT AS customers,
-    coalesce(customers, 0) / cohort_size AS retention
-FROM grid
+    coalesce(customers, 0) / cohort_size AS retention,
+    (activity > c.first_month OR c.starts_whole) AND (activity < c.last_month OR c.ends_whole)
+        AS complete
+FROM (SELECT *, (cohort + to_months(months_since))::DATE AS activity FROM grid)
+CROSS JOIN coverage AS c
 LEFT JOIN kept USING (cohort, months_since)
 ORDER BY cohort, months_since

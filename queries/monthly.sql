@@ -1,6 +1,8 @@
 -- monthly: one row per calendar month from the first to the last, empty months as zeros.
 -- Orders are distinct invoices, sales the amount of non-cancellation lines, new customers
--- those whose first line ever falls in the month.
+-- those whose first line ever falls in the month. standard: new and existing customers are
+-- NULL in the first month (nobody's history is known there); notebook: all of them are new.
+-- complete: whether the data covers the month from its first to its last day (coverage.sql).
 WITH lines AS (
     SELECT
         date_trunc('month', invoice_date)::DATE AS month,
@@ -32,8 +34,10 @@ new AS (
     GROUP BY month
 ),
 spine AS (
-    SELECT unnest(generate_series(min(month), max(month), INTERVAL 1 MONTH))::DATE AS month
-    FROM lines
+    SELECT
+        unnest(generate_series(first_month, last_month, INTERVAL 1 MONTH))::DATE AS month,
+        *
+    FROM coverage
 ),
 filled AS (
     SELECT
@@ -44,7 +48,9 @@ filled AS (
         coalesce(cancelled_lines, 0)::BIGINT AS cancelled_lines,
         coalesce(sales, 0.0) AS sales,
         coalesce(active_customers, 0)::BIGINT AS active_customers,
-        coalesce(new_customers, 0)::BIGINT AS new_customers
+        coalesce(new_customers, 0)::BIGINT AS new_customers,
+        getvariable('notebook') OR month > first_month AS known,
+        (month > first_month OR starts_whole) AND (month < last_month OR ends_whole) AS complete
     FROM spine
     LEFT JOIN per_month USING (month)
     LEFT JOIN new USING (month)
@@ -60,8 +66,9 @@ SELECT
     CASE WHEN lag(sales) OVER w <> 0 THEN 100 * (sales / lag(sales) OVER w - 1) END
         AS sales_growth_pct,
     active_customers,
-    new_customers,
-    active_customers - new_customers AS existing_customers
+    CASE WHEN known THEN new_customers END AS new_customers,
+    CASE WHEN known THEN active_customers - new_customers END AS existing_customers,
+    complete
 FROM filled
 WINDOW w AS (ORDER BY month)
 ORDER BY month

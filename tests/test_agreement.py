@@ -58,9 +58,13 @@ def test_date_range(retail_lake: Path, engine: str) -> None:
     monthly = got["monthly"]
     assert monthly["yyyymm"].to_list() == [201101, 201102, 201103]
     assert monthly["placed_lines"].to_list() == [34_446, 27_232, 36_049]
-    # The range sees no earlier data: every customer active in 2011-01 is new there.
-    assert monthly["active_customers"][0] == monthly["new_customers"][0] == 783
-    assert monthly["existing_customers"][0] == 0
+    # The range sees no earlier data: who was new in 2011-01 is unknown.
+    assert monthly["active_customers"][0] == 783
+    assert monthly["new_customers"][0] is None and monthly["existing_customers"][0] is None
+    # Completeness follows the analysed lines: they start on 4 January and end on 31 March.
+    assert monthly["complete"].to_list() == [False, True, True]
+    january = got["cohorts"].filter(pl.col("cohort_yyyymm") == 201101)
+    assert january["complete"].to_list() == [False, True, True]
     overview = got["overview"].row(0, named=True)
     assert (
         overview["lines"]
@@ -72,8 +76,10 @@ def test_date_range_without_data(retail_lake: Path, engine: str) -> None:
     import datetime as dt
 
     got = compute_tables(retail_lake, engine=engine, start=dt.date(2015, 1, 1))  # type: ignore[arg-type]
-    assert got["overview"]["lines"].item() == 0
-    assert got["overview"]["revenue"].item() == 0.0
+    overview = got["overview"].row(0, named=True)
+    assert overview["lines"] == overview["invoices"] == overview["customers_with_purchase"] == 0
+    assert overview["placed_sales"] == overview["cancelled_value"] == overview["net_revenue"] == 0.0
+    assert got["reversed_invoices"].height == 0
     assert got["monthly"].height == 0
     assert got["rfm"].height == 0
     assert got["segments"]["customers"].sum() == 0

@@ -1,7 +1,12 @@
-"""One comparison for every engine: exact for counts, keys and scores; 1e-9 relative for money."""
+"""One comparison for every engine: exact for counts, keys and scores; 1e-9 relative for money.
+
+Also small hand-built frames of lines, and the check that runs every table on one with both
+engines and the pandas reference.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -9,7 +14,11 @@ from pathlib import Path
 import pandas as pd
 import polars as pl
 
+from lgs_fast.definitions import Options
+from lgs_fast.schema import POLARS_SCHEMA
+
 REL = 1e-9
+START = dt.datetime(2010, 11, 1, 8, 0)
 
 
 def to_polars(frame: pl.DataFrame | pd.DataFrame, like: pl.DataFrame) -> pl.DataFrame:
@@ -44,6 +53,49 @@ def assert_agree(expected: pl.DataFrame, got: pl.DataFrame | pd.DataFrame, what:
             assert a == b, (
                 f"{what}.{name}: first difference at {next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)}"
             )
+
+
+def frame(rows: list[dict[str, object]]) -> pl.LazyFrame:
+    """Lines of the canonical schema from plain rows."""
+    return pl.DataFrame(rows, schema=POLARS_SCHEMA).lazy()
+
+
+def line(
+    invoice: str,
+    day: int,
+    customer: int | None,
+    quantity: int = 1,
+    price: float = 2.0,
+    stock_code: str = "22423",
+) -> dict[str, object]:
+    """One line of `invoice`, `day` days after START."""
+    return {
+        "invoice_no": invoice,
+        "stock_code": stock_code,
+        "description": "CAKESTAND",
+        "quantity": quantity,
+        "invoice_date": START + dt.timedelta(days=day),
+        "unit_price": price,
+        "customer_id": customer,
+        "country": "United Kingdom",
+    }
+
+
+def check_agreement(rows: list[dict[str, object]], options: Options) -> dict[str, pl.DataFrame]:
+    """Every table of `rows` by Polars, DuckDB and the pandas reference, compared; Polars' back."""
+    from benchmarks import pandas_reference as reference
+    from lgs_fast.analyze import tables_of
+    from lgs_fast.metrics import ANALYSES
+
+    lines = frame(rows)
+    polars = tables_of(lines, options, engine="polars")
+    duckdb = tables_of(lines, options, engine="duckdb")
+    expected = reference.run_all(lines.collect().to_pandas(), options)
+    for name in ANALYSES:
+        assert_agree(polars[name], duckdb[name], f"duckdb/{name}")
+        if not (name == "invoice_histogram" and polars[name].height == 0):
+            assert_agree(polars[name], expected[name], f"pandas/{name}")
+    return polars
 
 
 def write_segment_map(path: Path, *entries: tuple[str, str, str]) -> Path:
