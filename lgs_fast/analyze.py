@@ -284,10 +284,15 @@ def write_tables(tables: dict[str, pl.DataFrame], directory: Path) -> None:
 
 
 def _build(
-    tables: dict[str, pl.DataFrame], build: Path, report: bool, say: Callable[[str], None]
+    tables: dict[str, pl.DataFrame],
+    build: Path,
+    settings: tuple[tuple[str, str], ...] | None,
+    preset: str,
+    say: Callable[[str], None],
 ) -> None:
+    """Tables, then (unless `settings` is None: --no-report) charts, lists, workbook, report."""
     write_tables(tables, build / "tables")
-    if not report:
+    if settings is None:
         return
     from lgs_fast import charts as charting
     from lgs_fast import report as reporting
@@ -298,7 +303,18 @@ def _build(
     reporting.write_segment_exports(tables, build / "segments")
     workbook.write_workbook(tables, build / workbook.WORKBOOK_NAME)
     say("writing the report…")
-    page = reporting.render_report(tables, specs, reporting.vega_javascript())
+    files = sorted(
+        p.relative_to(build).as_posix()
+        for p in build.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
+    context = reporting.ReportContext(
+        generated=dt.datetime.now().astimezone(),
+        settings=settings,
+        files=(*files, "report.html"),
+        preset=preset,
+    )
+    page = reporting.render_report(tables, specs, reporting.vega_javascript(), context)
     (build / "report.html").write_text(page)
 
 
@@ -323,19 +339,27 @@ def analyze(
     target = Path(out)
     root = Path(lake) if lake is not None else default_lake()
     _check_request(engine, start, end)
+    options = options or Options()
     check_apart(target, root)
     # The lake is checked and OUT claimed before the long work, so that a damaged lake or a
     # busy or foreign OUT fails at once.
     with reading(root) as snap, OutputSwitch(target) as switch:
         say(f"computing tables with {engine}…")
         calibration_end = clv_settings.calibration_end if clv_settings else None
-        tables = _compute(snap, options or Options(), engine, start, end, calibration_end)
+        tables = _compute(snap, options, engine, start, end, calibration_end)
         if tables["clv_summary"].height > 0:  # no purchase at all: no model, no CLV section
             say("fitting the CLV models…")
             tables.update(clv_outputs(tables, clv_settings)[1])
         tables.pop("clv_calibration", None)
+        settings = None
+        if report:
+            from lgs_fast.clv import ClvSettings
+            from lgs_fast.report import analysis_settings
+
+            clv_used = (clv_settings or ClvSettings()) if "clv_models" in tables else None
+            settings = analysis_settings(options, engine, start, end, clv_used)
         try:
-            _build(tables, switch.build, report, say)
+            _build(tables, switch.build, settings, options.preset, say)
         except (LgsError, KeyboardInterrupt):
             raise
         except Exception as err:  # a full disk, say, met inside Polars or the chart renderer

@@ -19,6 +19,7 @@ In a notebook, each public function returns an Altair chart that Jupyter draws i
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,24 @@ from typing import Any
 import altair as alt
 import polars as pl
 
-# A sequential blue palette (ColorBrewer "Blues") reads in greyscale by lightness; the two-way
-# comparisons use a dark and a light shade of it for the same reason.
-DARK, LIGHT, ACCENT = "#08519c", "#9ecae1", "#d94801"
+from lgs_fast.wording import labelled_months, largest_reversal, money, segments_by_value
+
+# Two-way comparisons use a dark and a light blue (ColorBrewer "Blues"), which also read apart
+# in greyscale; falls and reversals take the orange, which no colour blindness confuses with
+# blue. Months the data covers only in part are drawn faint.
+DARK, LIGHT, ACCENT, GREY = "#08519c", "#9ecae1", "#d94801", "#bdbdbd"
+PARTIAL_OPACITY = 0.4
+# Paul Tol's "muted" scheme, nine colours built to stay distinct under every common colour
+# blindness, plus its pale grey: one colour per segment, fixed by the segment map's order so a
+# segment keeps its colour in every chart whatever order the chart lists it in.
 SEGMENT_COLOURS = [
-    "#08306b", "#08519c", "#2171b5", "#4292c6", "#6baed6",
-    "#9ecae1", "#c6dbef", "#fdae6b", "#f16913", "#a63603",
+    "#DDDDDD", "#CC6677", "#882255", "#DDCC77", "#999933",
+    "#117733", "#88CCEE", "#44AA99", "#332288", "#AA4499",
 ]  # fmt: skip
+# Okabe and Ito's colour-blind-safe colours for the statistics drawn over a histogram.
+STATISTIC_COLOURS = {
+    "min": "#56B4E9", "mode": "#CC79A7", "median": "#009E73", "mean": "#E69F00", "max": "#D55E00",
+}  # fmt: skip
 WIDTH = 640
 
 Tables = dict[str, pl.DataFrame]
@@ -75,10 +87,35 @@ def _pounds(field: str, title: str) -> alt.Y:
     return alt.Y(f"{field}:Q", title=title, axis=alt.Axis(format=",.0f"))
 
 
+def segment_colours(tables: Tables) -> dict[str, str]:
+    """Each segment's colour, by its place in the segment map (`SEGMENT_COLOURS`, repeating)."""
+    names = tables["segments"]["segment"].to_list()
+    return {n: SEGMENT_COLOURS[i % len(SEGMENT_COLOURS)] for i, n in enumerate(names)}
+
+
+def _ink(colours: dict[str, str]) -> dict[str, str]:
+    """Text colour readable on each segment's colour."""
+    return {s: "white" if _dark(c) else "black" for s, c in colours.items()}
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """Decades 1, 10, 100, … spanning [low, high] (positive), for a labelled log axis."""
+    ticks, tick = [], 10.0 ** math.floor(math.log10(max(low, 1e-2)))
+    while tick <= high * 10:
+        ticks.append(tick)
+        tick *= 10
+    return ticks
+
+
+STATISTICS = ["min", "mode", "median", "mean", "max"]
+
+
 def invoice_distribution(tables: Tables, view: str = "all") -> alt.LayerChart:
-    """Histogram of invoice totals with min / mean / median / mode / max rules.
+    """Histogram of invoice totals with min / mode / median / mean / max rules.
 
     `view` is `"all"` (every invoice) or `"le_p85"` (invoices at or below the 85th percentile).
+    When the largest invoice was reversed by a later credit note, the chart says so beside its
+    rule: a cancelled order, not a best customer, stretches the axis.
     """
     hist = tables["invoice_histogram"].filter(pl.col("view") == view)
     stats = tables["invoice_amounts"].filter(pl.col("view") == view)
@@ -98,37 +135,67 @@ def invoice_distribution(tables: Tables, view: str = "all") -> alt.LayerChart:
         )
     )
     marks = stats.unpivot(
-        index="view",
-        on=["min", "mean", "median", "mode", "max"],
-        variable_name="statistic",
-        value_name="amount",
-    )
+        index="view", on=STATISTICS, variable_name="statistic", value_name="amount"
+    ).with_columns(text=pl.col("statistic") + " " + pl.col("amount").map_elements(money, str))
     rules = (
         alt.Chart(_data(marks))
-        .mark_rule(strokeWidth=2, strokeDash=[4, 3])
+        .mark_rule(strokeWidth=2)
         .encode(
             x="amount:Q",
             color=alt.Color(
                 "statistic:N",
                 title="Statistic",
-                scale=alt.Scale(range=[LIGHT, ACCENT, "#6baed6", "#fd8d3c", "#08306b"]),
+                sort=STATISTICS,
+                scale=alt.Scale(domain=STATISTICS, range=list(STATISTIC_COLOURS.values())),
+            ),
+            strokeDash=alt.StrokeDash(
+                "statistic:N",
+                sort=STATISTICS,
+                title="Statistic",
+                scale=alt.Scale(domain=STATISTICS, range=[[1, 0], [2, 2], [6, 2], [4, 4], [1, 0]]),
             ),
             tooltip=["statistic:N", alt.Tooltip("amount:Q", title="£", format=",.2f")],
         )
     )
-    return alt.layer(bars, rules).properties(
-        width=WIDTH, height=260, title=f"Invoice totals, {label}"
-    )
+    layers: list[alt.Chart] = [bars, rules]
+    reversal = largest_reversal(tables) if view == "all" else None
+    if reversal is not None:
+        note = pl.DataFrame(
+            {
+                "amount": [reversal["total"]],
+                "text": [
+                    f"max {money(reversal['total'])}: invoice {reversal['invoice_no']}, "
+                    f"reversed by credit note {reversal['credit_note']}"
+                ],
+            }
+        )
+        layers.append(
+            alt.Chart(_data(note))
+            .mark_text(align="right", baseline="top", dx=-6, dy=4, color=ACCENT, fontSize=11)
+            .encode(x="amount:Q", y=alt.value(0), text="text:N")
+        )
+    return alt.layer(*layers).properties(width=WIDTH, height=260, title=f"Invoice totals, {label}")
 
 
 def invoice_box(tables: Tables) -> alt.LayerChart:
-    """Box plots (min, p25, median, p75, max) of invoice totals for both views, from the stats."""
+    """Box plots (min, p25, median, p75, max) of invoice totals for both views, on a log axis
+    labelled at every decade (£1, £10, £100, …), so the boxes and the far maximum both read."""
     stats = tables["invoice_amounts"].with_columns(
         pl.col("view").replace({"all": "All invoices", "le_p85": "≤ 85th percentile"})
     )
-    base = alt.Chart(_data(stats)).encode(y=alt.Y("view:N", title=None))
+    positive = stats.filter(pl.col("min") > 0)
+    ticks = (
+        _log_ticks(float(positive["min"].min()), float(positive["max"].max()))  # type: ignore[arg-type]
+        if positive.height
+        else [1.0]
+    )
+    axis = alt.Axis(
+        values=ticks, labelExpr="'£' + format(datum.value, datum.value < 1 ? '.2~f' : ',')"
+    )
+    base = alt.Chart(_data(positive)).encode(y=alt.Y("view:N", title=None))
+    scale = alt.Scale(type="log", domain=[ticks[0], ticks[-1]])
     whisker = base.mark_rule(color=DARK).encode(
-        x=alt.X("min:Q", title="Invoice total (£)", scale=alt.Scale(type="symlog")), x2="max:Q"
+        x=alt.X("min:Q", title="Invoice total (£, log scale)", scale=scale, axis=axis), x2="max:Q"
     )
     box = base.mark_bar(color=LIGHT, size=22).encode(x="p25:Q", x2="p75:Q", tooltip=[
         "view:N", alt.Tooltip("min:Q", format=",.2f"), alt.Tooltip("p25:Q", format=",.2f"),
@@ -137,142 +204,182 @@ def invoice_box(tables: Tables) -> alt.LayerChart:
     ])  # fmt: skip
     median = base.mark_tick(color=ACCENT, size=22, thickness=3).encode(x="median:Q")
     return alt.layer(whisker, box, median).properties(
-        width=WIDTH, height=120, title="Invoice totals: spread (symlog scale)"
+        width=WIDTH, height=120, title="Invoice totals: spread (log scale; orange = median)"
     )
 
 
-MONTH = alt.X("yearmonth(month):O", title="Month")
-MONTH_TIP = alt.Tooltip("yearmonth(month):O", title="Month")
+def _months(tables: Tables) -> tuple[pl.DataFrame, alt.X, alt.Tooltip]:
+    """The monthly table labelled by `labelled_months`, its x axis in month order, and a tooltip.
 
-
-def _monthly_pair(tables: Tables, labels: dict[str, str], value: str) -> pl.DataFrame:
-    """Two monthly columns as long (month, kind, value) rows, the kinds named by `labels`."""
-    return (
-        tables["monthly"]
-        .unpivot(index="month", on=list(labels), variable_name="kind", value_name=value)
-        .with_columns(pl.col("kind").replace(labels))
+    A month the data covers only in part is named with the days it covers, `Dec 2011 (1–9)`,
+    on the axis itself, so no reader takes its low bar for a collapse.
+    """
+    frame = labelled_months(tables)
+    x = alt.X(
+        "label:N", title="Month", sort=frame["label"].to_list(), axis=alt.Axis(labelAngle=-40)
     )
+    return frame, x, alt.Tooltip("label:N", title="Month")
+
+
+PERIOD = alt.Opacity(
+    "period:N",
+    title="Month",
+    scale=alt.Scale(domain=["complete", "partial"], range=[1.0, PARTIAL_OPACITY]),
+    legend=alt.Legend(labelExpr="datum.label == 'partial' ? 'partial (days covered)' : 'complete'"),
+)
+
+
+def _monthly_pair(frame: pl.DataFrame, labels: dict[str, str], value: str) -> pl.DataFrame:
+    """Two monthly columns as long (label, period, kind, value) rows, kinds named by `labels`."""
+    return frame.unpivot(
+        index=["label", "period"], on=list(labels), variable_name="kind", value_name=value
+    ).with_columns(pl.col("kind").replace(labels))
 
 
 def orders_per_month(tables: Tables) -> alt.Chart:
-    """Placed vs cancelled orders (distinct invoices) per month."""
-    frame = _monthly_pair(
-        tables, {"placed_orders": "Placed", "cancelled_orders": "Cancelled"}, "orders"
-    )
+    """Purchase invoices and credit notes (distinct invoices) per month."""
+    months, x, tip = _months(tables)
+    names = {"placed_orders": "Purchase invoices", "cancelled_orders": "Credit notes"}
+    frame = _monthly_pair(months, names, "invoices")
     return (
         alt.Chart(_data(frame))
         .mark_bar()
         .encode(
-            x=MONTH,
-            xOffset="kind:N",
-            y=alt.Y("orders:Q", title="Orders (invoices)"),
+            x=x,
+            xOffset=alt.XOffset("kind:N", sort=list(names.values())),
+            y=alt.Y("invoices:Q", title="Invoices"),
             color=alt.Color(
                 "kind:N",
-                title="Orders",
-                scale=alt.Scale(domain=["Placed", "Cancelled"], range=[DARK, LIGHT]),
+                title="Invoices",
+                scale=alt.Scale(domain=list(names.values()), range=[DARK, ACCENT]),
             ),
-            tooltip=[
-                MONTH_TIP,
-                "kind:N",
-                alt.Tooltip("orders:Q", format=","),
-            ],
+            opacity=PERIOD,
+            tooltip=[tip, "kind:N", alt.Tooltip("invoices:Q", format=",")],
         )
-        .properties(width=WIDTH, height=260, title="Placed and cancelled orders per month")
+        .properties(width=WIDTH, height=260, title="Purchase invoices and credit notes per month")
     )
 
 
-def monthly_sales(tables: Tables) -> alt.Chart:
-    """Sales per month (the `monthly` table), a line with a point per month."""
-    return (
-        alt.Chart(_data(tables["monthly"]))
-        .mark_line(point=True, color=DARK)
-        .encode(
-            x=MONTH,
-            y=_pounds("sales", "Sales (£)"),
-            tooltip=[
-                MONTH_TIP,
-                alt.Tooltip("sales:Q", title="Sales £", format=",.2f"),
-            ],
+def monthly_sales(tables: Tables) -> alt.LayerChart:
+    """Placed sales per month: a line through the complete months, partial months hollow."""
+    months, x, tip = _months(tables)
+    base = alt.Chart(_data(months)).encode(
+        x=x,
+        y=_pounds("sales", "Placed sales (£)"),
+        tooltip=[tip, alt.Tooltip("sales:Q", title="Placed sales £", format=",.2f"), "period:N"],
+    )
+    line = base.mark_line(color=DARK)
+    points = base.mark_point(size=60, color=DARK, strokeWidth=2).encode(
+        fill=alt.Fill(
+            "period:N",
+            title="Month",
+            scale=alt.Scale(domain=["complete", "partial"], range=[DARK, "white"]),
         )
-        .properties(width=WIDTH, height=260, title="Monthly sales")
+    )
+    return alt.layer(line, points).properties(
+        width=WIDTH, height=260, title="Placed sales per month (hollow: partial month)"
     )
 
 
 def sales_growth(tables: Tables) -> alt.Chart:
-    """Sales growth on the previous month in %, falls in the accent colour."""
+    """Placed sales growth on the previous month in %. A change that involves a partial month
+    is grey and named so: its height compares days with a whole month, not trade."""
+    months, x, tip = _months(tables)
+    frame = months.with_columns(
+        change=pl.when(~pl.col("complete") | ~pl.col("complete").shift(1).fill_null(True))
+        .then(pl.lit("involves a partial month"))
+        .when(pl.col("sales_growth_pct") >= 0)
+        .then(pl.lit("rise"))
+        .otherwise(pl.lit("fall"))
+    ).drop_nulls("sales_growth_pct")
+    kinds = ["rise", "fall", "involves a partial month"]
     return (
-        alt.Chart(_data(tables["monthly"].drop_nulls("sales_growth_pct")))
+        alt.Chart(_data(frame))
         .mark_bar()
         .encode(
-            x=MONTH,
+            x=x,
             y=alt.Y("sales_growth_pct:Q", title="Growth on previous month (%)"),
-            color=alt.condition("datum.sales_growth_pct >= 0", alt.value(DARK), alt.value(ACCENT)),
+            color=alt.Color(
+                "change:N",
+                title="Change",
+                scale=alt.Scale(domain=kinds, range=[DARK, ACCENT, GREY]),
+            ),
             tooltip=[
-                MONTH_TIP,
+                tip,
                 alt.Tooltip("sales_growth_pct:Q", title="Growth %", format="+.1f"),
+                alt.Tooltip("change:N", title="Change"),
             ],
         )
-        .properties(width=WIDTH, height=220, title="Monthly sales growth")
+        .properties(width=WIDTH, height=220, title="Placed sales growth on the previous month")
     )
 
 
 def active_customers(tables: Tables) -> alt.Chart:
-    """Customers with a line in each month."""
+    """Customers with a line in each month (partial months faint)."""
+    months, x, tip = _months(tables)
     return (
-        alt.Chart(_data(tables["monthly"]))
+        alt.Chart(_data(months))
         .mark_bar(color=DARK)
         .encode(
-            x=MONTH,
+            x=x,
             y=alt.Y("active_customers:Q", title="Active customers"),
-            tooltip=[
-                MONTH_TIP,
-                alt.Tooltip("active_customers:Q", format=","),
-            ],
+            opacity=PERIOD,
+            tooltip=[tip, alt.Tooltip("active_customers:Q", format=",")],
         )
         .properties(width=WIDTH, height=220, title="Active customers per month")
     )
 
 
 def new_vs_existing(tables: Tables) -> alt.Chart:
-    """New and existing customers per month, stacked."""
-    frame = _monthly_pair(
-        tables, {"new_customers": "New", "existing_customers": "Existing"}, "customers"
+    """New and existing customers per month, stacked. Where the table cannot tell them apart
+    (the first month of the data: nobody's history is known), the month's active customers are
+    one grey bar, "not known"."""
+    months, x, tip = _months(tables)
+    months = months.with_columns(
+        unknown=pl.when(pl.col("new_customers").is_null()).then(pl.col("active_customers"))
     )
+    names = {"existing_customers": "Existing", "new_customers": "New", "unknown": "Not known"}
+    frame = _monthly_pair(months, names, "customers").drop_nulls("customers")
     return (
         alt.Chart(_data(frame))
         .mark_bar()
         .encode(
-            x=MONTH,
+            x=x,
             y=alt.Y("customers:Q", title="Customers", stack="zero"),
             color=alt.Color(
                 "kind:N",
                 title="Customers",
-                scale=alt.Scale(domain=["Existing", "New"], range=[DARK, LIGHT]),
+                scale=alt.Scale(domain=list(names.values()), range=[DARK, LIGHT, GREY]),
             ),
-            tooltip=[
-                MONTH_TIP,
-                "kind:N",
-                alt.Tooltip("customers:Q", format=","),
-            ],
+            order=alt.Order("kind:N"),
+            opacity=PERIOD,
+            tooltip=[tip, "kind:N", alt.Tooltip("customers:Q", format=",")],
         )
-        .properties(width=WIDTH, height=240, title="New and existing customers per month")
+        .properties(
+            width=WIDTH,
+            height=240,
+            title="New and existing customers per month (first month: history not known)",
+        )
     )
 
 
+def _segment_scale(tables: Tables, order: list[str]) -> alt.Scale:
+    colours = segment_colours(tables)
+    return alt.Scale(domain=order, range=[colours[s] for s in order])
+
+
 def rf_grid(tables: Tables) -> alt.LayerChart:
-    """The recency × frequency score grid, coloured by segment, labelled with customer counts."""
+    """The recency × frequency score grid, coloured by segment, labelled with customer counts;
+    the legend lists segments by value, as the tables do."""
     grid = (
         tables["rfm"]
         .group_by("r_score", "f_score")
         .agg(customers=pl.len(), segment=pl.col("segment").first())
         .sort("r_score", "f_score")
     )
-    order = tables["segments"]["segment"].to_list()
-    colours = dict(zip(order, SEGMENT_COLOURS, strict=False))
+    order = segments_by_value(tables)["segment"].to_list()
     grid = grid.with_columns(
-        ink=pl.col("segment").replace_strict(
-            {s: "white" if _dark(c) else "black" for s, c in colours.items()}, default="black"
-        )
+        ink=pl.col("segment").replace_strict(_ink(segment_colours(tables)), default="black")
     )
     base = alt.Chart(_data(grid)).encode(
         x=alt.X(
@@ -282,10 +389,7 @@ def rf_grid(tables: Tables) -> alt.LayerChart:
     )
     cells = base.mark_rect(stroke="white").encode(
         color=alt.Color(
-            "segment:N",
-            title="Segment",
-            sort=order,
-            scale=alt.Scale(domain=order, range=SEGMENT_COLOURS[: len(order)]),
+            "segment:N", title="Segment", sort=order, scale=_segment_scale(tables, order)
         ),
         tooltip=["segment:N", "r_score:O", "f_score:O", alt.Tooltip("customers:Q", format=",")],
     )
@@ -298,120 +402,142 @@ def rf_grid(tables: Tables) -> alt.LayerChart:
     )
 
 
+def _labelled_bars(
+    frame: pl.DataFrame,
+    value: str,
+    title: str,
+    y: alt.Y,
+    colour: alt.Color | str,
+    width: int,
+) -> alt.LayerChart:
+    """Horizontal bars of `value`, each with its `text` column written at its end.
+
+    The axis is linear from 0 (or the smallest negative value), with room kept on the right
+    for the labels, so a bar's length stays proportional to its value.
+    """
+    low = min(float(frame[value].min() or 0.0), 0.0)
+    high = max(float(frame[value].max() or 0.0), 0.0)
+    x = alt.X(
+        f"{value}:Q",
+        title=title,
+        scale=alt.Scale(domain=[low, high * 1.5 if high > 0 else 1.0]),
+        axis=alt.Axis(format=",.0f", labelOverlap=True),
+    )
+    base = alt.Chart(_data(frame)).encode(y=y)
+    if isinstance(colour, str):
+        bars = base.mark_bar(color=colour).encode(x=x)
+    else:
+        bars = base.mark_bar().encode(x=x, color=colour)
+    labels = base.mark_text(align="left", dx=4, fontSize=11).encode(x=f"{value}:Q", text="text:N")
+    return alt.layer(bars, labels).properties(width=width, height=22 * max(frame.height, 1))
+
+
+def _with_text(
+    frame: pl.DataFrame, value: str, share: pl.Expr | None, pounds: bool
+) -> pl.DataFrame:
+    """`frame` with `text`: the value (in whole pounds when `pounds`) and its share in %."""
+    shown = pl.col(value).map_elements(
+        (lambda v: f"£{v:,.0f}") if pounds else (lambda v: f"{v:,}"), pl.String
+    )
+    if share is None:
+        return frame.with_columns(text=shown)
+    return frame.with_columns(text=pl.format("{} ({}%)", shown, (share * 100).round(1)))
+
+
 def segment_sizes(tables: Tables) -> alt.HConcatChart:
-    """Customers and revenue (net spend) per segment."""
-    frame = tables["segments"].filter(pl.col("customers") > 0)
+    """Customers and net spend per segment, largest net spend first, each bar labelled with its
+    value and share."""
+    frame = segments_by_value(tables).filter(pl.col("customers") > 0)
     order = frame["segment"].to_list()
-    base = alt.Chart(_data(frame)).encode(y=alt.Y("segment:N", title=None, sort=order))
-    customers = (
-        base.mark_bar(color=DARK)
-        .encode(
-            x=alt.X("customers:Q", title="Customers"),
-            tooltip=[
-                "segment:N",
-                alt.Tooltip("customers:Q", format=","),
-                alt.Tooltip("share:Q", format=".1%"),
-            ],
-        )
-        .properties(width=280, height=280, title="Customers per segment")
-    )
-    revenue = (
-        base.mark_bar(color=LIGHT)
-        .encode(
-            x=alt.X("total_monetary:Q", title="Revenue (£)", axis=alt.Axis(format=",.0f")),
-            tooltip=[
-                "segment:N",
-                alt.Tooltip("total_monetary:Q", title="Revenue £", format=",.0f"),
-            ],
-        )
-        .properties(width=280, height=280, title="Revenue per segment")
-    )
-    return alt.hconcat(customers, revenue)
+    y = alt.Y("segment:N", title=None, sort=order)
+    colour = alt.Color("segment:N", scale=_segment_scale(tables, order), legend=None)
+    spend_share = pl.col("total_monetary") / pl.col("total_monetary").sum()
+    customers = _labelled_bars(
+        _with_text(frame, "customers", pl.col("share"), pounds=False),
+        "customers", "Customers", y, colour, 220,
+    ).properties(title="Customers per segment")  # fmt: skip
+    spend = _labelled_bars(
+        _with_text(frame, "total_monetary", spend_share, pounds=True),
+        "total_monetary", "Net spend (£)", y, colour, 240,
+    ).properties(title="Net spend per segment")  # fmt: skip
+    return alt.hconcat(customers, spend)
 
 
-def top_countries(tables: Tables) -> alt.Chart:
-    """Sales per country (the `top_countries` table), largest first."""
-    frame = tables["top_countries"]
-    return (
-        alt.Chart(_data(frame))
-        .mark_bar(color=DARK)
-        .encode(
-            x=alt.X(
-                "sales:Q",
-                title="Sales (£)",
-                axis=alt.Axis(format=",.0f"),
-                scale=alt.Scale(type="symlog"),
-            ),
-            y=alt.Y("country:N", title=None, sort=frame["country"].to_list()),
-            tooltip=[
-                "country:N",
-                alt.Tooltip("sales:Q", format=",.0f"),
-                alt.Tooltip("share:Q", format=".1%"),
-                "orders:Q",
-                "customers:Q",
-            ],
-        )
-        .properties(
-            width=WIDTH - 160,
-            height=22 * max(frame.height, 1),
-            title="Top countries by sales (symlog scale)",
-        )
-    )
+def top_countries(tables: Tables) -> alt.LayerChart:
+    """Placed sales per country, largest first, on a linear axis: every bar is labelled with its
+    value and share, so the small ones read however long the first is."""
+    frame = _with_text(tables["top_countries"], "sales", pl.col("share"), pounds=True)
+    return _labelled_bars(
+        frame,
+        "sales",
+        "Placed sales (£)",
+        alt.Y("country:N", title=None, sort=frame["country"].to_list()),
+        DARK,
+        WIDTH - 180,
+    ).properties(title="Top countries by placed sales (share of all placed sales)")
 
 
-def top_products(tables: Tables) -> alt.Chart:
-    """Sales per product (the `top_products` table), labelled with stock code and name."""
-    frame = tables["top_products"].with_columns(
+def top_products(tables: Tables) -> alt.LayerChart:
+    """Net revenue per product (its lines, credit notes included), labelled with the full name."""
+    frame = _with_text(tables["top_products"], "net_revenue", None, pounds=True).with_columns(
         label=pl.col("stock_code") + " " + pl.col("description").fill_null("")
     )
-    return (
-        alt.Chart(_data(frame))
-        .mark_bar(color=DARK)
-        .encode(
-            x=alt.X("sales:Q", title="Sales (£)", axis=alt.Axis(format=",.0f")),
-            y=alt.Y("label:N", title=None, sort=frame["label"].to_list()),
-            tooltip=[
-                "stock_code:N",
-                "description:N",
-                alt.Tooltip("sales:Q", format=",.0f"),
-                alt.Tooltip("quantity:Q", format=","),
-                "orders:Q",
-            ],
-        )
-        .properties(
-            width=WIDTH - 200, height=22 * max(frame.height, 1), title="Top products by sales"
-        )
+    return _labelled_bars(
+        frame,
+        "net_revenue",
+        "Net revenue (£)",
+        alt.Y("label:N", title=None, sort=frame["label"].to_list(), axis=alt.Axis(labelLimit=0)),
+        DARK,
+        WIDTH - 330,
+    ).properties(title="Top products by net revenue (credit notes included)")
+
+
+def cohort_retention(tables: Tables) -> alt.LayerChart:
+    """Share of each monthly cohort active again 1, 2, … months after its first month, every
+    cell labelled. The first cohort holds everyone already a customer when the data starts, and
+    cells of a partial month are faint."""
+    cohorts = tables["cohorts"]
+    first = cohorts["cohort"].min()
+    frame = cohorts.filter(pl.col("months_since") > 0).with_columns(
+        label=pl.col("cohort").dt.strftime("%b %Y")
+        + pl.when(pl.col("cohort") == first).then(pl.lit(" and before")).otherwise(pl.lit("")),
+        period=pl.when(pl.col("complete")).then(pl.lit("complete")).otherwise(pl.lit("partial")),
     )
-
-
-def cohort_retention(tables: Tables) -> alt.Chart:
-    """Share of each monthly cohort buying again 1, 2, … months after its first purchase."""
-    frame = tables["cohorts"].filter(pl.col("months_since") > 0)
-    return (
-        alt.Chart(_data(frame))
-        .mark_rect()
-        .encode(
-            x=alt.X("months_since:O", title="Months after first purchase"),
-            y=alt.Y("yearmonth(cohort):O", title="Cohort (first month)"),
-            color=alt.Color(
-                "retention:Q",
-                title="Retained",
-                scale=alt.Scale(scheme="blues"),
-                legend=alt.Legend(format=".0%"),
-            ),
-            tooltip=[
-                alt.Tooltip("yearmonth(cohort):O", title="Cohort"),
-                "months_since:O",
-                alt.Tooltip("retention:Q", format=".1%"),
-                "customers:Q",
-                "cohort_size:Q",
-            ],
-        )
-        .properties(
-            width=WIDTH - 100,
-            height=24 * max(frame["cohort"].n_unique(), 1),
-            title="Monthly cohort retention",
-        )
+    order = frame.sort("cohort")["label"].unique(maintain_order=True).to_list()
+    strongest = float(frame["retention"].max() or 0.0)
+    base = alt.Chart(_data(frame)).encode(
+        x=alt.X(
+            "months_since:O", title="Months after the first month", axis=alt.Axis(labelAngle=0)
+        ),
+        y=alt.Y("label:N", title="Cohort (first month)", sort=order),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(
+            "retention:Q",
+            title="Active again",
+            scale=alt.Scale(scheme="blues"),
+            legend=alt.Legend(format=".0%"),
+        ),
+        opacity=PERIOD,
+        tooltip=[
+            alt.Tooltip("label:N", title="Cohort"),
+            "months_since:O",
+            alt.Tooltip("retention:Q", format=".1%"),
+            alt.Tooltip("customers:Q", format=","),
+            alt.Tooltip("cohort_size:Q", format=","),
+            alt.Tooltip("period:N", title="Month"),
+        ],
+    )
+    text = base.mark_text(fontSize=10).encode(
+        text=alt.Text("retention:Q", format=".0%"),
+        color=alt.condition(
+            f"datum.retention > {strongest * 0.6}", alt.value("white"), alt.value("black")
+        ),
+    )
+    return alt.layer(cells, text).properties(
+        width=WIDTH - 120,
+        height=26 * max(len(order), 1),
+        title="Monthly cohort retention (faint: partial month)",
     )
 
 

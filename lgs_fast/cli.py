@@ -573,20 +573,28 @@ def clv_command(
 
 
 def _print_summary(tables: dict[str, Any]) -> None:
-    overview = tables["overview"].row(0, named=True)
-    monthly = tables["monthly"]
-    rows = [
-        ("lines", f"{overview['lines']:,}"),
-        ("invoices", f"{overview['invoices']:,}"),
-        ("customers", f"{overview['customers']:,}"),
-        ("months", f"{monthly.height:,}"),
-        ("sales (GBP)", f"{monthly['sales'].sum():,.2f}"),
-    ]
-    _print_table("summary:", rows)
-    segments = tables["segments"]
+    from lgs_fast.wording import headline, partial_months, segments_by_value
+
+    rows = [(f.label.lower(), f.value, f.detail) for f in headline(tables)]
+    partial = partial_months(tables)
+    rows.insert(
+        5,
+        (
+            "months",
+            f"{tables['monthly'].height:,}",
+            f"partial: {', '.join(partial)}" if partial else "",
+        ),
+    )
+    width = max(len(k) for k, _, _ in rows)
+    click.echo("summary:")
+    for key, value, detail in rows:
+        click.echo(f"  {key:<{width}}  {value:>15}" + (f"  ({detail})" if detail else ""))
     _print_table(
-        "segments (customers):",
-        [(s, f"{n:,}") for s, n in segments.select("segment", "customers").iter_rows()],
+        "segments (customers), by net spend:",
+        [
+            (s, f"{n:,}")
+            for s, n in segments_by_value(tables).select("segment", "customers").iter_rows()
+        ],
     )
 
 

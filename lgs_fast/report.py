@@ -10,19 +10,40 @@ spreadsheet would run as a formula.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from lgs_fast.definitions import MONEY_COLUMNS, SegmentRule, check_segment_files, segment_slug
+from lgs_fast.definitions import (
+    MONEY_COLUMNS,
+    Options,
+    SegmentRule,
+    check_segment_files,
+    load_segment_rules,
+    segment_slug,
+)
 from lgs_fast.errors import InputError
+from lgs_fast.wording import (
+    QUALITY_LABELS,
+    headline,
+    largest_reversal,
+    money,
+    partial_months,
+    reconciliation,
+    segments_by_value,
+)
+
+if TYPE_CHECKING:
+    from lgs_fast.clv import ClvSettings
 
 Tables = dict[str, pl.DataFrame]
 
@@ -36,10 +57,6 @@ for (const el of document.querySelectorAll("[data-spec]")) {
 
 def _e(value: object) -> str:
     return html.escape("" if value is None else str(value))
-
-
-def _money(value: float | None) -> str:
-    return "–" if value is None else f"£{value:,.2f}"
 
 
 def _table(frame: pl.DataFrame, columns: dict[str, str], numeric: dict[str, str]) -> str:
@@ -61,30 +78,141 @@ def _table(frame: pl.DataFrame, columns: dict[str, str], numeric: dict[str, str]
 
 
 def _cards(tables: Tables) -> str:
-    o = tables["overview"].row(0, named=True)
-    items = [
-        ("Lines", f"{o['lines']:,}"),
-        ("Invoices", f"{o['invoices']:,}"),
-        ("Customers", f"{o['customers']:,}"),
-        ("Products", f"{o['stock_codes']:,}"),
-        ("Countries", f"{o['countries']:,}"),
-        ("Revenue", _money(o["revenue"])),
-        ("Mean invoice", _money(o["mean_invoice_total"])),
-    ]
-    return "".join(f'<div class="card">{_e(k)}<b>{_e(v)}</b></div>' for k, v in items)
+    """Two rows of cards: the counts, then the money."""
+    figures = headline(tables)
+    rows = ([f for f in figures if not f.money], [f for f in figures if f.money])
+    return "".join(
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card">{_e(f.label)}<b>{_e(f.value)}</b>'
+            + (f"<small>{_e(f.detail)}</small>" if f.detail else "")
+            + "</div>"
+            for f in row
+        )
+        + "</div>"
+        for row in rows
+    )
 
 
 def propositions(tables: Tables) -> list[str]:
-    """One sentence per non-empty segment, written from the segment table (plain text)."""
+    """One sentence per non-empty segment, by value, written from the segment table."""
     out = []
-    for s in tables["segments"].filter(pl.col("customers") > 0).iter_rows(named=True):
+    for s in segments_by_value(tables).filter(pl.col("customers") > 0).iter_rows(named=True):
         out.append(
             f"{s['segment']}: {s['customers']:,} customers ({s['share']:.1%}) spent "
-            f"{_money(s['total_monetary'])} in total ({_money(s['mean_monetary'])} each), "
+            f"{money(s['total_monetary'])} net in total ({money(s['mean_monetary'])} each), "
             f"bought {s['mean_frequency']:.1f} times on average, last {s['mean_recency']:.0f} days ago. "
             f"Action: {s['action'] or 'none set'}"
         )
     return out
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What the page says about its own making: when, over which options, beside which files."""
+
+    generated: dt.datetime
+    settings: tuple[tuple[str, str], ...] = ()
+    files: tuple[str, ...] = ()
+    preset: str = "standard"
+
+
+def analysis_settings(
+    options: Options,
+    engine: str,
+    start: dt.date | dt.datetime | None,
+    end: dt.date | dt.datetime | None,
+    clv: ClvSettings | None,
+) -> tuple[tuple[str, str], ...]:
+    """The options an analysis ran with, as (name, value) rows for the report."""
+    shipped = options.rules == load_segment_rules(bins=options.bins)
+    rows = [
+        ("Engine", engine),
+        ("Preset", options.preset),
+        ("Lines from", f"{start:%Y-%m-%d}" if start else "the first line"),
+        ("Lines before", f"{end:%Y-%m-%d}" if end else "after the last line"),
+        ("Reference time (--as-of)", f"{options.as_of:%Y-%m-%d %H:%M}" if options.as_of else
+         "the latest invoice"),
+        ("Score bins", f"{options.bins}"),
+        ("Segment map", f"{'shipped' if shipped else 'custom'}, {len(options.rules)} segments"),
+        ("Top countries and products", f"{options.top}"),
+    ]  # fmt: skip
+    if clv is not None:
+        rows += [
+            ("CLV model", clv.model),
+            ("CLV horizon", f"{clv.months} months at {clv.monthly_discount:.1%} a month"),
+            ("Expected purchases over", f"{clv.horizon_days} days"),
+            ("Holdout from", f"{clv.calibration_end:%Y-%m-%d}" if clv.calibration_end else "none"),
+        ]
+    return tuple(rows)
+
+
+def amounts_note(tables: Tables) -> str:
+    """The sentence above the invoice charts: centre, spread, and what the largest one was."""
+    amounts = {r["view"]: r for r in tables["invoice_amounts"].iter_rows(named=True)}
+    everything, below = amounts["all"], amounts["le_p85"]
+    if not everything["count"]:
+        return "No invoice totals above £0."
+    text = (
+        f"{everything['count']:,} invoices: median {money(everything['median'])}, mean "
+        f"{money(everything['mean'])}, most common {money(everything['mode'])}. A few very large "
+        f"invoices (up to {money(everything['max'])}) stretch the first chart, so the second "
+        f"shows the {below['count']:,} at or below the 85th percentile ({money(everything['p85'])})."
+    )
+    reversal = largest_reversal(tables)
+    if reversal is not None:
+        text += (
+            f" The largest, invoice {reversal['invoice_no']} of {reversal['invoice_date']:%d %b %Y}, "
+            f"was reversed in full by credit note {reversal['credit_note']} "
+            f"({reversal['credit_date']:%d %b %Y %H:%M}): a cancelled order, not a sale."
+        )
+    return text
+
+
+def monthly_note(tables: Tables) -> str:
+    """Which months the data covers only in part, and how the charts show them."""
+    partial = partial_months(tables)
+    unknown = tables["monthly"]["new_customers"].null_count() > 0
+    parts = []
+    if partial:
+        parts.append(
+            f"{' and '.join(partial)} {'is' if len(partial) == 1 else 'are'} covered only in part "
+            "(the days in brackets): those months are drawn faint or hollow, and growth to or from "
+            "them is grey, not a rise or a fall."
+        )
+    if unknown:
+        parts.append(
+            "In the first month of the data no customer's history is known, so its customers are "
+            "not split into new and existing."
+        )
+    return " ".join(parts) or "Every month is covered in full."
+
+
+def _about(context: ReportContext | None, tables: Tables) -> str:
+    """The page's last section: when it was made, from what span, with which options; links."""
+    o = tables["overview"].row(0, named=True)
+    span = (
+        f"{o['first_invoice']:%d %b %Y %H:%M} to {o['last_invoice']:%d %b %Y %H:%M}"
+        if o["first_invoice"]
+        else "no lines"
+    )
+    rows = [("Data", span)]
+    if context is not None:
+        rows.insert(0, ("Generated", f"{context.generated:%d %b %Y %H:%M:%S %Z}".strip()))
+        rows += list(context.settings)
+    items = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    links = ""
+    if context is not None and context.files:
+        groups: dict[str, list[str]] = {}
+        for name in context.files:
+            groups.setdefault(name.split("/")[0] if "/" in name else "", []).append(name)
+        links = "".join(
+            f"<p><b>{_e(folder or 'files')}/</b> "
+            + " · ".join(f'<a href="{_e(f)}">{_e(f.split("/")[-1])}</a>' for f in names)
+            + "</p>"
+            for folder, names in groups.items()
+        )
+    return f'<table class="about">{items}</table><div class="files">{links}</div>'
 
 
 def _spec_json(spec: dict[str, Any]) -> str:
@@ -92,27 +220,34 @@ def _spec_json(spec: dict[str, Any]) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def render_report(tables: Tables, specs: dict[str, dict[str, Any]], javascript: str) -> str:
-    """The report page: overview, every chart, segment table, propositions, data quality."""
+_MONEY_CELL = ",.2f"
+
+
+def render_report(
+    tables: Tables,
+    specs: dict[str, dict[str, Any]],
+    javascript: str,
+    context: ReportContext | None = None,
+) -> str:
+    """The report page: overview, every chart, segment table, propositions, data quality, and
+    (from `context`) when and how it was made, with a link to every output file."""
     o = tables["overview"].row(0, named=True)
-    amounts = {r["view"]: r for r in tables["invoice_amounts"].iter_rows(named=True)}
-    everything = amounts["all"]
+    preset = context.preset if context else "standard"
     span = (
         f"{o['first_invoice']:%d %b %Y} to {o['last_invoice']:%d %b %Y}"
         if o["first_invoice"]
         else "no lines"
     )
+    generated = f" Generated {context.generated:%d %b %Y %H:%M}." if context else ""
+    quality = tables["data_quality"].with_columns(
+        pl.col("check").replace(QUALITY_LABELS).alias("check")
+    )
     template = Template(resources.files("lgs_fast").joinpath("templates/report.html").read_text())
     return template.substitute(
-        subtitle=_e(f"{o['lines']:,} invoice lines, {span}."),
+        subtitle=_e(f"{o['lines']:,} invoice lines, {span}.{generated}"),
         cards=_cards(tables),
-        amounts_note=_e(
-            f"{everything['count']:,} invoices: median {_money(everything['median'])}, mean "
-            f"{_money(everything['mean'])}, most common {_money(everything['mode'])}; a few very large "
-            f"invoices (up to {_money(everything['max'])}) stretch the first chart, so the second "
-            f"shows the {amounts['le_p85']['count']:,} at or below the 85th percentile "
-            f"({_money(everything['p85'])})."
-        ),
+        reconciliation="".join(f"<li>{_e(s)}</li>" for s in reconciliation(tables, preset)),
+        amounts_note=_e(amounts_note(tables)),
         amounts_table=_table(
             tables["invoice_amounts"].with_columns(
                 pl.col("view").replace({"all": "all invoices", "le_p85": "≤ 85th percentile"})
@@ -131,30 +266,27 @@ def render_report(tables: Tables, specs: dict[str, dict[str, Any]], javascript: 
             },
             {
                 "count": ",",
-                "min": ",.2f",
-                "p25": ",.2f",
-                "median": ",.2f",
-                "mean": ",.2f",
-                "mode": ",.2f",
-                "p75": ",.2f",
-                "p95": ",.2f",
-                "max": ",.2f",
+                **dict.fromkeys(
+                    ("min", "p25", "median", "mean", "mode", "p75", "p95", "max"), _MONEY_CELL
+                ),
             },
         ),  # fmt: skip
+        monthly_note=_e(monthly_note(tables)),
         rfm_note=_e(
-            f"{tables['rfm'].height:,} customers scored 1–5 on recency, frequency and monetary "
-            "value (quintiles); segments follow from the recency and frequency scores."
+            f"{tables['rfm'].height:,} customers scored 1–{tables['rfm']['r_score'].max() or 5} on "
+            "recency, frequency and monetary value; segments follow from the recency and "
+            "frequency scores and are listed by their total net spend."
         ),
         segments_table=_table(
-            tables["segments"],
+            segments_by_value(tables),
             {
                 "segment": "Segment",
                 "customers": "Customers",
                 "share": "Share",
                 "mean_recency": "Mean recency (days)",
                 "mean_frequency": "Mean frequency",
-                "mean_monetary": "Mean spend £",
-                "total_monetary": "Total spend £",
+                "mean_monetary": "Mean net spend £",
+                "total_monetary": "Total net spend £",
                 "action": "Recommended action",
             },
             {
@@ -162,34 +294,82 @@ def render_report(tables: Tables, specs: dict[str, dict[str, Any]], javascript: 
                 "share": ".1%",
                 "mean_recency": ",.0f",
                 "mean_frequency": ",.1f",
-                "mean_monetary": ",.2f",
-                "total_monetary": ",.0f",
+                "mean_monetary": _MONEY_CELL,
+                "total_monetary": _MONEY_CELL,
             },
         )  # fmt: skip
         + f"<p>{_e(campaign_note(tables))}</p>",
         propositions="".join(f'<p class="proposition">{_e(p)}</p>' for p in propositions(tables)),
+        countries_table=_table(
+            tables["top_countries"],
+            {
+                "rank": "#",
+                "country": "Country",
+                "sales": "Placed sales £",
+                "share": "Share",
+                "orders": "Purchase invoices",
+                "customers": "Customers",
+            },
+            {"sales": _MONEY_CELL, "share": ".1%", "orders": ",", "customers": ","},
+        ),  # fmt: skip
         products_table=_table(
             tables["top_products"],
             {
                 "rank": "#",
                 "stock_code": "Code",
                 "description": "Description",
-                "sales": "Sales £",
+                "net_revenue": "Net revenue £",
+                "placed_sales": "Placed sales £",
+                "cancelled_value": "Cancelled value £",
                 "quantity": "Units",
-                "orders": "Orders",
+                "purchase_invoices": "Purchase invoices",
             },
-            {"sales": ",.0f", "quantity": ",", "orders": ","},
-        ),
+            {
+                "net_revenue": _MONEY_CELL,
+                "placed_sales": _MONEY_CELL,
+                "cancelled_value": _MONEY_CELL,
+                "quantity": ",",
+                "purchase_invoices": ",",
+            },
+        ),  # fmt: skip
+        reversed_table=_reversed_table(tables),
         clv_section=clv_section(tables, specs),
-        quality_table=_table(
-            tables["data_quality"], {"check": "Check", "count": "Lines"}, {"count": ","}
-        ),
+        quality_table=_table(quality, {"check": "Check", "count": "Count"}, {"count": ","}),
+        about=_about(context, tables),
         specs="\n".join(
             f'<script type="application/json" id="spec-{_e(name)}">{_spec_json(spec)}</script>'
             for name, spec in specs.items()
         ),
         javascript=javascript,
     )
+
+
+REVERSED_SHOWN = 10
+
+
+def _reversed_table(tables: Tables) -> str:
+    """The largest reversed invoices, with the sentence that says how many there are."""
+    reversed_ = tables.get("reversed_invoices")
+    if reversed_ is None or reversed_.height == 0:
+        return "<p>No purchase invoice was reversed in full by a later credit note.</p>"
+    shown = min(reversed_.height, REVERSED_SHOWN)
+    intro = (
+        f"<p>{reversed_.height:,} purchase invoices, {money(reversed_['total'].sum())} in all, "
+        f"were reversed in full by a later credit note of the same customer; the {shown:,} "
+        "largest (all of them in tables/reversed_invoices.csv):</p>"
+    )
+    when = "%d %b %Y %H:%M"
+    rows = reversed_.head(shown).with_columns(
+        pl.col("invoice_date").dt.strftime(when), pl.col("credit_date").dt.strftime(when)
+    )
+    return intro + _table(
+        rows,
+        {
+            "invoice_no": "Invoice", "invoice_date": "Placed", "credit_note": "Credit note",
+            "credit_date": "Reversed", "customer_id": "Customer", "total": "Total £",
+        },
+        {"total": _MONEY_CELL},
+    )  # fmt: skip
 
 
 def _chart(name: str, specs: dict[str, dict[str, Any]]) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import polars as pl
@@ -32,23 +34,27 @@ def output(retail_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _data_rows(spec: dict[str, object]) -> list[int]:
-    """Row counts of every inline data set in a spec, however deeply layered."""
-    found: list[int] = []
+def _marks(spec: dict[str, Any], key: str) -> list[Any]:
+    """Every value of `key` in a spec, however deeply layered (the config block aside)."""
+    found: list[Any] = []
 
     def walk(node: object) -> None:
         if isinstance(node, dict):
-            values = node.get("values")
-            if isinstance(values, list) and node is not spec.get("config"):
-                found.append(len(values))
-            for child in node.values():
-                walk(child)
+            if key in node:
+                found.append(node[key])
+            for value in node.values():
+                walk(value)
         elif isinstance(node, list):
-            for child in node:
-                walk(child)
+            for value in node:
+                walk(value)
 
-    walk(spec)
+    walk({k: v for k, v in spec.items() if k != "config"})
     return found
+
+
+def _data_rows(spec: dict[str, Any]) -> list[int]:
+    """Row counts of every inline data set in a spec."""
+    return [len(values) for values in _marks(spec, "values") if isinstance(values, list)]
 
 
 def test_chart_files_validate_and_hold_only_aggregates(output: Path) -> None:
@@ -106,12 +112,90 @@ def test_report_content_is_escaped(retail_lake: Path, tmp_path: Path) -> None:
 
 def test_report_says_what_marketing_needs(output: Path) -> None:
     page = (output / "report.html").read_text()
-    assert "Can&#x27;t Lose: 63 customers (1.5%) spent £172,343.36 in total" in page
-    assert "541,909 invoice lines, 01 Dec 2010 to 09 Dec 2011." in page
+    assert "Can&#x27;t Lose: 63 customers (1.5%) spent £172,343.36 net in total" in page
+    assert "541,909 invoice lines, 01 Dec 2010 to 09 Dec 2011. Generated " in page
     assert "http://" not in page.split('<script type="module">')[0]  # nothing to fetch
     assert page.count('class="chart"') == len(CHARTS)
     assert "No purchase model fits these data" in page
     assert "BG/NBD (does not fit the calibration data), fitted on the 3,317 customers" in page
+
+
+def _text(page: str) -> str:
+    """The page's words as a reader sees them (no tags, no scripts, entities decoded)."""
+    body = page.split('<script type="application/json"')[0]
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def test_report_uses_one_vocabulary_and_says_why_totals_differ(output: Path) -> None:
+    words = " ".join(_text((output / "report.html").read_text()).split())
+    for card in (
+        "Invoices 25,900 22,064 purchase invoices, 3,836 credit notes",
+        "Customers 4,372 4,339 with a purchase",
+        "Placed sales £10,644,560.42", "Cancelled value −£896,812.49",
+        "Net revenue £9,747,747.93",
+    ):  # fmt: skip
+        assert card in words
+    assert (
+        "Net revenue £9,747,747.93 is placed sales £10,644,560.42 plus the cancelled value "
+        "−£896,812.49 of the credit notes." in words
+    )
+    assert "Segments cover the 4,339 customers with a purchase; the other 33 customers" in words
+    assert "The invoice amounts cover the 19,960 purchase invoices whose total is above £0" in words
+    # The largest invoice was cancelled minutes later; the page says so, and it sells nothing.
+    assert (
+        "The largest, invoice 581483 of 09 Dec 2011, was reversed in full by credit note C581484"
+        in words
+    )
+    products = words.split("Products are ranked by net revenue")[1].split("Orders reversed")[0]
+    assert "PAPER CRAFT , LITTLE BIRDIE" not in products
+    assert "Dec 2011 (1–9) is covered only in part" in words
+    assert "In the first month of the data no customer's history is known" in words
+    assert "Lines without a customer id 135,080" in words and "no_customer_id" not in words
+    segments = words.split("Recommended action")[1]
+    order = [segments.index(s) for s in ("Champions", "Loyal Customers", "At Risk", "Hibernating")]
+    assert order == sorted(order)  # by total net spend, not by the map's order
+
+
+def test_report_tells_how_it_was_made_and_links_every_file(output: Path) -> None:
+    page = (output / "report.html").read_text()
+    words = " ".join(_text(page).split())
+    assert "Score bins 5" in words and "Preset standard" in words and "Engine polars" in words
+    assert "Holdout from 2011-09-01" in words
+    assert "Data 01 Dec 2010 08:26 to 09 Dec 2011 12:50" in words
+    linked = set(re.findall(r'<a href="([^"]+)">', page))
+    files = {
+        p.relative_to(output).as_posix()
+        for p in output.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+    assert linked == files
+    assert {"lgs_report.xlsx", "tables/reversed_invoices.csv", "segments/champions.csv"} <= linked
+
+
+def test_charts_read_true(output: Path) -> None:
+    specs = {p.name.removesuffix(".vl.json"): json.loads(p.read_text())
+             for p in (output / "charts").glob("*.vl.json")}  # fmt: skip
+    assert "symlog" not in json.dumps(specs)
+    growth = _data_rows_of(specs["sales_growth"])
+    december = next(r for r in growth if r["label"] == "Dec 2011 (1–9)")
+    assert december["change"] == "involves a partial month"
+    assert {r["change"] for r in growth if r["label"] != "Dec 2011 (1–9)"} == {"rise", "fall"}
+    first = [r for r in _data_rows_of(specs["new_vs_existing"]) if r["label"] == "Dec 2010"]
+    assert [r["kind"] for r in first] == ["Not known"]
+    # Ten segments, ten different colours, listed by value in the legend.
+    scale = next(s for s in _marks(specs["rf_grid"], "scale") if len(s.get("range", [])) == 10)
+    assert len(set(scale["range"])) == 10
+    assert scale["domain"][:3] == ["Champions", "Loyal Customers", "At Risk"]
+    products = [r["stock_code"] for r in _data_rows_of(specs["top_products"])]
+    assert "23843" not in products and products[0] == "22423"
+    texts = {r["text"] for r in _data_rows_of(specs["top_countries"])}
+    assert "£9,003,098 (84.6%)" in texts
+    note = _data_rows_of(specs["invoice_amounts_all"])
+    assert any("reversed by credit note C581484" in str(r.get("text")) for r in note)
+
+
+def _data_rows_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [row for values in _marks(spec, "values") if isinstance(values, list) for row in values]
 
 
 def test_segment_lists_carry_customer_value(output: Path) -> None:
@@ -126,7 +210,33 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_report_renders_in_headless_chromium(output: Path, tmp_path: Path) -> None:
+# Run in the page once every chart has drawn: what sticks out to the right of the page or of its
+# own box (a card whose number does not fit, a chart or table wider than the column).
+_LAYOUT_CHECK = """
+<script>
+function lgsLayout() {
+  const charts = document.querySelectorAll("[data-spec]").length;
+  if (document.querySelectorAll("svg.marks").length < charts) { setTimeout(lgsLayout, 100); return; }
+  const width = document.documentElement.clientWidth;
+  const column = document.body.getBoundingClientRect().right;
+  const over = [];
+  for (const el of document.querySelectorAll(".card, .card b, .card small, .wide, .chart, table, p, li, h1, h2")) {
+    const box = el.getBoundingClientRect();
+    if (el.scrollWidth > el.clientWidth + 1 || box.right > column + 1) {
+      over.push(el.tagName + "." + el.className + ": " + el.textContent.slice(0, 40));
+    }
+  }
+  const out = document.createElement("pre");
+  out.id = "layout-check";
+  out.textContent = JSON.stringify({page: document.documentElement.scrollWidth, width, over});
+  document.body.appendChild(out);
+}
+window.addEventListener("load", () => setTimeout(lgsLayout, 100));
+</script>
+"""
+
+
+def _browser(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     browser = _chromium()
     if browser is None:
         pytest.skip(
@@ -136,10 +246,14 @@ def test_report_renders_in_headless_chromium(output: Path, tmp_path: Path) -> No
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000",
-        "--enable-logging=stderr", "--v=0",
+        "--enable-logging=stderr", "--v=0", "--hide-scrollbars",
     ]  # fmt: skip
+    return flags, {**os.environ, "HOME": str(tmp_path)}
+
+
+def test_report_renders_in_headless_chromium(output: Path, tmp_path: Path) -> None:
+    flags, env = _browser(tmp_path)
     url = (output / "report.html").resolve().as_uri()
-    env = {**os.environ, "HOME": str(tmp_path)}
     dom = subprocess.run(
         [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, env=env
     )
@@ -148,10 +262,33 @@ def test_report_renders_in_headless_chromium(output: Path, tmp_path: Path) -> No
     assert rendered == len(CHARTS), f"{rendered} charts rendered of {len(CHARTS)}"
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
     assert not [line for line in console if "error" in line.lower()], console
+
+
+@pytest.mark.parametrize("width", [1024, 1400])
+def test_report_fits_the_window(output: Path, tmp_path: Path, width: int) -> None:
+    """Nothing sticks out horizontally at a laptop's 1024 px or a desktop's 1400 px; the page as
+    drawn at that width is saved to tests/artifacts for a person to look at."""
+    flags, env = _browser(tmp_path)
+    page = (output / "report.html").read_text()
+    checked = output / f"report-check-{width}.html"
+    head, tail = page.rsplit("</body>", 1)  # the inlined Vega bundle holds the string too
+    checked.write_text(head + _LAYOUT_CHECK + "</body>" + tail)
+    dom = subprocess.run(
+        [*flags, f"--window-size={width},900", "--dump-dom", checked.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    checked.unlink()
+    found = re.search(r'<pre id="layout-check">(.*?)</pre>', dom.stdout)
+    assert found, "the layout check did not run: " + dom.stderr[-1000:]
+    layout = json.loads(html.unescape(found.group(1)))
+    assert layout["width"] == width
+    assert layout["page"] <= width, layout
+    assert layout["over"] == [], layout["over"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "report.png"
+    shot = ARTIFACTS / f"report-{width}.png"
     subprocess.run(
-        [*flags, "--window-size=1200,3000", f"--screenshot={shot}", url],
+        [*flags, f"--window-size={width},4000", f"--screenshot={shot}",
+         (output / "report.html").resolve().as_uri()],
         capture_output=True, timeout=120, env=env, check=True,
     )  # fmt: skip
     assert shot.stat().st_size > 20_000
