@@ -273,9 +273,9 @@ def write_tables(tables: dict[str, pl.DataFrame], directory: Path) -> None:
     """`NAME.parquet` and `NAME.csv` per table.
 
     Parquet keeps full precision; the CSV shows money to the penny and no text cell that a
-    spreadsheet would run as a formula (`lgs_fast.report.write_csv`).
+    spreadsheet would run as a formula (`lgs_fast.campaigns.write_csv`).
     """
-    from lgs_fast.report import write_csv
+    from lgs_fast.campaigns import write_csv
 
     directory.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
@@ -294,13 +294,13 @@ def _build(
     write_tables(tables, build / "tables")
     if settings is None:
         return
+    from lgs_fast import campaigns, workbook
     from lgs_fast import charts as charting
     from lgs_fast import report as reporting
-    from lgs_fast import workbook
 
     say(f"drawing {len(charting.CHARTS)} charts…")
     specs = charting.write_charts(charting.build_charts(tables), build / "charts")
-    reporting.write_segment_exports(tables, build / "segments")
+    campaigns.write_segment_exports(tables, build / "segments")
     workbook.write_workbook(tables, build / workbook.WORKBOOK_NAME)
     say("writing the report…")
     files = sorted(

@@ -541,9 +541,10 @@ def clv_command(
     --calibration-end the holdout check: actual against predicted purchases, MAE and bias.
     """
     from lgs_fast.analyze import clv
+    from lgs_fast.campaigns import check_csv_target, write_csv_file
     from lgs_fast.definitions import Options
     from lgs_fast.lake import default_lake
-    from lgs_fast.report import check_csv_target, clv_verdicts, holdout_sentences, write_csv_file
+    from lgs_fast.report import clv_verdicts, holdout_sentences
 
     if csv_path is not None:
         check_csv_target(csv_path, lake or default_lake())

@@ -1,11 +1,10 @@
-"""The offline HTML report and the marketing exports, from the output tables and charts only.
+"""The offline HTML report, from the output tables and charts only.
 
 Nothing here computes a metric: it formats the tables `analyze` produced. Every string from
 the data (countries, descriptions, segment names) is HTML-escaped; chart specs are inlined as
 JSON with `<`, `>` and `&` escaped so no value can close a script element. The Vega, Vega-Lite
 and Vega-Embed libraries are inlined too (vl-convert's bundle), so the page opens offline.
-Every CSV lgs_fast writes goes through `write_csv`: money to the penny, and no text cell that a
-spreadsheet would run as a formula.
+The campaign lists and CSV files the page links to are written by `lgs_fast.campaigns`.
 """
 
 from __future__ import annotations
@@ -13,25 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from lgs_fast.definitions import (
-    MONEY_COLUMNS,
-    Options,
-    SegmentRule,
-    check_segment_files,
-    load_segment_rules,
-    segment_slug,
-)
-from lgs_fast.errors import InputError
+from lgs_fast.campaigns import campaign_note
+from lgs_fast.definitions import Options, load_segment_rules
 from lgs_fast.wording import (
     QUALITY_LABELS,
     headline,
@@ -464,176 +453,3 @@ def vega_javascript() -> str:
     import vl_convert as vlc
 
     return str(vlc.javascript_bundle(_RENDER))
-
-
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
-_FORMULA_START = r"^[=+\-@\t\r]"
-
-
-def slug(name: str) -> str:
-    """A file name for a segment: `Can't Lose` → `cant_lose`."""
-    return segment_slug(name)
-
-
-def spreadsheet_safe(frame: pl.DataFrame, money: Iterable[str] = ()) -> pl.DataFrame:
-    """`frame` as a CSV shows it: `money` columns to the penny, no text cell runnable as a formula.
-
-    Money is rounded half away from zero (and -0.00 shown as 0); other numbers (shares,
-    percentages, means of days) keep their precision. A text cell starting with `=`, `+`, `-`,
-    `@`, a tab or a carriage return gets a leading `'`, which spreadsheets show as text; numbers
-    are not text, so a negative monetary stays a number.
-    """
-    money = set(money)
-    columns = []
-    for name, dtype in frame.schema.items():
-        column = pl.col(name)
-        if name in money and dtype.is_float():
-            rounded = column.round(2, mode="half_away_from_zero")
-            columns.append(pl.when(rounded == 0).then(0.0).otherwise(rounded).alias(name))
-        elif isinstance(dtype, (pl.String, pl.Categorical, pl.Enum)):
-            text = column.cast(pl.String)
-            columns.append(
-                pl.when(text.str.contains(_FORMULA_START))
-                .then(pl.concat_str(pl.lit("'"), text))
-                .otherwise(text)
-                .alias(name)
-            )
-        else:
-            columns.append(column)
-    return frame.select(columns)
-
-
-def write_csv(frame: pl.DataFrame, path: Path, table: str) -> None:
-    """`frame`, a row set of output table `table`, as a CSV fit to open in a spreadsheet."""
-    spreadsheet_safe(frame, MONEY_COLUMNS.get(table, ())).write_csv(path)
-
-
-def check_csv_target(path: Path, lake: Path) -> None:
-    """A file of the user's choosing may go anywhere but inside the lake (it could replace the
-    manifest or a part file) or into a directory that is not there."""
-    target, root = path.resolve(), lake.resolve()
-    if target == root or root in target.parents:
-        raise InputError(f"{path}: is inside the lake {lake}; choose a path outside it")
-    if not target.parent.is_dir():
-        raise InputError(f"{path}: no directory {path.parent} to write it in")
-    if target.is_dir():
-        raise InputError(f"{path}: is a directory; name a file")
-
-
-def write_csv_file(frame: pl.DataFrame, path: Path, table: str) -> None:
-    """`write_csv` to a path of the user's choosing, whole or not at all: written beside it,
-    then renamed over it, so a kill or a full disk never leaves half a file there."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write_csv(frame, tmp, table)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-_VALUE_COLUMNS = ("probability_alive", "expected_purchases", "clv")
-
-# The columns of a campaign list, in order: who, where, when last, then the scores and the action.
-CAMPAIGN_COLUMNS = (
-    "customer_id", "country", "last_purchase", "recency", "frequency", "monetary",
-    "r_score", "f_score", "m_score", "rfm_score", "segment", "action", *_VALUE_COLUMNS,
-)  # fmt: skip
-
-
-def _customer_value(tables: Tables) -> pl.DataFrame:
-    """The CLV columns of the campaign lists (empty when no model was fitted)."""
-    if "clv" in tables:
-        return tables["clv"].select("customer_id", *_VALUE_COLUMNS)
-    schema = {"customer_id": pl.Int64, **dict.fromkeys(_VALUE_COLUMNS, pl.Float64)}
-    return pl.DataFrame(schema=schema)
-
-
-def _last_purchases(tables: Tables) -> pl.DataFrame:
-    """Each customer's last purchase day, taken from `clv_summary`: both engines compute it there
-    the same way (the latest day with a purchase line), so rfm needs no second copy of it."""
-    if "clv_summary" in tables:
-        return tables["clv_summary"].select("customer_id", "last_purchase")
-    return pl.DataFrame(schema={"customer_id": pl.Int64, "last_purchase": pl.Date})
-
-
-def campaign_customers(tables: Tables) -> pl.DataFrame:
-    """Every scored customer with the columns of a campaign list (`CAMPAIGN_COLUMNS`)."""
-    actions = tables["segments"].select("segment", "action")
-    return (
-        tables["rfm"]
-        .join(actions, on="segment", how="left")
-        .join(_last_purchases(tables), on="customer_id", how="left")
-        .join(_customer_value(tables), on="customer_id", how="left")
-        .select(CAMPAIGN_COLUMNS)
-    )
-
-
-# A customer whose net spend is £0.00 or less to the penny (returns that cancel what they
-# bought) is nobody to thank, reward or win back: a campaign would spend on an account that
-# brought nothing. Compared as shown, so no list shows a customer at £0.00.
-LISTED = pl.col("monetary").round(2, mode="half_away_from_zero") > 0
-
-
-def campaign_lists(tables: Tables) -> dict[str, pl.DataFrame]:
-    """The campaign list of each segment with customers: net spend above £0 only, highest spend
-    first (ties by customer id). A segment whose customers are all left out keeps an empty list,
-    so every segment still has its file."""
-    customers = campaign_customers(tables)
-    names = _segment_order(tables, customers["segment"].unique().to_list())
-    check_segment_files(tuple(SegmentRule(0, n, "", "") for n in names), "rfm table")
-    listed = customers.filter(LISTED).sort(
-        ["monetary", "customer_id"], descending=[True, False], nulls_last=True
-    )
-    return {name: listed.filter(pl.col("segment") == name) for name in names}
-
-
-def _segment_order(tables: Tables, names: list[str]) -> list[str]:
-    """`names` in the order of the segment table, then any it lacks alphabetically."""
-    order = [n for n in tables["segments"]["segment"].to_list() if n in names]
-    return order + sorted(set(names) - set(order))
-
-
-def campaign_counts(tables: Tables) -> pl.DataFrame:
-    """Per segment with customers: customers, how many are listed, how many are left out."""
-    customers = campaign_customers(tables)
-    names = _segment_order(tables, customers["segment"].unique().to_list())
-    counts = customers.group_by("segment").agg(
-        customers=pl.len().cast(pl.Int64),
-        listed=LISTED.sum().cast(pl.Int64),
-        left_out=(~LISTED).sum().cast(pl.Int64),
-    )
-    order = pl.DataFrame({"segment": names}, schema={"segment": pl.String})
-    return order.join(counts, on="segment", how="left", maintain_order="left")
-
-
-def campaign_note(tables: Tables) -> str:
-    """One line for the report: the rule of the campaign lists and who it left out."""
-    counts = campaign_counts(tables).filter(pl.col("left_out") > 0)
-    left_out = int(counts["left_out"].sum())
-    rule = (
-        "Campaign lists (segments/SEGMENT.csv and the segment sheets of lgs_report.xlsx) hold "
-        "the customers whose net spend is above £0, highest spend first, with their last "
-        "purchase date; "
-    )
-    if left_out == 0:
-        return rule + "no customer was left out."
-    where = ", ".join(f"{s} {n:,}" for s, n in counts.select("segment", "left_out").iter_rows())
-    noun = "customer" if left_out == 1 else "customers"
-    return rule + f"{left_out:,} {noun} with a net spend of £0 or less are left out ({where})."
-
-
-def write_segment_exports(tables: Tables, directory: Path) -> dict[str, int]:
-    """`SEGMENT.csv` per segment for the campaign team (`campaign_lists`); returns rows written
-    per file.
-
-    Distinct segments never share a file: names that would (`Hi There`, `hi-there`) are refused
-    when the segment map is loaded, and here again for tables built some other way.
-    """
-    lists = campaign_lists(tables)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for segment, rows in lists.items():
-        path = directory / f"{slug(segment)}.csv"
-        write_csv(rows, path, "campaign_list")
-        written[path.name] = rows.height
-    return written

@@ -3,7 +3,7 @@
 A sheet per table and per segment list, after a Contents sheet. Money is shown in pounds to the
 penny while the cell keeps the full value; dates are dates; each sheet has a frozen header row
 and a filter. No cell runs as a formula: text is always written as text, and text that a
-spreadsheet would run gets the same leading `'` as in the CSV files (`report.spreadsheet_safe`),
+spreadsheet would run gets the same leading `'` as in the CSV files (`campaigns.spreadsheet_safe`),
 so a value reads the same in both.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import polars as pl
 
+from lgs_fast.campaigns import campaign_counts, campaign_lists, spreadsheet_safe
 from lgs_fast.definitions import MONEY_COLUMNS
-from lgs_fast.report import campaign_counts, campaign_lists, spreadsheet_safe
 
 Tables = dict[str, pl.DataFrame]
 

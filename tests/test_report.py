@@ -18,9 +18,9 @@ import pytest
 from altair.vegalite.v6.schema import load_schema
 
 from lgs_fast.analyze import analyze
+from lgs_fast.campaigns import slug
 from lgs_fast.charts import CHARTS, PNG_SCALE
 from lgs_fast.clv import ClvSettings
-from lgs_fast.report import slug
 from tests.conftest import ROOT
 
 ARTIFACTS = ROOT / "tests" / "artifacts"

@@ -13,8 +13,8 @@ from openpyxl.utils import get_column_letter
 
 import lgs_fast as lgs
 from lgs_fast.analyze import analyze, tables_of
+from lgs_fast.campaigns import spreadsheet_safe
 from lgs_fast.definitions import MONEY_COLUMNS, Options, load_segment_rules
-from lgs_fast.report import spreadsheet_safe
 from lgs_fast.workbook import MONEY_FORMAT, WORKBOOK_NAME, sheet_name, write_workbook
 from tests.utils import hostile_lines, write_segment_map
 
