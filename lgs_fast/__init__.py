@@ -44,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "cohorts": "lgs_fast.metrics",
     "data_quality": "lgs_fast.metrics",
     "clv_summary": "lgs_fast.metrics",
+    "segment_movement": "lgs_fast.movement",
+    "segment_transitions": "lgs_fast.movement",
     "weekly_sales": "lgs_fast.metrics",
     "sales_forecast": "lgs_fast.forecast",
 }

@@ -18,7 +18,7 @@ import click
 
 # Option choices come from where they are defined (neither module loads an engine).
 from lgs_fast.analyze import ENGINES
-from lgs_fast.definitions import PRESETS
+from lgs_fast.definitions import COMPARE_DAYS, PRESETS
 from lgs_fast.errors import LgsError
 
 LAKE_HELP = "Lake directory (default: $LGS_LAKE or data/lake)."
@@ -418,6 +418,12 @@ def _clv_settings(
     help="Reference time T for recency (default: the latest invoice); later lines are left out of RFM.",
 )
 @click.option(
+    "--compare-as-of",
+    "compare_as_of",
+    metavar="DATE",
+    help=f"Earlier time T0 for segment movement, before T (default: {COMPARE_DAYS} days before T).",
+)
+@click.option(
     "--bins",
     type=click.IntRange(2, 9),
     default=5,
@@ -451,6 +457,7 @@ def analyze_command(
     engine: str,
     preset: str,
     as_of: str | None,
+    compare_as_of: str | None,
     bins: int,
     segments_file: Path | None,
     start: str | None,
@@ -479,6 +486,7 @@ def analyze_command(
     options = Options(
         preset=preset,  # type: ignore[arg-type]
         as_of=_parse_when(as_of, "--as-of"),
+        compare_as_of=_parse_when(compare_as_of, "--compare-as-of"),
         bins=bins,
         rules=load_segment_rules(segments_file) if segments_file else (),
         top=top,

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from lgs_fast.definitions import NON_PRODUCT_PATTERN, Options, segment_rules_frame
+from lgs_fast.definitions import COMPARE_DAYS, NON_PRODUCT_PATTERN, Options, segment_rules_frame
 from lgs_fast.errors import LgsError
 from lgs_fast.lake import Snapshot, snapshot
 from lgs_fast.schema import ARROW_SCHEMA, COLUMNS
@@ -35,8 +35,13 @@ def _queries() -> Traversable:
 
 
 # Queries that others read from, kept as views: `invoice_amounts` reads `invoice_totals`,
-# `segments` reads `rfm`, `monthly` and `cohorts` read `coverage`.
-_VIEWS = ("invoice_totals", "rfm", "coverage")
+# `segments` reads `rfm`, `monthly` and `cohorts` read `coverage`, `rfm` and `segment_movement`
+# read `reference_time`, `segment_movement` reads `rfm`, `segment_transitions` reads both. Each
+# comes after those it reads.
+_VIEWS = ("invoice_totals", "reference_time", "rfm", "coverage", "segment_movement")
+# Queries over a parameter, created as table macros: RFM at a given time, once at the reference
+# time (`rfm`) and once at the earlier time of segment movement.
+_MACROS = {"rfm_at": "rfm_time"}
 _NAME = re.compile(r"^[a-z_]+$")
 
 
@@ -58,6 +63,8 @@ def _variables(options: Options) -> dict[str, object]:
     return {
         "notebook": options.preset == "notebook",
         "as_of": options.as_of,
+        "compare_as_of": options.compare_as_of,
+        "compare_days": COMPARE_DAYS,
         "bins": options.bins,
         "top": options.top,
         "histogram_bins": options.histogram_bins,
@@ -134,6 +141,8 @@ def connect(
         rel = _lines(con, snap or snapshot(lake), start, end)
     rel.create_view("invoice_lines")
     con.from_arrow(segment_rules_frame(options.rules).to_arrow()).create_view("segment_rules")
+    for name, parameter in _MACROS.items():
+        con.execute(f"CREATE TEMP MACRO {name}({parameter}) AS TABLE {load_query(name)}")
     for name in _VIEWS:
         con.execute(f"CREATE TEMP VIEW {name} AS {load_query(name)}")
     return con
@@ -141,6 +150,8 @@ def connect(
 
 def query(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBPyRelation:
     """The relation of `queries/NAME.sql`; lazy until fetched (`.pl()`, `.arrow()`, `.df()`)."""
+    if name in _MACROS:
+        raise LgsError(f"{name} is a table macro: SELECT * FROM {name}({_MACROS[name]})")
     return con.sql(load_query(name))
 
 

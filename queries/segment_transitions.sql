@@ -1,0 +1,12 @@
+-- segment_transitions: one row per (segment_then, segment) pair of segment_movement that
+-- occurs: customers, and net_revenue = their net spend up to T (rfm's monetary). Sorted by
+-- segment_then, then segment, in code point order (`new` after the capitalised names).
+SELECT
+    m.segment_then,
+    m.segment,
+    count(*)::BIGINT AS customers,
+    sum(r.monetary) AS net_revenue
+FROM segment_movement AS m
+JOIN rfm AS r USING (customer_id)
+GROUP BY m.segment_then, m.segment
+ORDER BY m.segment_then, m.segment
