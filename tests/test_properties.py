@@ -7,6 +7,7 @@ difference is then a difference of definition, not of floating point.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import hypothesis.strategies as st
 import polars as pl
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from lgs_fast.analyze import tables_of
-from lgs_fast.definitions import Options
+from lgs_fast.definitions import UNCLASSIFIED, Options
 from tests.utils import START, check_agreement, frame, line
 
 
@@ -94,12 +95,18 @@ def echoes(draw: st.DrawFn, rows: list[dict[str, object]], first: int) -> list[d
     # segment movement's T0: by default 90 days before T; else any day, before the first line
     # (everyone new) or after the last (T0 is T), often exactly at a line's time
     compare=st.one_of(st.none(), st.integers(-10, 170)),
+    # recommendations for the default segments, which few generated customers fall in, or
+    # for every customer
+    everyone=st.booleans(),
 )
 def test_engines_agree_on_generated_lines(
-    rows: list[dict[str, object]], preset: str, bins: int, compare: int | None
+    rows: list[dict[str, object]], preset: str, bins: int, compare: int | None, everyone: bool
 ) -> None:
     then = None if compare is None else START + dt.timedelta(days=compare)
     options = Options(preset=preset, bins=bins, compare_as_of=then)  # type: ignore[arg-type]
+    if everyone:
+        names = (*(rule.name for rule in options.rules), UNCLASSIFIED)
+        options = replace(options, recommend_segments=names)
     tables = check_agreement(rows, options)
     reversed_ = tables["reversed_invoices"]
     assert reversed_["invoice_no"].is_unique().all() and reversed_["credit_note"].is_unique().all()
