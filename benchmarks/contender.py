@@ -61,6 +61,42 @@ def _clv(engine: str) -> Callable[[Path], Work]:
     return prepare
 
 
+def _feature(engine: str, tables: tuple[str, ...]) -> Callable[[Path], Work]:
+    """`tables` alone (and what they are built on), from the lake, by `engine`: the cost of one
+    feature measured apart from the rest of the analysis."""
+
+    def prepare(lake: Path) -> Work:
+        import polars as pl
+
+        from lgs_fast import metrics, sql
+        from lgs_fast.definitions import Options
+        from lgs_fast.lake import scan
+
+        options = Options()
+        if engine == "duckdb":
+
+            def run() -> object:
+                con = sql.connect(lake, options)
+                return [sql.query(con, name).pl() for name in tables]
+
+            return run
+        return lambda: pl.collect_all([metrics.tables(scan(lake), options)[n] for n in tables])
+
+    return prepare
+
+
+def forecast(lake: Path) -> Work:
+    """Weekly sales by Polars, then the model: fits, intervals and the rolling-origin backtest."""
+    from lgs_fast import metrics
+    from lgs_fast.definitions import Options
+    from lgs_fast.forecast import sales_forecast
+    from lgs_fast.lake import scan
+
+    return lambda: sales_forecast(metrics.weekly_sales(scan(lake), Options()).collect())
+
+
+MOVEMENT = ("segment_movement", "segment_transitions")
+
 CONTENDERS: dict[str, Callable[[Path], Work]] = {
     "pandas": pandas,
     "polars": polars,
@@ -68,6 +104,11 @@ CONTENDERS: dict[str, Callable[[Path], Work]] = {
     "floor": floor,
     "clv-polars": _clv("polars"),
     "clv-duckdb": _clv("duckdb"),
+    "movement-polars": _feature("polars", MOVEMENT),
+    "movement-duckdb": _feature("duckdb", MOVEMENT),
+    "recommend-polars": _feature("polars", ("recommendations",)),
+    "recommend-duckdb": _feature("duckdb", ("recommendations",)),
+    "forecast": forecast,
 }
 # The analysis proper, compared with pandas and the floor; the CLV runs are measured apart.
 ANALYSIS = ("pandas", "polars", "duckdb", "floor")

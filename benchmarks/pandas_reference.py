@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lgs_fast.definitions import NON_PRODUCT_PATTERN, UNCLASSIFIED, Options
+from lgs_fast.definitions import COMPARE_DAYS, NON_PRODUCT_PATTERN, UNCLASSIFIED, Options
 
 COLUMNS = [
     "invoice_no", "stock_code", "description", "quantity",
@@ -203,6 +204,30 @@ def monthly(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     ]  # fmt: skip
 
 
+def weekly_sales(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    d = df.assign(
+        week=df["invoice_date"].dt.to_period("W-SUN").dt.start_time,
+        amount=_amount(df),
+        cancel=_cancel(df),
+    )
+    weeks = (
+        pd.date_range(d["week"].min(), d["week"].max(), freq="7D", name="week")
+        if len(d)
+        else pd.DatetimeIndex([], name="week")
+    )
+    out = pd.DataFrame(index=weeks)
+    out["net_revenue"] = d.groupby("week")["amount"].sum()
+    out["placed_sales"] = d[~d["cancel"]].groupby("week")["amount"].sum()
+    out["invoices"] = d.groupby("week")["invoice_no"].nunique()
+    out = out.fillna(0).reset_index()
+    # A week is complete when the data runs from its Monday (first week) to its Sunday (last).
+    first, last = df["invoice_date"].min(), df["invoice_date"].max()
+    starts = (out["week"] > out["week"].min()) | (first.day_of_week == 0)
+    ends = (out["week"] < out["week"].max()) | (last.day_of_week == 6)
+    out["complete"] = (starts & ends).astype(bool)
+    return out[["week", "net_revenue", "placed_sales", "invoices", "complete"]]
+
+
 def _score_bin(x: pd.Series, options: Options) -> pd.Series:
     """qcut's bins, except that repeated edges do not raise: 1 + edges strictly below x.
 
@@ -304,6 +329,44 @@ def segments(table: pd.DataFrame, options: Options) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _reference_time(df: pd.DataFrame, options: Options) -> pd.Timestamp:
+    """RFM's T: as_of, else the latest line (notebook: the latest line with a customer)."""
+    if options.as_of is not None:
+        return pd.Timestamp(options.as_of)
+    dated = df[df["customer_id"].notna()] if options.preset == "notebook" else df
+    return dated["invoice_date"].max()
+
+
+def segment_movement(df: pd.DataFrame, options: Options, now: pd.DataFrame) -> pd.DataFrame:
+    """Each customer of `now` (rfm at T) with its segment at T0 (compare_as_of, else 90 days
+    before T, at most T): RFM at T0 is RFM with as_of = T0; a customer it lacks is `new`."""
+    t = _reference_time(df, options)
+    if options.compare_as_of is not None:
+        t0 = min(pd.Timestamp(options.compare_as_of), t)
+    else:
+        t0 = t - pd.Timedelta(days=COMPARE_DAYS)
+    then = now.iloc[:0] if pd.isna(t) else rfm(df, replace(options, as_of=t0, compare_as_of=None))
+    out = now[["customer_id", "segment"]].merge(
+        then[["customer_id", "segment"]].rename(columns={"segment": "segment_then"}),
+        on="customer_id",
+        how="left",
+    )
+    new = out["segment_then"].isna()
+    out["segment_then"] = out["segment_then"].where(~new, "new")
+    moved = out["segment_then"].astype(str) + " → " + out["segment"].astype(str)
+    out["movement"] = moved.where(out["segment_then"] != out["segment"], "same").where(~new, "new")
+    return out.sort_values("customer_id")[["customer_id", "segment_then", "segment", "movement"]]
+
+
+def segment_transitions(movement: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
+    """Customers and their net spend at T per (segment_then, segment)."""
+    spent = movement.merge(now[["customer_id", "monetary"]], on="customer_id")
+    g = spent.groupby(["segment_then", "segment"], as_index=False).agg(
+        customers=("customer_id", "size"), net_revenue=("monetary", "sum")
+    )
+    return g.sort_values(["segment_then", "segment"])
+
+
 def top_countries(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     placed = df[~_cancel(df)].assign(amount=_amount)
     g = placed.groupby("country", dropna=False).agg(
@@ -315,6 +378,17 @@ def top_countries(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     g = g.reset_index().sort_values(["sales", "country"], ascending=[False, True]).head(options.top)
     g.insert(0, "rank", np.arange(1, len(g) + 1))
     return g[["rank", "country", "sales", "share", "orders", "customers"]]
+
+
+def _names(lines: pd.DataFrame) -> pd.Series:
+    """Each stock code's most frequent non-null description in `lines`, smallest on ties."""
+    named = lines.dropna(subset=["description"])
+    counts = named.groupby(["stock_code", "description"]).size().rename("n").reset_index()
+    return (
+        counts.sort_values(["stock_code", "n", "description"], ascending=[True, False, True])
+        .drop_duplicates("stock_code")
+        .set_index("stock_code")["description"]
+    )
 
 
 def top_products(df: pd.DataFrame, options: Options) -> pd.DataFrame:
@@ -335,14 +409,7 @@ def top_products(df: pd.DataFrame, options: Options) -> pd.DataFrame:
         .sort_values(["net_revenue", "stock_code"], ascending=[False, True])
         .head(options.top)
     )
-    named = products.dropna(subset=["description"])
-    counts = named.groupby(["stock_code", "description"]).size().rename("n").reset_index()
-    names = (
-        counts.sort_values(["stock_code", "n", "description"], ascending=[True, False, True])
-        .drop_duplicates("stock_code")
-        .set_index("stock_code")["description"]
-    )
-    g["description"] = g["stock_code"].map(names)
+    g["description"] = g["stock_code"].map(_names(products))
     g.insert(0, "rank", np.arange(1, len(g) + 1))
     return g[
         [
@@ -463,12 +530,7 @@ def clv_summary(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     """Per customer with a purchase: frequency, recency and T in days, mean repeat-day spend."""
     if options.as_of is not None:
         df = df[df["invoice_date"] <= options.as_of]
-    if options.as_of is not None:
-        t = options.as_of
-    elif options.preset == "notebook":
-        t = df.loc[df["customer_id"].notna(), "invoice_date"].max()
-    else:
-        t = df["invoice_date"].max()
+    t = _reference_time(df, options)
     purchases = df[df["customer_id"].notna() & ~_cancel(df)]
     days = (
         purchases.assign(
@@ -499,9 +561,61 @@ def clv_summary(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     ]  # fmt: skip
 
 
+def recommendations(df: pd.DataFrame, options: Options, table: pd.DataFrame) -> pd.DataFrame:
+    """For each customer of the recommended segments in `table` (rfm), the N products they have
+    not bought with the highest Σ co(a, p) over their products a, every score computed: the
+    customers × products matrix times the products × products co-occurrence matrix."""
+    from scipy import sparse
+
+    columns = ["customer_id", "segment", "rank", "stock_code", "description", "score"]
+    if options.as_of is not None:
+        df = df[df["invoice_date"] <= options.as_of]
+    product = ~df["stock_code"].str.contains(NON_PRODUCT_PATTERN).fillna(False).astype(bool)
+    lines = df[df["customer_id"].notna() & ~_cancel(df) & (df["quantity"] > 0) & product]
+    baskets = lines[["invoice_no", "customer_id", "stock_code"]].drop_duplicates()
+    targets = table.loc[
+        table["segment"].isin(options.recommend_segments), ["customer_id", "segment"]
+    ]
+    bought = baskets.loc[
+        baskets["customer_id"].isin(targets["customer_id"]), ["customer_id", "stock_code"]
+    ].drop_duplicates()
+    if bought.empty:
+        return pd.DataFrame(columns=columns)
+    invoice, invoices = pd.factorize(baskets["invoice_no"])
+    code, codes = pd.factorize(baskets["stock_code"], sort=True)
+    ones = np.ones(len(baskets), dtype=np.int64)
+    held = sparse.csr_matrix((ones, (invoice, code)), shape=(len(invoices), len(codes)))
+    co = (held.T @ held).tolil()
+    co.setdiag(0)
+    who, customers = pd.factorize(bought["customer_id"])
+    mine = sparse.csr_matrix(
+        (np.ones(len(bought), dtype=np.int64), (who, codes.get_indexer(bought["stock_code"]))),
+        shape=(len(customers), len(codes)),
+    )
+    score = (mine @ co.tocsr()).toarray()
+    score[mine.toarray() > 0] = 0
+    row, col = np.nonzero(score)
+    ranked = pd.DataFrame(
+        {
+            "customer_id": np.asarray(customers)[row],
+            "stock_code": np.asarray(codes)[col],
+            "score": score[row, col],
+            "invoices": np.asarray(held.sum(axis=0)).ravel()[col],
+        }
+    ).sort_values(
+        ["customer_id", "score", "invoices", "stock_code"], ascending=[True, False, False, True]
+    )
+    best = ranked.groupby("customer_id").head(options.recommendations).copy()
+    best["rank"] = best.groupby("customer_id").cumcount() + 1
+    best["description"] = best["stock_code"].map(_names(lines))
+    best = best.merge(targets, on="customer_id")
+    return best.sort_values(["customer_id", "rank"])[columns]
+
+
 def run_all(df: pd.DataFrame, options: Options) -> dict[str, pd.DataFrame]:
     """Every table, as `lgs-fast analyze` writes them."""
     table = rfm(df, options)
+    movement = segment_movement(df, options, table)
     return {
         "overview": overview(df, options),
         "invoice_amounts": invoice_amounts(df, options),
@@ -509,10 +623,14 @@ def run_all(df: pd.DataFrame, options: Options) -> dict[str, pd.DataFrame]:
         "monthly": monthly(df, options),
         "rfm": table,
         "segments": segments(table, options),
+        "segment_movement": movement,
+        "segment_transitions": segment_transitions(movement, table),
         "top_countries": top_countries(df, options),
         "top_products": top_products(df, options),
         "reversed_invoices": reversed_invoices(df, options),
         "cohorts": cohorts(df, options),
         "data_quality": data_quality(df, options),
         "clv_summary": clv_summary(df, options),
+        "recommendations": recommendations(df, options, table),
+        "weekly_sales": weekly_sales(df, options),
     }

@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "segment_transitions": "lgs_fast.movement",
     "weekly_sales": "lgs_fast.metrics",
     "sales_forecast": "lgs_fast.forecast",
+    "recommendations": "lgs_fast.recommend",
 }
 
 __all__ = sorted(_EXPORTS)

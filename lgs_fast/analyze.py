@@ -238,6 +238,13 @@ def clv(
     return ClvResult(*clv_outputs(inputs, settings))
 
 
+def forecast_outputs(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """sales_forecast, forecast_backtest and forecast_models from the `weekly_sales` table."""
+    from lgs_fast.forecast import sales_forecast
+
+    return sales_forecast(tables["weekly_sales"])
+
+
 def _read_failure(snap: Snapshot, engine: str, err: BaseException) -> LgsError:
     """Why an engine failed: a damaged file (found by its checksum), or the engine's own word."""
     try:
@@ -351,6 +358,8 @@ def analyze(
             say("fitting the CLV models…")
             tables.update(clv_outputs(tables, clv_settings)[1])
         tables.pop("clv_calibration", None)
+        say("fitting the sales forecast…")
+        tables.update(forecast_outputs(tables))
         settings = None
         if report:
             from lgs_fast.clv import ClvSettings

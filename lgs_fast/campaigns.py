@@ -86,10 +86,11 @@ def write_csv_file(frame: pl.DataFrame, path: Path, table: str) -> None:
 
 _VALUE_COLUMNS = ("probability_alive", "expected_purchases", "clv")
 
-# The columns of a campaign list, in order: who, where, when last, then the scores and the action.
+# The columns of a campaign list, in order: who, where, when last, the scores, how the segment
+# changed, the action and what to offer, then the customer's value.
 CAMPAIGN_COLUMNS = (
     "customer_id", "country", "last_purchase", "recency", "frequency", "monetary",
-    "r_score", "f_score", "m_score", "rfm_score", "segment", "action", *_VALUE_COLUMNS,
+    "r_score", "f_score", "m_score", "rfm_score", "segment", "movement", "action",
 )  # fmt: skip
 
 
@@ -109,15 +110,43 @@ def _last_purchases(tables: Tables) -> pl.DataFrame:
     return pl.DataFrame(schema={"customer_id": pl.Int64, "last_purchase": pl.Date})
 
 
+def _movement(tables: Tables) -> pl.DataFrame:
+    """Each customer's `movement` (`Champions → At Risk`, `new`, `same`), when computed."""
+    if "segment_movement" in tables:
+        return tables["segment_movement"].select("customer_id", "movement")
+    return pl.DataFrame(schema={"customer_id": pl.Int64, "movement": pl.String})
+
+
+def _recommended(tables: Tables) -> pl.DataFrame:
+    """`recommendation_1` … `recommendation_N` per customer (`CODE DESCRIPTION`), one column per
+    rank the `recommendations` table has; customers without any are not in it."""
+    if "recommendations" not in tables or tables["recommendations"].height == 0:
+        return pl.DataFrame(schema={"customer_id": pl.Int64})
+    ranks = tables["recommendations"]["rank"].unique().sort().to_list()
+    return (
+        tables["recommendations"]
+        .with_columns(
+            product=pl.concat_str("stock_code", "description", separator=" ", ignore_nulls=True),
+            column=pl.format("recommendation_{}", pl.col("rank")),
+        )
+        .pivot("column", index="customer_id", values="product")
+        .select("customer_id", *(f"recommendation_{r}" for r in ranks))
+    )
+
+
 def campaign_customers(tables: Tables) -> pl.DataFrame:
-    """Every scored customer with the columns of a campaign list (`CAMPAIGN_COLUMNS`)."""
+    """Every scored customer with the columns of a campaign list: `CAMPAIGN_COLUMNS`, then the
+    recommended products, then the CLV columns."""
     actions = tables["segments"].select("segment", "action")
+    recommended = _recommended(tables)
     return (
         tables["rfm"]
         .join(actions, on="segment", how="left")
         .join(_last_purchases(tables), on="customer_id", how="left")
+        .join(_movement(tables), on="customer_id", how="left")
+        .join(recommended, on="customer_id", how="left")
         .join(_customer_value(tables), on="customer_id", how="left")
-        .select(CAMPAIGN_COLUMNS)
+        .select(*CAMPAIGN_COLUMNS, *recommended.columns[1:], *_VALUE_COLUMNS)
     )
 
 

@@ -62,9 +62,12 @@ __all__ = [
     "monthly_sales",
     "new_vs_existing",
     "orders_per_month",
+    "recommended_products",
     "rf_grid",
+    "sales_forecast",
     "sales_growth",
     "segment_sizes",
+    "segment_transitions",
     "show_inline",
     "top_countries",
     "top_products",
@@ -477,19 +480,26 @@ def top_countries(tables: Tables) -> alt.LayerChart:
     ).properties(title="Top countries by placed sales (share of all placed sales)")
 
 
-def top_products(tables: Tables) -> alt.LayerChart:
-    """Net revenue per product (its lines, credit notes included), labelled with the full name."""
-    frame = _with_text(tables["top_products"], "net_revenue", None, pounds=True).with_columns(
-        label=pl.col("stock_code") + " " + pl.col("description").fill_null("")
+def _product_bars(frame: pl.DataFrame, value: str, title: str, pounds: bool) -> alt.LayerChart:
+    """Bars of `value` per product, in `frame`'s order, named by code and full description."""
+    frame = _with_text(frame, value, None, pounds=pounds).with_columns(
+        label=pl.concat_str("stock_code", "description", separator=" ", ignore_nulls=True)
     )
     return _labelled_bars(
         frame,
-        "net_revenue",
-        "Net revenue (£)",
+        value,
+        title,
         alt.Y("label:N", title=None, sort=frame["label"].to_list(), axis=alt.Axis(labelLimit=0)),
         DARK,
         WIDTH - 330,
-    ).properties(title="Top products by net revenue (credit notes included)")
+    )
+
+
+def top_products(tables: Tables) -> alt.LayerChart:
+    """Net revenue per product (its lines, credit notes included), labelled with the full name."""
+    return _product_bars(tables["top_products"], "net_revenue", "Net revenue (£)", True).properties(
+        title="Top products by net revenue (credit notes included)"
+    )
 
 
 def cohort_retention(tables: Tables) -> alt.LayerChart:
@@ -538,6 +548,87 @@ def cohort_retention(tables: Tables) -> alt.LayerChart:
         width=WIDTH - 120,
         height=26 * max(len(order), 1),
         title="Monthly cohort retention (faint: partial month)",
+    )
+
+
+def segment_transitions(tables: Tables) -> alt.LayerChart:
+    """Customers by segment then (rows, `new` first) and segment now (columns), each cell
+    labelled; the diagonal is who stayed, everything off it moved."""
+    frame = tables["segment_transitions"]
+    now = segments_by_value(tables)["segment"].to_list()
+    then = ["new", *now]
+    strongest = float(frame["customers"].max() or 0)
+    base = alt.Chart(_data(frame)).encode(
+        x=alt.X(
+            "segment:N", title="Segment now", sort=now, axis=alt.Axis(labelAngle=-40, labelLimit=0)
+        ),
+        y=alt.Y("segment_then:N", title="Segment then", sort=then, axis=alt.Axis(labelLimit=0)),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("customers:Q", title="Customers", scale=alt.Scale(scheme="blues")),
+        tooltip=[
+            alt.Tooltip("segment_then:N", title="Then"),
+            alt.Tooltip("segment:N", title="Now"),
+            alt.Tooltip("customers:Q", format=","),
+            alt.Tooltip("net_revenue:Q", title="Their net spend £", format=",.2f"),
+        ],
+    )
+    text = base.mark_text(fontSize=10).encode(
+        text=alt.Text("customers:Q", format=","),
+        color=alt.condition(
+            f"datum.customers > {strongest * 0.6}", alt.value("white"), alt.value("black")
+        ),
+    )
+    return alt.layer(cells, text).properties(
+        width=36 * len(now), height=24 * len(then), title="Who moved between segments"
+    )
+
+
+def recommended_products(tables: Tables) -> alt.LayerChart:
+    """The products recommended most often, by how many customers of the target segments get
+    each (the `recommendations` table, counted)."""
+    frame = (
+        tables["recommendations"]
+        .group_by("stock_code", "description")
+        .agg(customers=pl.col("customer_id").n_unique().cast(pl.Int64))
+        .sort(["customers", "stock_code"], descending=[True, False])
+        .head(15)
+    )
+    return _product_bars(frame, "customers", "Customers it is recommended to", False).properties(
+        title="Products recommended most often"
+    )
+
+
+def sales_forecast(tables: Tables) -> alt.LayerChart:
+    """Weekly net revenue, then the forecast with its 80% and 95% intervals as bands."""
+    frame = tables["sales_forecast"]
+    x = alt.X("week:T", title="Week", axis=alt.Axis(format="%b %Y"))
+    base = alt.Chart(_data(frame))
+    ahead = base.transform_filter("datum.kind == 'forecast'")
+    band95 = ahead.mark_area(color=LIGHT, opacity=0.45).encode(
+        x=x, y=alt.Y("lo_95:Q"), y2="hi_95:Q"
+    )
+    band80 = ahead.mark_area(color=LIGHT, opacity=0.9).encode(x=x, y="lo_80:Q", y2="hi_80:Q")
+    line = base.mark_line(point=alt.OverlayMarkDef(size=20)).encode(
+        x=x,
+        y=_pounds("net_revenue", "Net revenue per week (£)"),
+        color=alt.Color(
+            "kind:N",
+            title=None,
+            scale=alt.Scale(domain=["actual", "forecast"], range=[DARK, ACCENT]),
+        ),
+        tooltip=[
+            alt.Tooltip("week:T", title="Week of", format="%d %b %Y"),
+            "kind:N",
+            alt.Tooltip("net_revenue:Q", title="Net revenue £", format=",.0f"),
+            alt.Tooltip("lo_80:Q", title="80% from £", format=",.0f"),
+            alt.Tooltip("hi_80:Q", title="80% to £", format=",.0f"),
+            alt.Tooltip("lo_95:Q", title="95% from £", format=",.0f"),
+            alt.Tooltip("hi_95:Q", title="95% to £", format=",.0f"),
+        ],
+    )
+    return alt.layer(band95, band80, line).properties(
+        width=WIDTH, height=260, title="Weekly net revenue and forecast (bands: 80% and 95%)"
     )
 
 
@@ -606,6 +697,9 @@ def clv_holdout(tables: Tables) -> alt.Chart:
 OPTIONAL_CHARTS: dict[str, str] = {
     "clv_by_segment": "clv_segments",
     "clv_holdout": "clv_holdout_by_frequency",
+    "segment_transitions": "segment_transitions",
+    "recommended_products": "recommendations",
+    "sales_forecast": "sales_forecast",
 }
 
 CHARTS: dict[str, Callable[[Tables], Any]] = {
@@ -622,6 +716,9 @@ CHARTS: dict[str, Callable[[Tables], Any]] = {
     "top_countries": top_countries,
     "top_products": top_products,
     "cohort_retention": cohort_retention,
+    "segment_transitions": segment_transitions,
+    "recommended_products": recommended_products,
+    "sales_forecast": sales_forecast,
     "clv_by_segment": clv_by_segment,
     "clv_holdout": clv_holdout,
 }

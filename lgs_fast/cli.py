@@ -473,11 +473,14 @@ def analyze_command(
     """Compute every analysis over the lake; write tables, charts, segment lists and a report.
 
     OUT/tables/NAME.{parquet,csv} for overview, invoice_amounts, invoice_histogram, monthly,
-    rfm, segments, top_countries, top_products, cohorts, data_quality, clv_summary, clv,
-    clv_models, clv_segments (and with --calibration-end the clv_holdout tables); OUT/charts/NAME.vl.json,
-    NAME.svg and NAME.png; OUT/segments/SEGMENT.csv for campaigns (customers with a net spend
-    above £0, highest spend first, with their last purchase date); OUT/lgs_report.xlsx, an Excel
-    workbook with a sheet per table and per segment list; OUT/report.html (opens offline).
+    weekly_sales, rfm, segments, segment_movement, segment_transitions, recommendations,
+    top_countries, top_products, reversed_invoices, cohorts, data_quality, clv_summary, clv,
+    clv_models, clv_segments (and with --calibration-end the clv_holdout tables),
+    sales_forecast, forecast_backtest, forecast_models; OUT/charts/NAME.vl.json, NAME.svg and
+    NAME.png; OUT/segments/SEGMENT.csv for campaigns (customers with a net spend above £0,
+    highest spend first, with their last purchase date, segment movement and recommended
+    products); OUT/lgs_report.xlsx, an Excel workbook with a sheet per table and per segment
+    list; OUT/report.html (opens offline).
     Charts, segment lists, workbook and report are written together (none with --no-report).
     """
     from lgs_fast.analyze import analyze

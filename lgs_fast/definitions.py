@@ -29,6 +29,10 @@ NON_PRODUCT_PATTERN: Final = (
 
 UNCLASSIFIED: Final = "Unclassified"
 
+# Segment movement compares RFM at the reference time T with RFM this many days earlier,
+# unless --compare-as-of names the earlier time: a quarter, long enough for customers to move.
+COMPARE_DAYS: Final = 90
+
 # The money columns of each output table (pounds). Wherever money is shown (CSV files, segment
 # lists, the report) it is rounded to the penny; Parquet keeps full precision. Shares,
 # percentages, ratios, means of days or counts are not money and keep their precision. A table
@@ -46,8 +50,13 @@ MONEY_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "top_products": ("net_revenue", "placed_sales", "cancelled_value"),
     "reversed_invoices": ("total",),
     "clv_summary": ("monetary_value",),
+    "segment_transitions": ("net_revenue",),
     "clv": ("monetary_value", "expected_spend", "clv"),
     "clv_segments": ("mean_clv", "total_clv"),
+    "weekly_sales": ("net_revenue", "placed_sales"),
+    "sales_forecast": ("net_revenue", "lo_80", "hi_80", "lo_95", "hi_95"),
+    "forecast_backtest": ("mae",),
+    "forecast_models": ("sigma",),
     # OUT/segments/SEGMENT.csv, the campaign lists: rfm's columns and the customer's CLV.
     "campaign_list": ("monetary", "clv"),
 }  # fmt: skip
@@ -201,10 +210,14 @@ class Options:
 
     preset: Preset = "standard"
     as_of: dt.datetime | None = None
+    compare_as_of: dt.datetime | None = None  # None: COMPARE_DAYS before the reference time
     bins: int = 5
     rules: tuple[SegmentRule, ...] = ()  # empty: the shipped map for `bins`
     top: int = 10
     histogram_bins: int = 40
+    # Who gets product recommendations, and how many each (DESIGN.md "recommendations").
+    recommend_segments: tuple[str, ...] = ("Can't Lose", "At Risk", "Need Attention")
+    recommendations: int = 3
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -215,6 +228,21 @@ class Options:
             )
         if self.top < 1:
             raise InputError(f"--top must be at least 1, not {self.top}")
+        if self.recommendations < 1:
+            raise InputError(
+                f"recommendations per customer must be at least 1, not {self.recommendations}"
+            )
+        if isinstance(self.recommend_segments, str):  # one name would be read letter by letter
+            raise InputError(
+                f"recommend_segments is a list of segment names, not {self.recommend_segments!r}"
+            )
+        object.__setattr__(self, "recommend_segments", tuple(self.recommend_segments))
+        then, now = self.compare_as_of, self.as_of
+        if then is not None and now is not None and then >= now:
+            raise InputError(
+                f"--compare-as-of {then} is not before --as-of {now}: "
+                "segment movement compares with an earlier time"
+            )
         if not self.rules:
             object.__setattr__(self, "rules", load_segment_rules(bins=self.bins))
         check_segment_files(self.rules)

@@ -207,11 +207,12 @@ def _coverage(lines: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _complete(index: pl.Expr) -> pl.Expr:
+def _complete(index: pl.Expr, first: str = "first_month", last: str = "last_month") -> pl.Expr:
     """Whether the month of `index` is complete (DESIGN.md), beside `_coverage`'s columns: every
-    month between the first and the last is; those two are when the data reaches their ends."""
-    return ((index > pl.col("first_month")) | pl.col("starts_whole")) & (
-        (index < pl.col("last_month")) | pl.col("ends_whole")
+    month between the first and the last is; those two are when the data reaches their ends.
+    Weeks are judged the same way, beside `_week_coverage`'s columns."""
+    return ((index > pl.col(first)) | pl.col("starts_whole")) & (
+        (index < pl.col(last)) | pl.col("ends_whole")
     )
 
 
@@ -290,6 +291,50 @@ def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     )
 
 
+def _week_coverage(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """One row: the Mondays of the first and last lines' weeks, and whether the lines cover the
+    first week from its Monday (`starts_whole`) and the last to its Sunday (`ends_whole`)."""
+    first, last = pl.col("invoice_date").min(), pl.col("invoice_date").max()
+    return lines.select(
+        first_week=first.dt.truncate("1w").dt.date(),
+        last_week=last.dt.truncate("1w").dt.date(),
+        starts_whole=first.dt.weekday() == 1,
+        ends_whole=last.dt.weekday() == 7,
+    )
+
+
+def weekly_sales(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """One row per Monday-starting week, first to last, empty weeks as zeros (DESIGN.md "weekly
+    sales and forecast"): net revenue (all lines), placed sales, distinct invoices, and
+    `complete` when the data covers the week's seven days. The forecast reads complete weeks."""
+    dated = lines.with_columns(AMOUNT, week=pl.col("invoice_date").dt.truncate("1w").dt.date())
+    per_week = dated.group_by("week").agg(
+        net_revenue=pl.col("amount").sum(),
+        placed_sales=pl.col("amount").filter(~IS_CANCELLATION).sum(),
+    )
+    invoices = (
+        dated.select("week", "invoice_no").unique().group_by("week").agg(invoices=_count(pl.len()))
+    )
+    # An empty input has null ends: no range, an empty spine rather than an error.
+    spine = (
+        _week_coverage(lines)
+        .with_columns(week=pl.date_ranges("first_week", "last_week", "1w"))
+        .explode("week")
+        .drop_nulls("week")
+    )
+    return (
+        spine.join(per_week, on="week", how="left")
+        .join(invoices, on="week", how="left")
+        .sort("week")
+        .select(
+            "week",
+            pl.col("net_revenue", "placed_sales").fill_null(0.0),
+            pl.col("invoices").fill_null(0),
+            complete=_complete(pl.col("week"), "first_week", "last_week"),
+        )
+    )
+
+
 def _score_bin(x: pl.Expr, bins: int) -> pl.Expr:
     """bin = smallest i ≥ 1 with x ≤ e_i, e_i = quantile(x, i/B) (linear), exactly, on integers.
 
@@ -304,8 +349,10 @@ def _score_bin(x: pl.Expr, bins: int) -> pl.Expr:
     for k in range(1, bins):
         j = k * (n - 1) // bins
         r = k * (n - 1) % bins
-        lo = ordered.get(j, null_on_oob=True)
-        hi = ordered.get(pl.min_horizontal(j + 1, n - 1), null_on_oob=True)
+        # slice + first, not get: a plan holding `get` panics in Polars' streaming engine (2.1)
+        # when a join reading it stops early (one side empty).
+        lo = ordered.slice(j, 1).first()
+        hi = ordered.slice(pl.min_horizontal(j + 1, n - 1), 1).first()
         above.append((bins * (x - lo) > r * (hi - lo)).cast(pl.Int32))
     return (1 + pl.sum_horizontal(above)).cast(pl.Int32)
 
@@ -374,6 +421,12 @@ def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     """
     if options.as_of is not None:
         lines = lines.filter(pl.col("invoice_date") <= options.as_of)
+    return rfm_at(lines, options, _reference_time(lines, options))
+
+
+def rfm_at(lines: pl.LazyFrame, options: Options, reference: pl.LazyFrame) -> pl.LazyFrame:
+    """`rfm` at the time in `reference` (one row, column `t`), over `lines` none of which is
+    later: segment movement scores the same customers at two times with this one definition."""
     customers = lines.filter(HAS_CUSTOMER).with_columns(_MICRO_AMOUNT)
     if options.preset == "notebook":
         per_customer = customers.group_by("customer_id").agg(
@@ -394,7 +447,7 @@ def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
         per_customer = purchases.join(spend, on="customer_id", how="left")
     b = options.bins
     scored = (
-        per_customer.join(_reference_time(lines, options), how="cross")
+        per_customer.join(reference, how="cross")
         .with_columns(
             recency=((pl.col("t") - pl.col("last")).dt.total_microseconds() // _DAY_US).cast(
                 pl.Int64
@@ -539,6 +592,19 @@ def top_countries(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFra
     )
 
 
+def descriptions(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """(stock_code, description): each code's most frequent non-null description over `lines`,
+    the smallest on ties (the name `top_products` and `recommendations` show)."""
+    return (
+        lines.filter(pl.col("description").is_not_null())
+        .group_by("stock_code", "description")
+        .agg(n=pl.len())
+        .sort(["stock_code", "n", "description"], descending=[False, True, False])
+        .unique("stock_code", keep="first", maintain_order=True)
+        .select("stock_code", "description")
+    )
+
+
 def top_products(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     """Products (non-product codes excluded) by net revenue: the amount of all their lines,
     cancellations and stock adjustments included, ties by stock_code; beside it placed sales,
@@ -570,17 +636,9 @@ def top_products(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
         .group_by("stock_code")
         .agg(purchase_invoices=_count(pl.col("invoice_no").n_unique()))
     )
-    names = (
-        chosen.filter(pl.col("description").is_not_null())
-        .group_by("stock_code", "description")
-        .agg(n=pl.len())
-        .sort(["stock_code", "n", "description"], descending=[False, True, False])
-        .unique("stock_code", keep="first", maintain_order=True)
-        .select("stock_code", "description")
-    )
     return (
         top.join(invoices, on="stock_code", how="left", maintain_order="left")
-        .join(names, on="stock_code", how="left", maintain_order="left")
+        .join(descriptions(chosen), on="stock_code", how="left", maintain_order="left")
         .select(
             _RANK,
             "stock_code",
@@ -744,8 +802,9 @@ def data_quality(
 
 ANALYSES = (
     "overview", "invoice_amounts", "invoice_histogram", "monthly", "rfm", "segments",
-    "top_countries", "top_products", "reversed_invoices", "cohorts", "data_quality",
-    "clv_summary",
+    "segment_movement", "segment_transitions", "top_countries", "top_products",
+    "reversed_invoices", "cohorts", "data_quality",
+    "clv_summary", "weekly_sales", "recommendations",
 )  # fmt: skip
 
 
@@ -763,11 +822,19 @@ def tables(
     """
     totals = invoice_totals(lines, options) if totals is None else totals
     table = rfm(lines, options) if rfm_table is None else rfm_table
+    # Imported here: lgs_fast.movement and lgs_fast.recommend build on this module's rfm.
+    from lgs_fast.movement import segment_movement, segment_transitions
+    from lgs_fast.recommend import recommendations
+
+    movement = segment_movement(lines, options, rfm_now=table)
     derived = {
         "invoice_amounts": amount_distribution(totals),
         "invoice_histogram": amount_histogram(totals, options.histogram_bins),
         "rfm": table,
         "segments": segments(table, options),
+        "segment_movement": movement,
+        "segment_transitions": segment_transitions(movement, table),
+        "recommendations": recommendations(lines, options, table),
     }
     return {
         name: derived[name] if name in derived else globals()[name](lines, options)

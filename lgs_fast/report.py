@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from lgs_fast.campaigns import campaign_note
-from lgs_fast.definitions import Options, load_segment_rules
+from lgs_fast.definitions import COMPARE_DAYS, Options, load_segment_rules
 from lgs_fast.wording import (
     QUALITY_LABELS,
     headline,
@@ -122,6 +122,9 @@ def analysis_settings(
         ("Lines before", f"{end:%Y-%m-%d}" if end else "after the last line"),
         ("Reference time (--as-of)", f"{options.as_of:%Y-%m-%d %H:%M}" if options.as_of else
          "the latest invoice"),
+        ("Segments compared with (--compare-as-of)",
+         f"{options.compare_as_of:%Y-%m-%d %H:%M}" if options.compare_as_of else
+         f"{COMPARE_DAYS} days before the reference time"),
         ("Score bins", f"{options.bins}"),
         ("Segment map", f"{'shipped' if shipped else 'custom'}, {len(options.rules)} segments"),
         ("Top countries and products", f"{options.top}"),
@@ -323,6 +326,9 @@ def render_report(
         ),  # fmt: skip
         reversed_table=_reversed_table(tables),
         clv_section=clv_section(tables, specs),
+        movement_section=movement_section(tables, specs),
+        recommendations_section=recommendations_section(tables, specs),
+        forecast_section=forecast_section(tables, specs),
         quality_table=_table(quality, {"check": "Check", "count": "Count"}, {"count": ","}),
         about=_about(context, tables),
         specs="\n".join(
@@ -359,6 +365,155 @@ def _reversed_table(tables: Tables) -> str:
         },
         {"total": _MONEY_CELL},
     )  # fmt: skip
+
+
+MOVES_SHOWN = 8
+
+
+def movement_sentences(tables: Tables) -> list[str]:
+    """How many stayed, moved and are new, then the largest moves between two segments."""
+    moves = tables["segment_transitions"]
+    total = int(moves["customers"].sum())
+    new = int(moves.filter(pl.col("segment_then") == "new")["customers"].sum())
+    stayed = int(moves.filter(pl.col("segment_then") == pl.col("segment"))["customers"].sum())
+    said = [
+        f"Of the {total:,} customers scored now, {stayed:,} are in the same segment as then, "
+        f"{total - stayed - new:,} moved and {new:,} are new (no purchase by then). Each "
+        "campaign list has a movement column."
+    ]
+    largest = (
+        moves.filter(
+            (pl.col("segment_then") != pl.col("segment")) & (pl.col("segment_then") != "new")
+        )
+        .sort(["customers", "segment_then", "segment"], descending=[True, False, False])
+        .head(MOVES_SHOWN)
+    )
+    if largest.height:
+        said.append(
+            "The largest moves: "
+            + "; ".join(
+                f"{r['segment_then']} → {r['segment']} {r['customers']:,} "
+                f"({money(r['net_revenue'])} net spend)"
+                for r in largest.iter_rows(named=True)
+            )
+            + "."
+        )
+    return said
+
+
+def movement_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
+    """Who moved between segments (nothing when the movement was not computed)."""
+    if "segment_transitions" not in tables:
+        return ""
+    return _section(
+        "Who moved between segments", movement_sentences(tables), specs, "segment_transitions"
+    )
+
+
+def recommendations_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
+    """What to offer the customers to win back (nothing when not computed)."""
+    if "recommendations" not in tables:
+        return ""
+    recs = tables["recommendations"]
+    customers = recs["customer_id"].n_unique()
+    by_segment = recs.group_by("segment").agg(customers=pl.col("customer_id").n_unique())
+    where = ", ".join(
+        f"{r['segment']} {r['customers']:,}"
+        for r in by_segment.sort(["customers", "segment"], descending=[True, False]).iter_rows(
+            named=True
+        )
+    )
+    text = (
+        f"{customers:,} customers ({where}) get up to {recs['rank'].max() or 0} products each: "
+        "those bought most often on the same invoices as what they bought, that they have not "
+        "bought yet. Their campaign lists carry them (recommendation_1, …)."
+        if customers
+        else "No customer of the segments to win back has a product to recommend."
+    )
+    return _section("What to offer", [text], specs, "recommended_products")
+
+
+BACKTEST_HORIZONS = (1, 4, 12)
+
+
+def forecast_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
+    """Where weekly sales are heading, and how well the model did on the past."""
+    if "sales_forecast" not in tables:
+        return ""
+    parts = [
+        _section("Where sales are heading", forecast_sentences(tables), specs, "sales_forecast")
+    ]
+    backtest = tables.get("forecast_backtest")
+    if backtest is not None and backtest.height:
+        shown = (
+            backtest.filter(
+                pl.col("horizon").is_null() | pl.col("horizon").is_in(BACKTEST_HORIZONS)
+            )
+            .sort("horizon", "method", nulls_last=True)
+            .with_columns(
+                pl.col("method").replace({"ets": "model", "naive": "naive (last week)"}),
+                pl.col("horizon").cast(pl.String).fill_null("1–12 (all)"),
+            )
+        )
+        parts.append(
+            _table(
+                shown,
+                {
+                    "horizon": "Weeks ahead",
+                    "method": "Forecast",
+                    "origins": "Origins",
+                    "mase": "MASE",
+                    "smape": "sMAPE %",
+                    "mae": "Mean abs. error £",
+                },
+                {"origins": ",", "mase": ".2f", "smape": ".1f", "mae": ",.0f"},
+            )  # fmt: skip
+        )
+    return "\n".join(p for p in parts if p)
+
+
+def forecast_sentences(tables: Tables) -> list[str]:
+    """The forecast and its backtest in words, from the forecast tables."""
+    chosen = tables["forecast_models"].filter(pl.col("chosen"))
+    ahead = tables["sales_forecast"].filter(pl.col("kind") == "forecast")
+    if ahead.height == 0 or chosen.height == 0:
+        notes = tables["forecast_models"]["note"].to_list()
+        return [notes[0] if notes else "No forecast was made."]
+    model = chosen.row(0, named=True)
+    first, last = ahead.row(0, named=True), ahead.row(-1, named=True)
+    said = [
+        f"{model['model']} (exponential smoothing, chosen by AICc over the {model['weeks']} complete "
+        f"weeks from {model['first_week']:%d %b %Y}) forecasts {money(first['net_revenue'])} of "
+        f"net revenue for the week of {first['week']:%d %b %Y} (95% interval "
+        f"{money(first['lo_95'])} to {money(first['hi_95'])}), widening to "
+        f"{money(last['lo_95'])} to {money(last['hi_95'])} by the week of {last['week']:%d %b %Y}."
+    ]
+    backtest = tables.get("forecast_backtest")
+    if backtest is not None and backtest.height:
+        overall = {
+            r["method"]: r
+            for r in backtest.filter(pl.col("horizon").is_null()).iter_rows(named=True)
+        }
+        if {"ets", "naive"} <= overall.keys():
+            ets, naive = overall["ets"], overall["naive"]
+            verdict = "better than" if ets["mase"] < naive["mase"] else "no better than"
+            said.append(
+                f"Backtest: forecasting 1 to 12 weeks ahead from {ets['origins']} past points, the "
+                f"model scored MASE {ets['mase']:.2f} (sMAPE {ets['smape']:.1f}%), {verdict} "
+                f"repeating the last week (MASE {naive['mase']:.2f}, sMAPE {naive['smape']:.1f}%)."
+            )
+    said.append(
+        "One year of data cannot teach a model the yearly season (the autumn peak, the Christmas "
+        "closure): read the forecast as where the level is now and how uncertain it is, not as a "
+        "seasonal prediction."
+    )
+    return said
+
+
+def _section(title: str, sentences: list[str], specs: dict[str, dict[str, Any]], chart: str) -> str:
+    """A report section: its heading, a paragraph per sentence, then its chart."""
+    parts = [f"<h2>{_e(title)}</h2>", *(f"<p>{_e(s)}</p>" for s in sentences), _chart(chart, specs)]
+    return "\n".join(p for p in parts if p)
 
 
 def _chart(name: str, specs: dict[str, dict[str, Any]]) -> str:
@@ -403,9 +558,7 @@ def clv_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
     """The report's CLV section, from the clv tables (nothing when no model was fitted)."""
     if "clv_models" not in tables:
         return ""
-    parts = ["<h2>Customer lifetime value</h2>"]
-    parts += [f"<p>{_e(s)}</p>" for s in clv_verdicts(tables)]
-    parts.append(_chart("clv_by_segment", specs))
+    parts = [_section("Customer lifetime value", clv_verdicts(tables), specs, "clv_by_segment")]
     if "clv_segments" in tables:
         parts.append(
             _table(

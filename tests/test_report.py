@@ -292,3 +292,36 @@ def test_report_fits_the_window(output: Path, tmp_path: Path, width: int) -> Non
         capture_output=True, timeout=120, env=env, check=True,
     )  # fmt: skip
     assert shot.stat().st_size > 20_000
+
+
+def test_report_and_lists_act_on_the_segments(output: Path) -> None:
+    """Movement, recommendations and the forecast reach the page and the campaign lists."""
+    words = " ".join(_text((output / "report.html").read_text()).split())
+    moved = words.split("Who moved between segments")[1]
+    assert "Of the 4,339 customers scored now" in moved and "The largest moves:" in moved
+    offer = words.split("What to offer")[1]
+    assert "(At Risk 580, Need Attention 186, Can't Lose 63) get up to 3 products each" in offer
+    heading = words.split("Where sales are heading")[1]
+    assert "ETS(A,N,N)" in heading and "no better than repeating the last week" in heading
+    at_risk = pl.read_csv(output / "segments" / "at_risk.csv", infer_schema=False)
+    assert at_risk.columns[11:16] == [
+        "movement", "action", "recommendation_1", "recommendation_2", "recommendation_3",
+    ]  # fmt: skip
+    movement = pl.read_parquet(output / "tables" / "segment_movement.parquet")
+    expected = dict(movement.select("customer_id", "movement").iter_rows())
+    assert all(
+        expected[int(r["customer_id"])] == r["movement"] for r in at_risk.iter_rows(named=True)
+    )
+    recs = pl.read_parquet(output / "tables" / "recommendations.parquet").filter(
+        pl.col("rank") == 1
+    )
+    first = dict(
+        recs.select("customer_id", pl.col("stock_code") + " " + pl.col("description")).iter_rows()
+    )
+    listed = at_risk.filter(pl.col("recommendation_1").is_not_null())
+    assert listed.height > 0
+    assert all(
+        first[int(r["customer_id"])] == r["recommendation_1"] for r in listed.iter_rows(named=True)
+    )
+    champions = pl.read_csv(output / "segments" / "champions.csv", infer_schema=False)
+    assert champions["recommendation_1"].null_count() == champions.height  # not a target segment
