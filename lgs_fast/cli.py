@@ -19,7 +19,7 @@ import click
 # Option choices come from where they are defined (neither module loads an engine).
 from lgs_fast.analyze import ENGINES
 from lgs_fast.definitions import COMPARE_DAYS, PRESETS
-from lgs_fast.errors import LgsError
+from lgs_fast.errors import InputError, LgsError
 
 LAKE_HELP = "Lake directory (default: $LGS_LAKE or data/lake)."
 ALLOW_EMPTY_HELP = "Write the lake even when the input holds no line (refused by default)."
@@ -424,6 +424,21 @@ def _clv_settings(
     help=f"Earlier time T0 for segment movement, before T (default: {COMPARE_DAYS} days before T).",
 )
 @click.option(
+    "--recommend",
+    "recommend_segments",
+    metavar="SEGMENT",
+    multiple=True,
+    help="A segment whose customers get product recommendations; repeat for several "
+    "(default: Can't Lose, At Risk, Need Attention).",
+)
+@click.option(
+    "--recommendations",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="Products recommended per customer.",
+)
+@click.option(
     "--bins",
     type=click.IntRange(2, 9),
     default=5,
@@ -458,6 +473,8 @@ def analyze_command(
     preset: str,
     as_of: str | None,
     compare_as_of: str | None,
+    recommend_segments: tuple[str, ...],
+    recommendations: int,
     bins: int,
     segments_file: Path | None,
     start: str | None,
@@ -493,7 +510,16 @@ def analyze_command(
         bins=bins,
         rules=load_segment_rules(segments_file) if segments_file else (),
         top=top,
+        recommendations=recommendations,
+        **({"recommend_segments": recommend_segments} if recommend_segments else {}),
     )
+    known = [rule.name for rule in options.rules]
+    unknown = [name for name in recommend_segments if name not in known]
+    if unknown:
+        raise InputError(
+            f"--recommend: no segment {unknown[0]!r} in the segment map "
+            f"(its segments: {', '.join(known)})"
+        )
     result = analyze(
         lake, out, options,
         engine=engine,  # type: ignore[arg-type]

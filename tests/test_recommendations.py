@@ -198,3 +198,25 @@ def test_as_of_drops_later_lines() -> None:
         as_of=START + dt.timedelta(days=2), recommend_segments=EVERYONE.recommend_segments
     )
     assert _picks(_recommended(rows, options)) == {2: ["P2"]}
+
+
+def test_cli_chooses_segments_and_number(retail_lake: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lgs_fast.cli import cli
+
+    out = tmp_path / "out"
+    args = ["analyze", "--lake", str(retail_lake), "--out", str(out), "--no-report"]
+    refused = CliRunner().invoke(cli, [*args, "--recommend", "At risk"])
+    assert refused.exit_code == 2
+    assert "--recommend: no segment 'At risk' in the segment map" in refused.output
+    assert not out.exists()
+    done = CliRunner().invoke(
+        cli,
+        [*args, "--recommend", "Hibernating", "--recommend", "At Risk", "--recommendations", "2"],
+    )
+    assert done.exit_code == 0, done.output
+    table = pl.read_parquet(out / "tables" / "recommendations.parquet")
+    assert set(table["segment"]) == {"Hibernating", "At Risk"}
+    assert table["rank"].max() == 2
+    assert table.filter(pl.col("segment") == "At Risk")["customer_id"].n_unique() == 580
