@@ -506,12 +506,17 @@ def cohort_retention(tables: Tables) -> alt.LayerChart:
     """Share of each monthly cohort active again 1, 2, … months after its first month, every
     cell labelled. The first cohort holds everyone already a customer when the data starts, and
     cells of a partial month are faint."""
-    cohorts = tables["cohorts"]
-    first = cohorts["cohort"].min()
-    frame = cohorts.filter(pl.col("months_since") > 0).with_columns(
-        label=pl.col("cohort").dt.strftime("%b %Y")
-        + pl.when(pl.col("cohort") == first).then(pl.lit(" and before")).otherwise(pl.lit("")),
-        period=pl.when(pl.col("complete")).then(pl.lit("complete")).otherwise(pl.lit("partial")),
+    first = pl.col("cohort") == pl.col("cohort").min()
+    frame = (
+        tables["cohorts"]
+        .with_columns(
+            label=pl.col("cohort").dt.strftime("%b %Y")
+            + pl.when(first).then(pl.lit(" and before")).otherwise(pl.lit("")),
+            period=pl.when(pl.col("complete"))
+            .then(pl.lit("complete"))
+            .otherwise(pl.lit("partial")),
+        )
+        .filter(pl.col("months_since") > 0)
     )
     order = frame.sort("cohort")["label"].unique(maintain_order=True).to_list()
     strongest = float(frame["retention"].max() or 0.0)

@@ -89,6 +89,10 @@ def segment_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", ascii_name.lower().replace("'", "")).strip("_") or "segment"
 
 
+# The values of segment_movement that are not segments: no segment may take their names.
+MOVEMENT_MARKERS: Final = ("new", "same")
+
+
 def check_segment_files(rules: tuple[SegmentRule, ...], origin: str = "segment map") -> None:
     """Distinct segments must get distinct campaign files (`OUT/segments/SLUG.csv`).
 
@@ -96,6 +100,13 @@ def check_segment_files(rules: tuple[SegmentRule, ...], origin: str = "segment m
     renamed: the campaign team finds a list by its segment's name, and a silent `_2` would leave
     them guessing which list is which. `Unclassified` (customers no rule matches) counts too.
     """
+    for rule in rules:
+        if rule.name in MOVEMENT_MARKERS:
+            raise InputError(
+                f"{origin}: a segment may not be called {rule.name!r}: segment movement uses "
+                f"{' and '.join(map(repr, MOVEMENT_MARKERS))} for customers who were not scored "
+                "then or did not move; rename it"
+            )
     seen: dict[str, str] = {}
     for name in [*(r.name for r in rules), UNCLASSIFIED]:
         slug = segment_slug(name)

@@ -163,14 +163,17 @@ def amounts_note(tables: Tables) -> str:
 
 def monthly_note(tables: Tables) -> str:
     """Which months the data covers only in part, and how the charts show them."""
+    if tables["monthly"].height == 0:
+        return "No months: no lines were analysed."
     partial = partial_months(tables)
     unknown = tables["monthly"]["new_customers"].null_count() > 0
     parts = []
     if partial:
+        one = len(partial) == 1
         parts.append(
-            f"{' and '.join(partial)} {'is' if len(partial) == 1 else 'are'} covered only in part "
-            "(the days in brackets): those months are drawn faint or hollow, and growth to or from "
-            "them is grey, not a rise or a fall."
+            f"{' and '.join(partial)} {'is' if one else 'are'} covered only in part (the days in "
+            f"brackets): {'that month is' if one else 'those months are'} drawn faint or hollow, "
+            f"and growth to or from {'it' if one else 'them'} is grey, not a rise or a fall."
         )
     if unknown:
         parts.append(

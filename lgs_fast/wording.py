@@ -85,21 +85,29 @@ def reconciliation(tables: Tables, preset: str = "standard") -> list[str]:
         f"The {o['invoices']:,} invoices are {o['purchase_invoices']:,} purchase invoices and "
         f"{o['credit_notes']:,} credit notes.",
     ]
-    unscored = o["customers"] - scored.height
+    rest = money(o["net_revenue"] - segment_total)
     if preset == "notebook":
         said.append(
             f"Segments cover all {scored.height:,} customers (notebook preset) and add up to "
-            f"{money(segment_total)}, their net spend; the other "
-            f"{money(o['net_revenue'] - segment_total)} of net revenue is on lines without a "
-            "customer id."
+            f"{money(segment_total)}, their net spend; the other {rest} of net revenue is on "
+            "lines without a customer id."
         )
     else:
-        who = f"; the other {unscored:,} customers have only credit notes" if unscored > 0 else ""
+        # Customers not scored: those with only credit notes, and with --as-of those whose
+        # first purchase came after the reference time (their lines after it are not scored).
+        credit_only = o["customers"] - o["customers_with_purchase"]
+        later = o["customers_with_purchase"] - scored.height
+        others = [
+            f"{credit_only:,} {_plural(credit_only, 'customer', 'customers')} with only credit notes"
+            if credit_only > 0 else "",
+            f"{later:,} whose first purchase came after the reference time" if later > 0 else "",
+        ]  # fmt: skip
+        who = "; not scored: " + " and ".join(o for o in others if o) if any(others) else ""
         said.append(
-            f"Segments cover the {scored.height:,} customers with a purchase{who}. They add up "
-            f"to {money(segment_total)}, their net spend; the other "
-            f"{money(o['net_revenue'] - segment_total)} of net revenue is on lines without a "
-            "customer id or of customers with only credit notes."
+            f"Segments cover the {scored.height:,} customers with a purchase by the reference "
+            f"time{who}. They add up to {money(segment_total)}, their net spend; the other "
+            f"{rest} of net revenue is on lines without a customer id or of customers not "
+            "scored (and, with --as-of, on lines after the reference time)."
         )
     amounts = tables["invoice_amounts"].filter(pl.col("view") == "all")
     counted = int(amounts["count"][0]) if amounts.height else 0
@@ -121,6 +129,10 @@ def reconciliation(tables: Tables, preset: str = "standard") -> list[str]:
             "cancelled out of net revenue."
         )
     return said
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
 
 
 def largest_reversal(tables: Tables) -> dict[str, object] | None:

@@ -176,3 +176,15 @@ def test_cli_compare_as_of(retail_lake: Path, tmp_path: Path) -> None:
         pl.col("segment_then") == "Champions", pl.col("segment") == "At Risk"
     )
     assert champions["customers"].to_list() == [72]
+
+
+@pytest.mark.parametrize("name", ["new", "same"])
+def test_segment_may_not_take_a_movement_marker(tmp_path: Path, name: str) -> None:
+    """A segment called `new` would be read as "not scored then" in segment_movement."""
+    from lgs_fast.definitions import load_segment_rules
+    from lgs_fast.errors import InputError
+
+    path = tmp_path / "map.toml"
+    path.write_text(f'[[segment]]\nname = "{name}"\npattern = "[1-5][1-5]"\naction = "a"\n')
+    with pytest.raises(InputError, match=f"may not be called '{name}'"):
+        load_segment_rules(path)

@@ -139,7 +139,10 @@ def test_report_uses_one_vocabulary_and_says_why_totals_differ(output: Path) -> 
         "Net revenue £9,747,747.93 is placed sales £10,644,560.42 plus the cancelled value "
         "−£896,812.49 of the credit notes." in words
     )
-    assert "Segments cover the 4,339 customers with a purchase; the other 33 customers" in words
+    assert (
+        "Segments cover the 4,339 customers with a purchase by the reference time; not scored: "
+        "33 customers with only credit notes. They add up to £8,310,477.05" in words
+    )
     assert "The invoice amounts cover the 19,960 purchase invoices whose total is above £0" in words
     # The largest invoice was cancelled minutes later; the page says so, and it sells nothing.
     assert (
@@ -325,3 +328,16 @@ def test_report_and_lists_act_on_the_segments(output: Path) -> None:
     )
     champions = pl.read_csv(output / "segments" / "champions.csv", infer_schema=False)
     assert champions["recommendation_1"].null_count() == champions.height  # not a target segment
+
+
+def test_totals_explained_when_the_reference_time_is_early(retail_lake: Path) -> None:
+    """Customers who first bought after --as-of are not scored: the page says so, rather than
+    blaming credit notes for them."""
+    from lgs_fast.analyze import compute_tables
+    from lgs_fast.definitions import Options
+    from lgs_fast.wording import reconciliation
+
+    tables = compute_tables(retail_lake, Options(as_of=dt.datetime(2010, 12, 5)))
+    said = reconciliation(tables)[2]
+    assert said.startswith("Segments cover the 234 customers with a purchase by the reference time")
+    assert "33 customers with only credit notes and 4,105 whose first purchase came after" in said
