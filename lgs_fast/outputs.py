@@ -121,6 +121,30 @@ def interrupted_state() -> list[str]:
     return said
 
 
+def _empty_dir(path: Path) -> bool:
+    """An empty directory: a build killed between its mkdir and its marker."""
+    with contextlib.suppress(OSError):
+        return path.is_dir() and not any(path.iterdir())
+    return False
+
+
+def _remove_build(path: Path) -> None:
+    """Remove a build (or a previous run) with its marker last: a kill midway leaves a marked
+    directory, or an empty one, and both are known as lgs_fast's and removed by the next run."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for child in path.iterdir():
+            if child.name == MARKER:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        (path / MARKER).unlink()
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
 class OutputSwitch:
     """One run's outputs: `build` is where to write them, `commit` switches them in.
 
@@ -146,8 +170,10 @@ class OutputSwitch:
         # (only lgs_fast's, by name and mark).
         prefix = f".{self.out.name}."
         for leftover in self.out.parent.glob(f"{glob.escape(prefix)}build-*"):
-            if _BUILD.match(leftover.name[len(prefix) :]) and (leftover / MARKER).is_file():
-                shutil.rmtree(leftover, ignore_errors=True)
+            if _BUILD.match(leftover.name[len(prefix) :]) and (
+                (leftover / MARKER).is_file() or _empty_dir(leftover)
+            ):
+                _remove_build(leftover)
         self.build.mkdir()
         (self.build / MARKER).write_text(
             json.dumps(
@@ -160,7 +186,7 @@ class OutputSwitch:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.build, ignore_errors=True)
+        _remove_build(self.build)
         if self._lock is not None:
             if not self.out.exists():
                 # Nothing was ever written here: leave the parent directory as it was found.
@@ -189,4 +215,4 @@ class OutputSwitch:
             self.build = old
         with contextlib.suppress(OSError):  # the switch is done; this only hastens it to disk
             fsync(self.out.parent)
-        shutil.rmtree(self.build, ignore_errors=True)  # now the previous run
+        _remove_build(self.build)  # now the previous run

@@ -651,3 +651,32 @@ def test_export_record_refreshed_when_data_is_the_same(
     again = export(pg_dsn, lake, table=pg_table)
     assert again.months == ["2011-01", "2011-02"]
     assert export(pg_dsn, lake, table=pg_table).months == []
+
+
+def test_builds_of_killed_runs_are_removed_whatever_the_moment(
+    tmp_path: Path, retail_ii_lake: Path
+) -> None:
+    """A run killed between creating its build and marking it leaves an empty build; a run
+    killed while removing the previous run used to leave it unmarked (the marker went first)
+    and so forever. The next run removes both; an unmarked build holding files is kept."""
+    from lgs_fast.outputs import MARKER, _remove_build
+
+    empty = tmp_path / ".out.build-0123456789abcdef"
+    empty.mkdir()
+    halfway = tmp_path / ".out.build-old-fedcba9876543210"
+    (halfway / "tables").mkdir(parents=True)
+    (halfway / "tables" / "rfm.csv").write_text("x")
+    (halfway / MARKER).write_text("{}")
+    foreign = tmp_path / ".out.build-00000000000000ff"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    args = ["analyze", "--lake", str(retail_ii_lake), "--out", str(tmp_path / "out"), "--no-report"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert not empty.exists() and not halfway.exists()
+    assert (foreign / "notes.txt").read_text() == "keep"
+    # Removal takes the marker last, so a kill at any point leaves it marked or empty.
+    build = tmp_path / ".out.build-1111111111111111"
+    (build / "charts").mkdir(parents=True)
+    (build / MARKER).write_text("{}")
+    _remove_build(build)
+    assert not build.exists()
