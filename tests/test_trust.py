@@ -25,6 +25,12 @@ from lgs_fast.sources import import_files
 from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
 
 
+def _lines_csv(path: Path, *rows: str) -> Path:
+    """A CSV of canonical lines: the header, then `rows`, one line each."""
+    path.write_text("".join(f"{line}\n" for line in (",".join(COLUMNS), *rows)))
+    return path
+
+
 def _tree(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
@@ -244,11 +250,10 @@ def test_partition_replaced_by_hand_is_exported_again(
 def test_future_dated_line_then_its_deletion(pg_dsn: str, pg_table: str, tmp_path: Path) -> None:
     """A line dated years ahead used to move the watermark past every later line, so each later
     export read an empty month and failed; and a month emptied by DELETE must leave the lake."""
-    small = tmp_path / "small.csv"
-    small.write_text(
-        "invoice_no,stock_code,description,quantity,invoice_date,unit_price,customer_id,country\n"
-        "1,A,x,1,2011-01-05 10:00:00,1.5,7,UK\n2,A,x,3,2030-02-10 09:00:00,1.5,8,UK\n"
-    )
+    small = _lines_csv(
+        tmp_path / "small.csv",
+        "1,A,x,1,2011-01-05 10:00:00,1.5,7,UK", "2,A,x,3,2030-02-10 09:00:00,1.5,8,UK",
+    )  # fmt: skip
     load_pg([small], pg_dsn, table=pg_table)
     lake = tmp_path / "lake"
     assert export(pg_dsn, lake, table=pg_table).watermark == "2030-02-10T09:00:00"
@@ -419,10 +424,7 @@ def test_header_only_input_is_refused_unless_allowed(tmp_path: Path) -> None:
 
 
 def test_export_of_an_empty_table(pg_dsn: str, pg_table: str, tmp_path: Path) -> None:
-    empty = tmp_path / "empty.csv"
-    empty.write_text(
-        "invoice_no,stock_code,description,quantity,invoice_date,unit_price,customer_id,country\n"
-    )
+    empty = _lines_csv(tmp_path / "empty.csv")
     load_pg([empty], pg_dsn, table=pg_table)
     lake = tmp_path / "lake"
     result = CliRunner().invoke(
@@ -634,11 +636,10 @@ def test_export_record_refreshed_when_data_is_the_same(
     """A column type change that leaves every value the same changes the fingerprints: the
     next export reads the months again, then records the new fingerprints, so the one after
     reads nothing (it read every month on every run)."""
-    small = tmp_path / "small.csv"
-    small.write_text(
-        "invoice_no,stock_code,description,quantity,invoice_date,unit_price,customer_id,country\n"
-        "1,A,x,1,2011-01-05 10:00:00,1.5,7,UK\n2,A,x,3,2011-02-10 09:00:00,2.25,8,UK\n"
-    )
+    small = _lines_csv(
+        tmp_path / "small.csv",
+        "1,A,x,1,2011-01-05 10:00:00,1.5,7,UK", "2,A,x,3,2011-02-10 09:00:00,2.25,8,UK",
+    )  # fmt: skip
     load_pg([small], pg_dsn, table=pg_table)
     lake = tmp_path / "lake"
     export(pg_dsn, lake, table=pg_table)
