@@ -2,6 +2,10 @@
 
 Each command parses options, calls one function, and formats its result. Any `LgsError` (or
 OS error) becomes one line on stderr and a non-zero exit code, here and nowhere else.
+
+Importing this module loads no engine (Polars, PyArrow, DuckDB, pandas, NumPy, psycopg, Altair,
+statsmodels, SciPy): `--help` and argument errors answer at once, and a command imports what it
+needs only after its arguments are parsed and checked.
 """
 
 from __future__ import annotations
@@ -16,9 +20,8 @@ from typing import Any
 
 import click
 
-# Option choices come from where they are defined (neither module loads an engine).
-from lgs_fast.analyze import ENGINES
-from lgs_fast.definitions import COMPARE_DAYS, PRESETS
+# Option choices and defaults come from where they are defined; that module loads no engine.
+from lgs_fast.definitions import COMPARE_DAYS, ENGINES, PRESETS
 from lgs_fast.errors import InputError, LgsError
 
 LAKE_HELP = "Lake directory (default: $LGS_LAKE or data/lake)."
@@ -160,7 +163,9 @@ DSN_HELP = "PostgreSQL connection string (default: $LGS_PG_DSN)."
 
 
 def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
-    from lgs_fast.schema import COLUMNS
+    if not pairs:
+        return {}
+    from lgs_fast.schema import COLUMNS  # loads Polars: only when --column is given
 
     mapping = {}
     for pair in pairs:
@@ -209,6 +214,7 @@ def export_command(
     database work is over: on any failure (bad DSN, missing table or column, server gone,
     Ctrl-C) the previous lake stays as it was.
     """
+    columns = _parse_columns(column_pairs)  # before psycopg is imported
     from lgs_fast.postgres import export
 
     result = export(
@@ -216,7 +222,7 @@ def export_command(
         lake,
         table=table,
         full=full,
-        columns=_parse_columns(column_pairs),
+        columns=columns,
         allow_empty=allow_empty,
         progress=_progress("exported"),
     )
@@ -320,6 +326,16 @@ def _parse_when(value: str | None, option: str) -> dt.datetime | None:
     return when
 
 
+def _parse_range(
+    start: str | None, end: str | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """--from and --to, checked like `analyze` checks them, before any engine is loaded."""
+    since, until = _parse_when(start, "--from"), _parse_when(end, "--to")
+    if since is not None and until is not None and since >= until:
+        raise InputError(f"empty date range: --from {since} is not before --to {until}")
+    return since, until
+
+
 def _parse_day(value: str | None, option: str) -> dt.date | None:
     if value is None:
         return None
@@ -375,16 +391,16 @@ def clv_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _clv_settings(
-    calibration_end: str | None, model: str, horizon: int, months: int, discount: float
+    calibration_end: dt.date | None, model: str, horizon: int, months: int, discount: float
 ) -> Any:
-    from lgs_fast.clv import ClvSettings
+    from lgs_fast.clv import ClvSettings  # NumPy and SciPy
 
     return ClvSettings(
         model=model,  # type: ignore[arg-type]
         horizon_days=horizon,
         months=months,
         monthly_discount=discount,
-        calibration_end=_parse_day(calibration_end, "--calibration-end"),
+        calibration_end=calibration_end,
     )
 
 
@@ -500,9 +516,11 @@ def analyze_command(
     list; OUT/report.html (opens offline).
     Charts, segment lists, workbook and report are written together (none with --no-report).
     """
-    from lgs_fast.analyze import analyze
     from lgs_fast.definitions import Options, load_segment_rules
 
+    # Plain argument errors first, before any engine is imported.
+    since, until = _parse_range(start, end)
+    calibration_day = _parse_day(calibration_end, "--calibration-end")
     options = Options(
         preset=preset,  # type: ignore[arg-type]
         as_of=_parse_when(as_of, "--as-of"),
@@ -520,13 +538,16 @@ def analyze_command(
             f"--recommend: no segment {unknown[0]!r} in the segment map "
             f"(its segments: {', '.join(known)})"
         )
+    settings = _clv_settings(calibration_day, model, horizon, months, discount)
+    from lgs_fast.analyze import analyze
+
     result = analyze(
         lake, out, options,
         engine=engine,  # type: ignore[arg-type]
-        start=_parse_when(start, "--from"), end=_parse_when(end, "--to"),
+        start=since, end=until,
         report=not no_report,
         progress=lambda step: click.echo(step, err=True),
-        clv_settings=_clv_settings(calibration_end, model, horizon, months, discount),
+        clv_settings=settings,
     )  # fmt: skip
     _print_summary(result.tables)
     click.echo(f"tables: {result.out / 'tables'}")
@@ -577,6 +598,11 @@ def clv_command(
     not identify its parameters is never used unless named with --model), and with
     --calibration-end the holdout check: actual against predicted purchases, MAE and bias.
     """
+    # Plain argument errors first, before any engine is imported.
+    when = _parse_when(as_of, "--as-of")
+    since, until = _parse_range(start, end)
+    calibration_day = _parse_day(calibration_end, "--calibration-end")
+
     from lgs_fast.analyze import clv
     from lgs_fast.campaigns import check_csv_target, write_csv_file
     from lgs_fast.definitions import Options
@@ -586,10 +612,10 @@ def clv_command(
     if csv_path is not None:
         check_csv_target(csv_path, lake or default_lake())
     result = clv(
-        lake, Options(as_of=_parse_when(as_of, "--as-of")),
+        lake, Options(as_of=when),
         engine=engine,  # type: ignore[arg-type]
-        start=_parse_when(start, "--from"), end=_parse_when(end, "--to"),
-        settings=_clv_settings(calibration_end, model, horizon, months, discount),
+        start=since, end=until,
+        settings=_clv_settings(calibration_day, model, horizon, months, discount),
     )  # fmt: skip
     tables = result.tables
     _print_table(

@@ -1,6 +1,9 @@
 """The constants that carry meaning, in one place: presets, options, segment rules.
 
 Both engines and the pandas reference read these; DESIGN.md ("Definitions") is the prose.
+Importing this module loads no engine (the command line reads its choices and defaults before
+any engine is needed): Polars is imported only to check a segment pattern or build the rules
+table.
 """
 
 from __future__ import annotations
@@ -12,14 +15,19 @@ import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Final, Literal
-
-import polars as pl
+from typing import TYPE_CHECKING, Final, Literal
 
 from lgs_fast.errors import InputError
 
+if TYPE_CHECKING:
+    import polars as pl
+
 Preset = Literal["standard", "notebook"]
 PRESETS: Final[tuple[Preset, ...]] = ("standard", "notebook")
+
+# The engines that compute the tables (`lgs_fast.metrics`, `lgs_fast.sql`); both give the same.
+Engine = Literal["polars", "duckdb"]
+ENGINES: Final[tuple[Engine, ...]] = ("polars", "duckdb")
 
 # Stock codes that are not products: postage, manual entries, carriage, discounts, samples,
 # fees, charity, gift vouchers and tests. Matched against the whole code.
@@ -165,6 +173,8 @@ def _segment_rule(origin: str, number: int, entry: object) -> SegmentRule:
     if not name.strip():
         raise InputError(f"{where}: the name is empty")
     rule = SegmentRule(number, name, pattern, action)
+    import polars as pl  # the engine's own regex dialect decides what a valid pattern is
+
     try:
         pl.Series(["11"]).str.contains(rule.regex)
     except pl.exceptions.ComputeError as err:
@@ -199,6 +209,8 @@ def load_segment_rules(path: str | Path | None = None, *, bins: int = 5) -> tupl
 
 def segment_rules_frame(rules: tuple[SegmentRule, ...]) -> pl.DataFrame:
     """Rules as a table (the DuckDB engine joins it; the report lists it)."""
+    import polars as pl
+
     return pl.DataFrame(
         {
             "priority": [r.priority for r in rules],
