@@ -4,17 +4,36 @@
 
 Prints two numbers: the wall time of the work in seconds (imports excluded: each contender
 imports its libraries before the clock starts) and the process's peak RSS in bytes (VmHWM,
-which, unlike rusage, does not inherit the parent's size across fork and exec).
+which, unlike rusage, does not inherit the parent's size across fork and exec). The
+whole-process contenders (`analyze-*`, `import`) run `lgs-fast` itself as a child: their time
+is the child's from exec to exit, start-up included, and their memory the child's peak.
 """
 
 from __future__ import annotations
 
+import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 Work = Callable[[], object]
+_CHILD_RSS: list[int] = []  # peak RSS of the whole-process contenders' children
+_SCRATCH: list[Path] = []  # their output directories, removed after the clock stops
+
+
+def _scratch() -> Path:
+    _SCRATCH.append(Path(tempfile.mkdtemp(prefix="lgs_bench_")))
+    return _SCRATCH[-1]
+
+
+def _lgs_fast(*args: str) -> None:
+    """`lgs-fast ARGS` as a child process, which must succeed; its peak RSS is recorded."""
+    subprocess.run([sys.executable, "-m", "lgs_fast", *args], check=True, capture_output=True)
+    _CHILD_RSS.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
 
 
 def pandas(lake: Path) -> Work:
@@ -35,6 +54,32 @@ def duckdb(lake: Path) -> Work:
     from lgs_fast.analyze import compute_tables
 
     return lambda: compute_tables(lake, engine="duckdb")
+
+
+def _analyze(engine: str) -> Callable[[Path], Work]:
+    """`lgs-fast analyze --no-report` as a user runs it: start-up, every table, the CLV models,
+    the forecast and the written tables, in a fresh process."""
+
+    def prepare(lake: Path) -> Work:
+        out = _scratch() / "out"
+        args = ["analyze", "--no-report", "--engine", engine, "--lake", str(lake)]
+        return lambda: _lgs_fast(*args, "--out", str(out))
+
+    return prepare
+
+
+def import_lake(lake: Path) -> Work:
+    """`lgs-fast import` of the lake's own line files into a new lake, derived layers included,
+    in a fresh process (the new lake is removed afterwards, outside the clock)."""
+    from lgs_fast.lake import snapshot
+
+    files = [str(p) for p in snapshot(lake).files.values()]
+    target = _scratch() / "lake"
+
+    def run() -> None:
+        _lgs_fast("import", *files, "--lake", str(target))
+
+    return run
 
 
 def floor(lake: Path) -> Work:
@@ -70,7 +115,7 @@ def _feature(engine: str, tables: tuple[str, ...]) -> Callable[[Path], Work]:
 
         from lgs_fast import metrics, sql
         from lgs_fast.definitions import Options
-        from lgs_fast.lake import scan
+        from lgs_fast.lake import scan_layers
 
         options = Options()
         if engine == "duckdb":
@@ -80,7 +125,9 @@ def _feature(engine: str, tables: tuple[str, ...]) -> Callable[[Path], Work]:
                 return [sql.query(con, name).pl() for name in tables]
 
             return run
-        return lambda: pl.collect_all([metrics.tables(scan(lake), options)[n] for n in tables])
+        return lambda: pl.collect_all(
+            [metrics.tables(scan_layers(lake), options)[n] for n in tables]
+        )
 
     return prepare
 
@@ -90,9 +137,9 @@ def forecast(lake: Path) -> Work:
     from lgs_fast import metrics
     from lgs_fast.definitions import Options
     from lgs_fast.forecast import sales_forecast
-    from lgs_fast.lake import scan
+    from lgs_fast.lake import scan_layers
 
-    return lambda: sales_forecast(metrics.weekly_sales(scan(lake), Options()).collect())
+    return lambda: sales_forecast(metrics.weekly_sales(scan_layers(lake), Options()).collect())
 
 
 MOVEMENT = ("segment_movement", "segment_transitions")
@@ -102,6 +149,9 @@ CONTENDERS: dict[str, Callable[[Path], Work]] = {
     "polars": polars,
     "duckdb": duckdb,
     "floor": floor,
+    "analyze-polars": _analyze("polars"),
+    "analyze-duckdb": _analyze("duckdb"),
+    "import": import_lake,
     "clv-polars": _clv("polars"),
     "clv-duckdb": _clv("duckdb"),
     "movement-polars": _feature("polars", MOVEMENT),
@@ -126,4 +176,7 @@ if __name__ == "__main__":
     work = CONTENDERS[name](lake)
     start = time.perf_counter()
     work()
-    print(f"{time.perf_counter() - start:.6f} {peak_rss()}")
+    seconds = time.perf_counter() - start
+    print(f"{seconds:.6f} {max(_CHILD_RSS) if _CHILD_RSS else peak_rss()}")
+    for scratch in _SCRATCH:
+        shutil.rmtree(scratch, ignore_errors=True)

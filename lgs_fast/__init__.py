@@ -3,6 +3,9 @@
     import lgs_fast as lgs
     lines = lgs.scan("data/lake")          # polars.LazyFrame, canonical schema
     lgs.rfm(lines).collect()               # nothing is read before collect()
+    layers = lgs.scan_layers("data/lake")  # lines + derived layers: what the analyses read
+    lgs.rfm(layers).collect()              # the same table, from one row per invoice
+    lgs.scan_invoices("data/lake")         # the invoice layer alone
 
 Importing the package loads nothing heavy: each name below is imported on first use.
 """
@@ -22,6 +25,9 @@ _EXPORTS: dict[str, str] = {
     "Options": "lgs_fast.definitions",
     "load_segment_rules": "lgs_fast.definitions",
     "scan": "lgs_fast.lake",
+    "scan_invoices": "lgs_fast.lake",
+    "scan_layers": "lgs_fast.lake",
+    "upgrade_lake": "lgs_fast.lake",
     "find_lake": "lgs_fast.lake",
     "snapshot": "lgs_fast.lake",
     "verify_lake": "lgs_fast.lake",

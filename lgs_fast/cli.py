@@ -69,10 +69,17 @@ def _interrupted(err: KeyboardInterrupt) -> None:
 
 
 def _what_changed() -> str:
-    """What an interrupted command leaves on disk, checked on disk, not assumed."""
-    from lgs_fast import lake, outputs
+    """What an interrupted command leaves on disk, checked on disk, not assumed.
 
-    said = lake.interrupted_state() + outputs.interrupted_state()
+    Only the writers already loaded are asked: one not imported yet has written nothing, and
+    importing it now could meet an engine whose own import the interruption cut short (a
+    half-imported Polars fails on first use).
+    """
+    said: list[str] = []
+    for name in ("lgs_fast.lake", "lgs_fast.outputs"):
+        state = getattr(sys.modules.get(name), "interrupted_state", None)
+        if state is not None:
+            said += state()
     return "; ".join(said) if said else "nothing was changed"
 
 
@@ -143,7 +150,7 @@ def import_command(
     Headers may be UCI (InvoiceNo,…), UCI II (Invoice,…,Customer ID,…) or snake_case.
     LAKE must be new, empty, or a lake lgs_fast made; one writer at a time (exit 5 if busy).
     """
-    from lgs_fast.lake import scan
+    from lgs_fast.lake import scan_layers
     from lgs_fast.metrics import data_quality
     from lgs_fast.sources import import_files
 
@@ -155,7 +162,7 @@ def import_command(
     click.echo(f"lake {result.lake}: {result.rows:,} lines, {state}")
     if dedupe:
         click.echo(f"dropped {result.duplicates_dropped:,} exact duplicate lines")
-    quality = data_quality(scan(result.lake)).collect()
+    quality = data_quality(scan_layers(result.lake)).collect()  # from the manifest and layers
     _print_table("data quality:", [(c, f"{n:,}") for c, n in quality.iter_rows()])
 
 
@@ -303,9 +310,38 @@ def verify_command(lake: Path | None) -> None:
     from lgs_fast.lake import default_lake, verify_lake
 
     manifest = verify_lake(lake)
+    layered = len(manifest.layered())
     click.echo(
         f"lake {lake or default_lake()}: {manifest.rows:,} lines in {len(manifest.partitions)} partitions, every checksum matches"
     )
+    if layered < len(manifest.partitions):
+        missing = len(manifest.partitions) - layered
+        click.echo(
+            f"{missing:,} of the partitions without the current derived layers (analyses compute them "
+            "from the lines each time); `lgs-fast upgrade` stores them"
+        )
+
+
+@cli.command("upgrade")
+@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+def upgrade_command(lake: Path | None) -> None:
+    """Store the derived layers (invoices, products, quality counts) of every month that lacks
+    them, as a lake written by an older lgs_fast does.
+
+    Analyses of such a lake are exact but compute the layers from the lines each time; after
+    the upgrade they read them. The lines are untouched; the new layers and the manifest that
+    lists them are committed in one atomic step (a crash or kill leaves the lake as it was).
+    Exit 0 when done or nothing to do, 3 when there is no lake, 5 when another process writes it.
+    """
+    from lgs_fast.lake import default_lake, upgrade_lake
+
+    manifest, months = upgrade_lake(lake)
+    root = lake or default_lake()
+    if months:
+        months_word = "month" if len(months) == 1 else "months"
+        click.echo(f"lake {root}: derived layers stored for {len(months):,} {months_word}")
+    else:
+        click.echo(f"lake {root}: every month already has the current derived layers; unchanged")
 
 
 def _parse_when(value: str | None, option: str) -> dt.datetime | None:
@@ -448,6 +484,12 @@ def _clv_settings(
     "(default: Can't Lose, At Risk, Need Attention).",
 )
 @click.option(
+    "--no-recommendations",
+    is_flag=True,
+    help="Recommend no products (their co-occurrence counts are the costliest part of the "
+    "analysis on large lakes: at 10M lines, more than all the other tables together).",
+)
+@click.option(
     "--recommendations",
     type=click.IntRange(1, 100),
     default=3,
@@ -490,6 +532,7 @@ def analyze_command(
     as_of: str | None,
     compare_as_of: str | None,
     recommend_segments: tuple[str, ...],
+    no_recommendations: bool,
     recommendations: int,
     bins: int,
     segments_file: Path | None,
@@ -521,6 +564,8 @@ def analyze_command(
     # Plain argument errors first, before any engine is imported.
     since, until = _parse_range(start, end)
     calibration_day = _parse_day(calibration_end, "--calibration-end")
+    if no_recommendations and recommend_segments:
+        raise InputError("--no-recommendations and --recommend contradict each other; give one")
     options = Options(
         preset=preset,  # type: ignore[arg-type]
         as_of=_parse_when(as_of, "--as-of"),
@@ -530,6 +575,7 @@ def analyze_command(
         top=top,
         recommendations=recommendations,
         **({"recommend_segments": recommend_segments} if recommend_segments else {}),
+        **({"recommend_segments": ()} if no_recommendations else {}),
     )
     known = [rule.name for rule in options.rules]
     unknown = [name for name in recommend_segments if name not in known]

@@ -1,8 +1,10 @@
 """The lake: hive-partitioned Parquet of canonical invoice lines, plus `_manifest.json`.
 
-Layout: ``LAKE/invoice_lines/year=YYYY/month=MM/part-<write id>.parquet`` (zstd). The manifest
-is the lake's one source of truth: it names the file of every month, with its row count, size
-and checksum. Writes are transactions:
+Layout: ``LAKE/invoice_lines/year=YYYY/month=MM/part-<write id>.parquet`` (zstd), and beside
+each month its derived layers (`lgs_fast.layers`): ``LAKE/invoices/…`` and ``LAKE/products/…``
+under the same partition and file name, and the month's quality counts in the manifest. The
+manifest is the lake's one source of truth: it names the file of every month and of its layers,
+with their row counts, sizes and checksums. Writes are transactions:
 
 - one writer at a time: an exclusive lock on the lake directory itself (no lock file anyone
   could delete), not waited for (a second writer fails at once with `BusyError`);
@@ -36,7 +38,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lgs_fast import layers
 from lgs_fast.errors import BusyError, DamagedError, InputError, LakeError
+from lgs_fast.layers import LAYERS, LAYERS_VERSION, Layers
 from lgs_fast.schema import ARROW_SCHEMA, POLARS_SCHEMA, SCHEMA_VERSION, to_arrow
 
 DEFAULT_LAKE = Path("data/lake")
@@ -139,6 +143,32 @@ class Manifest:
             for key, meta in sorted(self.partitions.items())
         }
 
+    def layered(self) -> dict[str, dict[str, Any]]:
+        """The layers entry of every partition whose layers are of the current version."""
+        return {
+            key: meta["layers"]
+            for key, meta in sorted(self.partitions.items())
+            if meta.get("layers", {}).get("version") == LAYERS_VERSION
+        }
+
+    def layer_files(self, lake: Path) -> dict[tuple[str, str], Path]:
+        """The file of every current layer, by (layer, partition key)."""
+        return {
+            (layer, key): lake / layer / key / entry[layer]["file"]
+            for key, entry in self.layered().items()
+            for layer in LAYERS
+        }
+
+    def all_files(self, lake: Path) -> set[Path]:
+        """Every file this version names: lines and layers (older layer versions included)."""
+        named = set(self.files(lake).values())
+        for key, meta in self.partitions.items():
+            for layer in LAYERS:
+                entry = meta.get("layers", {}).get(layer)
+                if isinstance(entry, dict) and "file" in entry:
+                    named.add(lake / layer / key / entry["file"])
+        return named
+
     def to_json(self) -> str:
         return json.dumps(
             {
@@ -216,6 +246,35 @@ def _check_entry(key: str, meta: Any) -> None:
         raise ValueError(f"partition {key}: bad size")
     if not (isinstance(meta["sha256"], str) and _SHA.match(meta["sha256"])):
         raise ValueError(f"partition {key}: bad checksum")
+    if "layers" in meta:
+        _check_layers(key, meta["layers"])
+
+
+def _check_layers(key: str, entry: Any) -> None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("version"), int):
+        raise ValueError(f"partition {key}: bad layers entry")
+    if entry["version"] != LAYERS_VERSION:
+        return  # another version's layers are never read: only their file names matter
+    for layer in LAYERS:
+        _check_file_entry(f"partition {key}, layer {layer}", entry[layer])
+    counts = entry["quality"]
+    if not (
+        isinstance(counts, dict)
+        and set(counts) == set(layers.QUALITY_COUNTS)
+        and all(isinstance(v, int) and v >= 0 for v in counts.values())
+    ):
+        raise ValueError(f"partition {key}: bad quality counts")
+
+
+def _check_file_entry(what: str, meta: Any) -> None:
+    if not isinstance(meta, dict) or not _PART.match(str(meta.get("file"))):
+        raise ValueError(f"{what}: bad file name")
+    if not (isinstance(meta["rows"], int) and meta["rows"] >= 0):
+        raise ValueError(f"{what}: bad row count")
+    if not (isinstance(meta["bytes"], int) and meta["bytes"] > 0):
+        raise ValueError(f"{what}: bad size")
+    if not (isinstance(meta["sha256"], str) and _SHA.match(meta["sha256"])):
+        raise ValueError(f"{what}: bad checksum")
 
 
 # Reading ---------------------------------------------------------------------------------------
@@ -256,7 +315,31 @@ def check_files(root: Path, manifest: Manifest) -> dict[str, Path]:
             raise DamagedError(
                 f"{path}: partition {key} has {rows:,} lines, the manifest says {meta['rows']:,}; the lake is damaged"
             )
+    layered = manifest.layered()
+    for (layer, key), path in manifest.layer_files(root).items():
+        _check_layer_file(path, f"partition {key}'s {layer} layer", layered[key][layer])
     return files
+
+
+def _check_layer_file(path: Path, what: str, meta: dict[str, Any]) -> None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DamagedError(
+            f"{path}: {what} is missing (the manifest lists it); the lake is damaged"
+        ) from None
+    if size != meta["bytes"]:
+        raise DamagedError(
+            f"{path}: {what} has {size:,} bytes, the manifest says {meta['bytes']:,}; the lake is damaged"
+        )
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except (pa.ArrowException, OSError) as err:
+        raise DamagedError(f"{path}: {what} is not readable Parquet ({_first_line(err)})") from None
+    if rows != meta["rows"]:
+        raise DamagedError(
+            f"{path}: {what} has {rows:,} rows, the manifest says {meta['rows']:,}; the lake is damaged"
+        )
 
 
 def snapshot(lake: str | Path | None = None) -> Snapshot:
@@ -321,6 +404,118 @@ def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
     return value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
 
 
+def _in_range(key: str, start: dt.datetime | None, end: dt.datetime | None) -> tuple[bool, bool]:
+    """(whether month `key` has any time in [start, end), whether it lies wholly inside)."""
+    year, month = month_of(key)
+    first = dt.datetime(year, month, 1)
+    after = dt.datetime(year + month // 12, month % 12 + 1, 1)
+    overlaps = (start is None or after > start) and (end is None or first < end)
+    inside = (start is None or first >= start) and (end is None or after <= end)
+    return overlaps, inside
+
+
+def _between(lf: pl.LazyFrame, start: dt.datetime | None, end: dt.datetime | None) -> pl.LazyFrame:
+    if start is not None:
+        lf = lf.filter(pl.col("invoice_date") >= start)
+    if end is not None:
+        lf = lf.filter(pl.col("invoice_date") < end)
+    return lf
+
+
+def layer_plan(
+    snap: Snapshot, start: dt.date | dt.datetime | None, end: dt.date | dt.datetime | None
+) -> tuple[list[str], list[str], list[str]]:
+    """Which months of the range each source serves, as partition keys:
+
+    - `invoice_months`: months whose invoice layer is read (filtered by date: exact at any cut);
+    - `whole_months`: months inside the range whose products layer and quality counts are read;
+    - `line_months`: months whose layers are computed from their lines instead: the months
+      without current layers (a lake written before them), and for products and quality the
+      months the range cuts through.
+    """
+    lo = _timestamp(start) if start is not None else None
+    hi = _timestamp(end) if end is not None else None
+    layered = snap.manifest.layered()
+    invoice_months, whole_months, line_months = [], [], []
+    for key in snap.files:
+        overlaps, inside = _in_range(key, lo, hi)
+        if not overlaps:
+            continue
+        if key in layered:
+            invoice_months.append(key)
+        if key in layered and inside:
+            whole_months.append(key)
+        else:
+            line_months.append(key)
+    return invoice_months, whole_months, line_months
+
+
+def scan_layers(
+    lake: str | Path | None = None,
+    *,
+    start: dt.date | dt.datetime | None = None,
+    end: dt.date | dt.datetime | None = None,
+    snap: Snapshot | None = None,
+) -> Layers:
+    """The lake's lines and derived layers (`lgs_fast.layers.Layers`), lazy, over an optional
+    date range: what the analyses read. Exact for any range and any lake: layers are read
+    where they cover what is asked and computed from the lines where they do not."""
+    snap = snap or snapshot(lake)
+    lo = _timestamp(start) if start is not None else None
+    hi = _timestamp(end) if end is not None else None
+    lines = scan(snap=snap, start=start, end=end)
+    invoice_months, whole_months, line_months = layer_plan(snap, start, end)
+    entries = snap.manifest.layered()
+    invoice_rows = _scan_layer(snap, "invoices", invoice_months, layers.INVOICES_SCHEMA)
+    # Stored in 64 bits, added up in 128: the same type as the layer computed from lines.
+    stored = [_between(invoice_rows, lo, hi).with_columns(pl.col("micro").cast(pl.Int128))]
+    computed = [_between(_scan_months(snap, line_months), lo, hi)] if line_months else []
+    unlayered = [k for k in line_months if k not in entries]
+    if unlayered:
+        stored.append(layers.invoices(_between(_scan_months(snap, unlayered), lo, hi)))
+    quality_rows = pl.LazyFrame(
+        [entries[k]["quality"] for k in whole_months], schema=layers.QUALITY_SCHEMA
+    )
+    return Layers(
+        lines=lines,
+        invoices=pl.concat(stored),
+        products=pl.concat(
+            [_scan_layer(snap, "products", whole_months, layers.PRODUCTS_SCHEMA)]
+            + [layers.products(frame) for frame in computed]
+        ),
+        # Month by month: exact duplicates are found within a month, in one month's memory.
+        quality=pl.concat(
+            [quality_rows]
+            + [layers.quality(_between(_scan_months(snap, [key]), lo, hi)) for key in line_months]
+        ),
+    )
+
+
+def _scan_layer(snap: Snapshot, layer: str, keys: list[str], schema: pl.Schema) -> pl.LazyFrame:
+    entries = snap.manifest.layered()
+    paths = [str(snap.root / layer / key / entries[key][layer]["file"]) for key in keys]
+    if not paths:
+        return pl.LazyFrame(schema=schema)
+    return pl.scan_parquet(paths)
+
+
+def _scan_months(snap: Snapshot, keys: list[str]) -> pl.LazyFrame:
+    paths = [str(snap.files[key]) for key in keys]
+    if not paths:
+        return pl.LazyFrame(schema=POLARS_SCHEMA)
+    return pl.scan_parquet(paths).select(ARROW_SCHEMA.names)
+
+
+def scan_invoices(
+    lake: str | Path | None = None,
+    *,
+    start: dt.date | dt.datetime | None = None,
+    end: dt.date | dt.datetime | None = None,
+) -> pl.LazyFrame:
+    """The invoice layer (`lgs_fast.layers`) of the lake as a LazyFrame, over an optional range."""
+    return scan_layers(lake, start=start, end=end).invoices
+
+
 def verify_lake(lake: str | Path | None = None) -> Manifest:
     """Check every partition file against the manifest: present, size, rows and checksum."""
     root = Path(lake) if lake is not None else default_lake()
@@ -329,6 +524,12 @@ def verify_lake(lake: str | Path | None = None) -> Manifest:
             if sha256_file(path) != snap.manifest.partitions[key]["sha256"]:
                 raise DamagedError(
                     f"{path}: partition {key}: checksum differs from the manifest; the lake is damaged"
+                )
+        layered = snap.manifest.layered()
+        for (layer, key), path in snap.manifest.layer_files(root).items():
+            if sha256_file(path) != layered[key][layer]["sha256"]:
+                raise DamagedError(
+                    f"{path}: partition {key}'s {layer} layer: checksum differs from the manifest; the lake is damaged"
                 )
         return snap.manifest
 
@@ -465,9 +666,12 @@ def same_file(fd: int, path: Path) -> bool:
 
 
 def _is_own_debris(root: Path) -> bool:
-    """True when `root/invoice_lines` holds only partition directories and part files: what a
-    first write killed before its commit leaves."""
-    table = root / TABLE
+    """True when `root/invoice_lines` and the layers' directories hold only partition
+    directories and part files: what a first write killed before its commit leaves."""
+    return all(_is_own_table_debris(root / name) for name in (TABLE, *LAYERS))
+
+
+def _is_own_table_debris(table: Path) -> bool:
     for path in table.rglob("*"):
         rel = path.relative_to(table).as_posix()
         if path.is_dir() and (_KEY.match(rel) or re.match(r"^year=\d{4}$", rel)):
@@ -498,7 +702,7 @@ def _claim(root: Path) -> bool:
                 f"{err}; lgs_fast will not write over a lake it cannot read (move it away or restore its manifest)"
             ) from None
         return False
-    if not entries or (entries == {TABLE} and _is_own_debris(root)):
+    if not entries or (entries <= {TABLE, *LAYERS} and _is_own_debris(root)):
         return False
     shown = ", ".join(sorted(entries)[:3])
     raise LakeError(
@@ -591,11 +795,12 @@ class LakeWriter:
     def _remove_new_files(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.root / f".{MANIFEST}.{self.write_id}").unlink()
-        table = self.root / TABLE
-        for path in table.glob(f"year=*/month=*/part-{self.write_id}*"):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        _remove_empty_dirs(table)
+        for name in (TABLE, *LAYERS):
+            table = self.root / name
+            for path in table.glob(f"year=*/month=*/part-{self.write_id}*"):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            _remove_empty_dirs(table)
 
     def write(self, frames: Iterable[pl.DataFrame], progress: Progress | None = None) -> int:
         """Stream canonical frames into new part files, one per month; returns lines written."""
@@ -661,6 +866,14 @@ class LakeWriter:
                 "last": latest[month].isoformat(),
                 **(partition_extra or {}).get(key, {}),
             }
+        # Every month of the new version gets current layers: the new months, and kept months
+        # of a lake written before the layers (or with an older version of them).
+        built = []
+        for key, meta in partitions.items():
+            if meta.get("layers", {}).get("version") != LAYERS_VERSION:
+                lines_path = self.root / TABLE / key / meta.get("file", LEGACY_PART)
+                partitions[key] = {**meta, "layers": self._write_layers(key, lines_path)}
+                built.append(key)
         rows = sum(p["rows"] for p in partitions.values())
         if rows == 0 and not allow_empty:
             raise InputError(
@@ -672,7 +885,10 @@ class LakeWriter:
             written_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             watermark=_watermark(self.root, partitions),
             write_id=self.write_id,
-            extra={**(extra or {}), "duplicates_dropped": dropped},
+            extra={
+                **(extra or {}),
+                "duplicates_dropped": (extra or {}).get("duplicates_dropped", 0) + dropped,
+            },
         )
         if self.old is not None and _same_data(self.old, manifest):
             self._remove_new_files()
@@ -681,12 +897,15 @@ class LakeWriter:
             return self.old, False
         # Every new file and every directory entry leading to it reaches the disk before the
         # manifest names it, so a power cut cannot leave a manifest whose files are unreachable.
-        directories = {self.root} | ({self.root / TABLE} if latest else set())
-        for month in latest:
-            fsync(self.root / TABLE / partition_key(*month) / self.name)
+        directories = {self.root}
+        written = [(TABLE, partition_key(*m)) for m in latest]
+        written += [(layer, key) for key in built for layer in LAYERS]
+        for name, key in written:
+            fsync(self.root / name / key / self.name)
             directories |= {
-                self.root / TABLE / partition_key(*month),
-                self.root / TABLE / f"year={month[0]:04d}",
+                self.root / name,
+                self.root / name / key,
+                self.root / name / key.split("/")[0],
             }
         for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
             fsync(directory)
@@ -702,6 +921,24 @@ class LakeWriter:
         self._collect_garbage(manifest)
         return manifest, True
 
+    def _write_layers(self, key: str, lines_path: Path) -> dict[str, Any]:
+        """Build and write the layers of one month from its lines file; their manifest entry."""
+        lines = pl.read_parquet(lines_path, hive_partitioning=False).select(ARROW_SCHEMA.names)
+        invoice_rows, product_rows, quality = layers.month_layers(lines)
+        entry: dict[str, Any] = {"version": LAYERS_VERSION}
+        for layer, frame in (("invoices", invoice_rows), ("products", product_rows)):
+            path = self.root / layer / key / self.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.write_parquet(path, compression="zstd", statistics=True)
+            entry[layer] = {
+                "file": self.name,
+                "rows": frame.height,
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+            }
+        entry["quality"] = {name: int(quality[name]) for name in layers.QUALITY_COUNTS}
+        return entry
+
     def _collect_garbage(self, new: Manifest) -> None:
         """Delete part files neither this version nor the previous one names, when no reader
         holds the lake (a reader in the middle of a scan keeps every file it may open)."""
@@ -713,15 +950,16 @@ class LakeWriter:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return  # left for a later writer
-            live = set(new.files(self.root).values())
+            live = new.all_files(self.root)
             if self.old is not None:
-                live |= set(self.old.files(self.root).values())
-            table = self.root / TABLE
-            for path in table.glob("year=*/month=*/part-*"):
-                if path not in live and _PART.match(path.name):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-            _remove_empty_dirs(table)
+                live |= self.old.all_files(self.root)
+            for name in (TABLE, *LAYERS):
+                table = self.root / name
+                for path in table.glob("year=*/month=*/part-*"):
+                    if path not in live and _PART.match(path.name):
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
+                _remove_empty_dirs(table)
             for leftover in self.root.glob(f".{MANIFEST}.*"):
                 with contextlib.suppress(FileNotFoundError):
                     leftover.unlink()
@@ -771,8 +1009,13 @@ def _same_data(old: Manifest, new: Manifest) -> bool:
     export's fingerprints and column mapping included, so that a record that changed while the
     data did not is written, and the next export does not read those months again)."""
 
-    def content(m: Manifest) -> dict[str, dict[str, Any]]:
-        return {k: {f: v for f, v in p.items() if f != "file"} for k, p in m.partitions.items()}
+    def unnamed(entry: Any) -> Any:
+        if not isinstance(entry, dict):
+            return entry
+        return {f: unnamed(v) for f, v in entry.items() if f != "file"}
+
+    def content(m: Manifest) -> dict[str, Any]:
+        return {k: unnamed(p) for k, p in m.partitions.items()}
 
     return content(old) == content(new) and (old.source, old.extra) == (new.source, new.extra)
 
@@ -791,3 +1034,17 @@ def write_lake(
     with LakeWriter(lake) as writer:
         writer.write(frames, progress)
         return writer.commit(source=source, extra=extra, dedupe=dedupe, allow_empty=allow_empty)
+
+
+def upgrade_lake(lake: str | Path | None = None) -> tuple[Manifest, list[str]]:
+    """Give every month of a lake the current derived layers, in one atomic commit; the lines
+    and the manifest's record of them are unchanged. Returns (manifest, months given layers)."""
+    root = Path(lake) if lake is not None else default_lake()
+    Manifest.read(root)  # no lake here: say so before claiming anything
+    with LakeWriter(root) as writer:
+        old = writer.old
+        assert old is not None
+        missing = [k for k in old.partitions if k not in old.layered()]
+        writer.keep(old.partitions)
+        manifest, _ = writer.commit(source=old.source, extra=old.extra, allow_empty=True)
+        return manifest, missing

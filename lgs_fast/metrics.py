@@ -2,6 +2,10 @@
 
 Every function follows DESIGN.md ("Definitions") to the letter; `queries/*.sql` is the DuckDB
 twin of each, and `benchmarks/pandas_reference.py` the third opinion. Nothing here collects.
+
+Each takes the lake's `Layers` (`lgs_fast.lake.scan_layers`), reading the invoice and product
+layers where they hold what it needs and the lines only where nothing else does; any LazyFrame
+of lines is accepted too, its layers then computed from it (`lgs_fast.layers.of_lines`).
 """
 
 from __future__ import annotations
@@ -11,9 +15,13 @@ from decimal import Decimal
 import polars as pl
 
 from lgs_fast.definitions import NON_PRODUCT_PATTERN, UNCLASSIFIED, Options, segment_rules_frame
+from lgs_fast.layers import Layers, as_layers
+
+Data = pl.LazyFrame | Layers  # the lake's layers, or lines to derive them from
 
 AMOUNT = (pl.col("quantity").cast(pl.Float64) * pl.col("unit_price")).alias("amount")
 IS_CANCELLATION = pl.col("invoice_no").str.starts_with("C")
+CANCELLATION = pl.col("cancellation")  # IS_CANCELLATION, as the invoice layer stores it
 HAS_CUSTOMER = pl.col("customer_id").is_not_null()
 MONTH = pl.col("invoice_date").dt.truncate("1mo").dt.date().alias("month")
 _DAY_US = 86_400_000_000
@@ -44,23 +52,25 @@ def _distinct(lines: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
     return lines.select(column).drop_nulls().unique().select(_count(pl.len()).alias(name))
 
 
-def overview(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def overview(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """One row: counts of lines, invoices (purchase invoices and credit notes), customers (and
     those with a purchase), stock codes and countries; the date span; placed sales, cancelled
     value and net revenue; the mean invoice total over invoices whose total > 0."""
-    cancel = IS_CANCELLATION
-    scalars = lines.select(
-        lines=_count(pl.len()),
+    layers = as_layers(data)
+    rows = layers.invoices
+    amount, cancel = pl.col("amount"), CANCELLATION
+    scalars = rows.select(
+        lines=pl.col("lines").sum(),
         first_invoice=pl.col("invoice_date").min(),
         last_invoice=pl.col("invoice_date").max(),
-        placed_sales=AMOUNT.filter(~cancel).sum(),
-        cancelled_value=AMOUNT.filter(cancel).sum(),
-        net_revenue=AMOUNT.sum(),
+        placed_sales=amount.filter(~cancel).sum(),
+        cancelled_value=amount.filter(cancel).sum(),
+        net_revenue=amount.sum(),
     )
     total = pl.col("total")
     invoices = (
-        lines.group_by("invoice_no")
-        .agg(AMOUNT.sum().alias("total"))
+        rows.group_by("invoice_no", "cancellation")
+        .agg(amount.sum().alias("total"))
         .select(
             invoices=_count(pl.len()),
             purchase_invoices=_count((~cancel).sum()),
@@ -69,30 +79,32 @@ def overview(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
         )
     )
     distinct = [
-        _distinct(lines, "customer_id", "customers"),
-        _distinct(lines.filter(~cancel), "customer_id", "customers_with_purchase"),
-        _distinct(lines, "stock_code", "stock_codes"),
-        _distinct(lines, "country", "countries"),
+        _distinct(rows, "customer_id", "customers"),
+        _distinct(rows.filter(~cancel), "customer_id", "customers_with_purchase"),
+        _distinct(layers.products, "stock_code", "stock_codes"),
+        _distinct(rows, "country", "countries"),
     ]
     return pl.concat([scalars, invoices, *distinct], how="horizontal").select(
-        "lines", "invoices", "purchase_invoices", "credit_notes", "customers",
+        _count(pl.col("lines")),
+        "invoices", "purchase_invoices", "credit_notes", "customers",
         "customers_with_purchase", "stock_codes", "countries", "first_invoice", "last_invoice",
         "placed_sales", "cancelled_value", "net_revenue", "mean_invoice_total",
     )  # fmt: skip
 
 
-def invoice_totals(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def invoice_totals(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """The values whose distribution is reported, one column `amount`.
 
-    standard: invoice totals of non-cancellation invoices with total > 0;
-    notebook: line amounts with quantity > 0 and unit_price > 0.
+    standard: invoice totals of non-cancellation invoices with total > 0 (from the invoice
+    layer); notebook: line amounts with quantity > 0 and unit_price > 0 (from the lines).
     """
+    layers = as_layers(data)
     if options.preset == "notebook":
-        return lines.filter(pl.col("quantity") > 0, pl.col("unit_price") > 0).select(AMOUNT)
+        return layers.lines.filter(pl.col("quantity") > 0, pl.col("unit_price") > 0).select(AMOUNT)
     return (
-        lines.filter(~IS_CANCELLATION)
+        layers.invoices.filter(~CANCELLATION)
         .group_by("invoice_no")
-        .agg(AMOUNT.sum())
+        .agg(pl.col("amount").sum())
         .filter(pl.col("amount") > 0)
         .select("amount")
     )
@@ -130,9 +142,9 @@ def _distribution(values: pl.LazyFrame, view: str) -> pl.LazyFrame:
     )
 
 
-def invoice_amounts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def invoice_amounts(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """Distribution statistics of invoice totals: view `all`, and view `le_p85` (totals ≤ p85)."""
-    return amount_distribution(invoice_totals(lines, options))
+    return amount_distribution(invoice_totals(data, options))
 
 
 def amount_distribution(values: pl.LazyFrame) -> pl.LazyFrame:
@@ -180,12 +192,12 @@ def _histogram(values: pl.LazyFrame, view: str, bins: int) -> pl.LazyFrame:
     )
 
 
-def invoice_histogram(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def invoice_histogram(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """Equal-width histogram bins over [min, max] of the invoice totals in pence, both views.
 
     A total of p pence is in bin floor((p - min) * bins / (max - min)), the last bin closed.
     """
-    return amount_histogram(invoice_totals(lines, options), options.histogram_bins)
+    return amount_histogram(invoice_totals(data, options), options.histogram_bins)
 
 
 def amount_histogram(values: pl.LazyFrame, bins: int) -> pl.LazyFrame:
@@ -196,7 +208,7 @@ def amount_histogram(values: pl.LazyFrame, bins: int) -> pl.LazyFrame:
 
 
 def _coverage(lines: pl.LazyFrame) -> pl.LazyFrame:
-    """One row: the month indexes of the first and last line, and whether the lines cover the
+    """One row, of lines or invoice rows: the month indexes of the first and last, and whether the lines cover the
     first month from its first day (`starts_whole`) and the last to its last day (`ends_whole`)."""
     first, last = pl.col("invoice_date").min(), pl.col("invoice_date").max()
     return lines.select(
@@ -216,18 +228,19 @@ def _complete(index: pl.Expr, first: str = "first_month", last: str = "last_mont
     )
 
 
-def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def monthly(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """One row per calendar month, first to last, empty months as zeros (DESIGN.md "monthly").
 
     standard: new and existing customers are unknown (null) in the first month, where nobody's
     history is known; notebook: all of that month's customers are new.
     """
-    dated = lines.with_columns(MONTH, AMOUNT, cancel=IS_CANCELLATION)
-    cancel = pl.col("cancel")
+    rows = as_layers(data).invoices
+    dated = rows.with_columns(MONTH)
+    cancel = CANCELLATION
     # Distinct invoices and customers as unique pairs, then counted: a grouped n_unique holds
-    # its column per group (at 100M lines, streaming: 3.7 GiB and 11.8 s against 0.7 and 9.4).
+    # its column per group.
     orders = (
-        dated.select("month", "invoice_no", "cancel")
+        dated.select("month", "invoice_no", "cancellation")
         .unique()
         .group_by("month")
         .agg(placed_orders=_count((~cancel).sum()), cancelled_orders=_count(cancel.sum()))
@@ -242,8 +255,8 @@ def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     per_month = (
         dated.group_by("month")
         .agg(
-            placed_lines=_count((~cancel).sum()),
-            cancelled_lines=_count(cancel.sum()),
+            placed_lines=_count(pl.col("lines").filter(~cancel).sum()),
+            cancelled_lines=_count(pl.col("lines").filter(cancel).sum()),
             sales=pl.col("amount").filter(~cancel).sum(),
         )
         .join(orders, on="month", how="left")
@@ -258,7 +271,7 @@ def monthly(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     )
     # Month numbers, not date_range, so an empty input gives an empty spine rather than an error.
     spine = (
-        _coverage(lines)
+        _coverage(rows)
         .with_columns(i=pl.int_ranges(pl.col("first_month"), pl.col("last_month") + 1))
         .explode("i")
         .drop_nulls("i")
@@ -303,21 +316,22 @@ def _week_coverage(lines: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def weekly_sales(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def weekly_sales(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """One row per Monday-starting week, first to last, empty weeks as zeros (DESIGN.md "weekly
     sales and forecast"): net revenue (all lines), placed sales, distinct invoices, and
     `complete` when the data covers the week's seven days. The forecast reads complete weeks."""
-    dated = lines.with_columns(AMOUNT, week=pl.col("invoice_date").dt.truncate("1w").dt.date())
+    rows = as_layers(data).invoices
+    dated = rows.with_columns(week=pl.col("invoice_date").dt.truncate("1w").dt.date())
     per_week = dated.group_by("week").agg(
         net_revenue=pl.col("amount").sum(),
-        placed_sales=pl.col("amount").filter(~IS_CANCELLATION).sum(),
+        placed_sales=pl.col("amount").filter(~CANCELLATION).sum(),
     )
     invoices = (
         dated.select("week", "invoice_no").unique().group_by("week").agg(invoices=_count(pl.len()))
     )
     # An empty input has null ends: no range, an empty spine rather than an error.
     spine = (
-        _week_coverage(lines)
+        _week_coverage(rows)
         .with_columns(week=pl.date_ranges("first_week", "last_week", "1w"))
         .explode("week")
         .drop_nulls("week")
@@ -364,7 +378,8 @@ def _segment(rf: pl.Expr, options: Options) -> pl.Expr:
     return expr
 
 
-# Net spend is added up exactly: each line's amount in whole millionths of a pound (exact for
+# Net spend is added up exactly: each line's amount in whole millionths of a pound (the invoice
+# layer's `micro`, `lgs_fast.layers`; exact for
 # prices of up to six decimals; the real data has at most three), summed as integers, which give
 # the same total in any order. A float sum depends on the order of addition, which differs
 # between engines and between runs: a spend that is mathematically zero came out as 3.3e-13, and
@@ -374,7 +389,6 @@ def _segment(rf: pl.Expr, options: Options) -> pl.Expr:
 # way); the m_score compares the total in whole pence, half away from zero, the money an analyst
 # sees. `conform` bounds a line's amount, and the sums are taken in 128 bits: no overflow.
 _MICRO = 1_000_000
-_MICRO_AMOUNT = (AMOUNT * _MICRO).round(0, mode="half_away_from_zero").cast(pl.Int64).alias("micro")
 _MICRO_PER_PENNY = _MICRO // 100
 
 
@@ -394,49 +408,53 @@ def _pence_of_micro(micro: pl.Expr) -> pl.Expr:
     )
 
 
-def _reference_time(lines: pl.LazyFrame, options: Options) -> pl.LazyFrame:
+def _reference_time(rows: pl.LazyFrame, options: Options) -> pl.LazyFrame:
+    """One row, `t`: T of DESIGN.md, from invoice rows (or lines: both have what it reads)."""
     if options.as_of is not None:
         return pl.LazyFrame({"t": [options.as_of]}, schema={"t": pl.Datetime("us")})
-    scope = lines.filter(HAS_CUSTOMER) if options.preset == "notebook" else lines
+    scope = rows.filter(HAS_CUSTOMER) if options.preset == "notebook" else rows
     return scope.select(t=pl.col("invoice_date").max())
 
 
 def _main_country(customers: pl.LazyFrame) -> pl.LazyFrame:
-    """Each customer's country with the most lines, alphabetically first on ties."""
+    """Each customer's country with the most lines, alphabetically first on ties (from the
+    customers' invoice rows)."""
     return (
         customers.group_by("customer_id", "country")
-        .agg(n=pl.len())
+        .agg(n=pl.col("lines").sum())
         .sort(["customer_id", "n", "country"], descending=[False, True, False], nulls_last=True)
         .unique("customer_id", keep="first", maintain_order=True)
         .select("customer_id", "country")
     )
 
 
-def rfm(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def rfm(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """Per customer: recency (days), frequency, monetary, quintile scores, rfm_score, segment.
 
     standard: customers with a purchase line; recency from the last purchase; frequency =
     distinct purchase invoices; monetary = net spend over all lines. notebook: every customer
     with any line, recency from any line, frequency = lines. `as_of` drops later lines.
     """
+    rows = as_layers(data).invoices
     if options.as_of is not None:
-        lines = lines.filter(pl.col("invoice_date") <= options.as_of)
-    return rfm_at(lines, options, _reference_time(lines, options))
+        rows = rows.filter(pl.col("invoice_date") <= options.as_of)
+    return rfm_at(rows, options, _reference_time(rows, options))
 
 
-def rfm_at(lines: pl.LazyFrame, options: Options, reference: pl.LazyFrame) -> pl.LazyFrame:
-    """`rfm` at the time in `reference` (one row, column `t`), over `lines` none of which is
-    later: segment movement scores the same customers at two times with this one definition."""
-    customers = lines.filter(HAS_CUSTOMER).with_columns(_MICRO_AMOUNT)
+def rfm_at(invoices: pl.LazyFrame, options: Options, reference: pl.LazyFrame) -> pl.LazyFrame:
+    """`rfm` at the time in `reference` (one row, column `t`), over invoice-layer rows none of
+    which is later: segment movement scores the same customers at two times with this one
+    definition."""
+    customers = invoices.filter(HAS_CUSTOMER)
     if options.preset == "notebook":
         per_customer = customers.group_by("customer_id").agg(
             last=pl.col("invoice_date").max(),
-            frequency=_count(pl.len()),
+            frequency=_count(pl.col("lines").sum()),
             micro=pl.col("micro").cast(pl.Int128).sum(),
         )
     else:
         purchases = (
-            customers.filter(~IS_CANCELLATION)
+            customers.filter(~CANCELLATION)
             .group_by("customer_id")
             .agg(
                 last=pl.col("invoice_date").max(),
@@ -531,7 +549,7 @@ def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
     )
 
 
-def clv_summary(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def clv_summary(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """Per customer with a purchase, the input of the CLV models, in days (DESIGN.md "CLV summary").
 
     purchase days = distinct calendar days with a purchase line; frequency = purchase days − 1;
@@ -541,11 +559,12 @@ def clv_summary(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame
     there is none. A day's sales are summed exactly in millionths of a pound, as `rfm` does, so
     both engines divide the same two numbers.
     """
+    rows = as_layers(data).invoices
     if options.as_of is not None:
-        lines = lines.filter(pl.col("invoice_date") <= options.as_of)
+        rows = rows.filter(pl.col("invoice_date") <= options.as_of)
     days = (
-        lines.filter(HAS_CUSTOMER, ~IS_CANCELLATION)
-        .with_columns(_MICRO_AMOUNT, day=pl.col("invoice_date").dt.date())
+        rows.filter(HAS_CUSTOMER, ~CANCELLATION)
+        .with_columns(day=pl.col("invoice_date").dt.date())
         .group_by("customer_id", "day")
         .agg(pl.col("micro").cast(pl.Int128).sum())
     )
@@ -556,7 +575,7 @@ def clv_summary(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame
         frequency=_count(pl.len()) - 1,
         repeat_micro=pl.col("micro").sum() - pl.col("micro").get(day.arg_min()),
     )
-    end = _reference_time(lines, options).select(end=pl.col("t").dt.date())
+    end = _reference_time(rows, options).select(end=pl.col("t").dt.date())
     first = pl.col("first_purchase")
     return (
         per_customer.join(end, how="cross")
@@ -575,9 +594,9 @@ def clv_summary(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame
     )
 
 
-def top_countries(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def top_countries(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """Countries by sales (non-cancellation lines), with orders, customers and share of sales."""
-    placed = lines.filter(~IS_CANCELLATION).with_columns(AMOUNT)
+    placed = as_layers(data).invoices.filter(~CANCELLATION)
     return (
         placed.group_by("country")
         .agg(
@@ -605,34 +624,28 @@ def descriptions(lines: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def top_products(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def top_products(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """Products (non-product codes excluded) by net revenue: the amount of all their lines,
     cancellations and stock adjustments included, ties by stock_code; beside it placed sales,
     cancelled value, units (quantity over non-cancellation lines), purchase invoices and the
     most frequent description.
 
-    The top products are chosen on net revenue first; purchase invoices and the name are then
-    found for those few only, so no per-product set of invoices is built for the thousands of
-    others.
+    The top products are chosen on the products layer first; purchase invoices and the name
+    are then found in the lines of those few only, so no per-product set of invoices is built
+    for the thousands of others.
     """
-    products = lines.filter(~pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN)).with_columns(
-        AMOUNT, cancel=IS_CANCELLATION
-    )
-    amount, placed = pl.col("amount"), ~pl.col("cancel")
+    layers = as_layers(data)
+    money = ["net_revenue", "placed_sales", "cancelled_value", "quantity"]
     top = (
-        products.group_by("stock_code")
-        .agg(
-            net_revenue=amount.sum(),
-            placed_sales=amount.filter(placed).sum(),
-            cancelled_value=amount.filter(~placed).sum(),
-            quantity=pl.col("quantity").filter(placed).cast(pl.Int64).sum(),
-        )
+        layers.products.filter(~pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN))
+        .group_by("stock_code")
+        .agg(pl.col(money).sum())
         .sort(["net_revenue", "stock_code"], descending=[True, False])
         .head(options.top)
     )
-    chosen = products.join(top.select("stock_code"), on="stock_code", how="semi")
+    chosen = layers.lines.join(top.select("stock_code"), on="stock_code", how="semi")
     invoices = (
-        chosen.filter(placed)
+        chosen.filter(~IS_CANCELLATION)
         .group_by("stock_code")
         .agg(purchase_invoices=_count(pl.col("invoice_no").n_unique()))
     )
@@ -652,7 +665,7 @@ def top_products(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
     )
 
 
-def reversed_invoices(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def reversed_invoices(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """Purchase invoices reversed by a credit note (DESIGN.md "reversed invoices").
 
     A credit note of the same customer, dated at or after the invoice (each dated by its
@@ -664,9 +677,11 @@ def reversed_invoices(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.Laz
     penny does not depend on the order of addition. Pairs are first found by customer and total,
     which leaves few, and only those few are compared stock code by stock code.
     """
-    known = lines.filter(HAS_CUSTOMER).with_columns(_MICRO_AMOUNT)
+    layers = as_layers(data)
+    known = layers.lines.filter(HAS_CUSTOMER)
     documents = (
-        known.group_by("invoice_no", "customer_id")
+        layers.invoices.filter(HAS_CUSTOMER)
+        .group_by("invoice_no", "customer_id")
         .agg(date=pl.col("invoice_date").min(), micro=pl.col("micro").cast(pl.Int128).sum())
         .with_columns(pence=_pence_of_micro(pl.col("micro")).cast(pl.Int64))
     )
@@ -716,10 +731,11 @@ def reversed_invoices(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.Laz
     )
 
 
-def cohorts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def cohorts(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """Monthly cohort retention: cohort = month of a customer's first line; share active k months
     on; `complete`, the activity month's flag (as in `monthly`)."""
-    active = lines.filter(HAS_CUSTOMER).select("customer_id", MONTH).unique()
+    rows = as_layers(data).invoices
+    active = rows.filter(HAS_CUSTOMER).select("customer_id", MONTH).unique()
     first = active.group_by("customer_id").agg(cohort=pl.col("month").min())
     last_index = active.select(last=_month_index("month").max())
     sizes = first.group_by("cohort").agg(cohort_size=_count(pl.len()))
@@ -737,7 +753,7 @@ def cohorts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     )
     return (
         grid.join(kept, on=["cohort", "months_since"], how="left")
-        .join(_coverage(lines), how="cross")
+        .join(_coverage(rows), how="cross")
         .with_columns(pl.col("customers").fill_null(0))
         .select(
             "cohort",
@@ -752,49 +768,27 @@ def cohorts(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     )
 
 
-def exact_duplicates(lines: pl.LazyFrame) -> pl.LazyFrame:
-    """One row: lines that repeat an earlier line in every column.
-
-    Equal lines have equal hashes: only lines whose hash repeats can be duplicates, and those
-    few are then compared in full, so the count is exact at a fraction of a full-row distinct.
-    Repeated hashes are found by sorting them (measured: 0.45 s against 1.1 s for
-    `is_duplicated` at 10M lines). Equal lines share invoice_date, so counting month by month
-    and adding up is also exact.
-    """
-    line = pl.struct(pl.all())
-    hashed = lines.with_columns(_hash=line.hash())
-    h = pl.col("_hash")
-    repeated = hashed.select(h.sort()).filter((h == h.shift(1)) | (h == h.shift(-1))).unique()
+def data_quality(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
+    """The data-quality counts of `shared/data/README.md`, as (check, count) rows: the quality
+    layer's counts added up, and credit notes (distinct cancellation invoices) from the
+    invoice layer."""
+    layers = as_layers(data)
+    counts = layers.quality.select(pl.all().sum())
+    cancelled = _distinct(layers.invoices.filter(CANCELLATION), "invoice_no", "cancelled_invoices")
     return (
-        hashed.join(repeated, on="_hash", how="semi")
-        .drop("_hash")
-        .select(exact_duplicate_lines=pl.len() - line.n_unique())
-    )
-
-
-def data_quality(
-    lines: pl.LazyFrame, options: Options = DEFAULT, *, duplicates: pl.LazyFrame | None = None
-) -> pl.LazyFrame:
-    """The data-quality counts of `shared/data/README.md`, as (check, count) rows.
-
-    `duplicates`, if given, is the `exact_duplicates` row computed some other way (per month).
-    """
-    counts = lines.select(
-        lines=pl.len(),
-        no_customer_id=pl.col("customer_id").is_null().sum(),
-        no_description=pl.col("description").is_null().sum(),
-        cancellation_lines=IS_CANCELLATION.sum(),
-    )
-    cancelled = _distinct(lines.filter(IS_CANCELLATION), "invoice_no", "cancelled_invoices")
-    more = lines.select(
-        stock_adjustment_lines=((pl.col("quantity") < 0) & ~IS_CANCELLATION).sum(),
-        zero_price_lines=(pl.col("unit_price") == 0).sum(),
-        negative_price_lines=(pl.col("unit_price") < 0).sum(),
-        non_product_lines=pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN).sum(),
-    )
-    dupes = duplicates if duplicates is not None else exact_duplicates(lines)
-    return (
-        pl.concat([counts, cancelled, more, dupes], how="horizontal")
+        pl.concat([counts, cancelled], how="horizontal")
+        .select(
+            "lines",
+            "no_customer_id",
+            "no_description",
+            "cancellation_lines",
+            "cancelled_invoices",
+            "stock_adjustment_lines",
+            "zero_price_lines",
+            "negative_price_lines",
+            "non_product_lines",
+            "exact_duplicate_lines",
+        )  # fmt: skip
         .with_columns(pl.all().cast(pl.Int64))
         .unpivot(variable_name="check", value_name="count")
     )
@@ -809,7 +803,7 @@ ANALYSES = (
 
 
 def tables(
-    lines: pl.LazyFrame,
+    data: Data,
     options: Options = DEFAULT,
     *,
     totals: pl.LazyFrame | None = None,
@@ -818,15 +812,16 @@ def tables(
     """Every analysis as a LazyFrame, keyed by table name (collect them together to share scans).
 
     `totals` (`invoice_totals`) and `rfm_table`, when given, are those already computed: the
-    tables that read them then start from them instead of from the lines.
+    tables that read them then start from them instead of from the layers.
     """
-    totals = invoice_totals(lines, options) if totals is None else totals
-    table = rfm(lines, options) if rfm_table is None else rfm_table
+    layers = as_layers(data)
+    totals = invoice_totals(layers, options) if totals is None else totals
+    table = rfm(layers, options) if rfm_table is None else rfm_table
     # Imported here: lgs_fast.movement and lgs_fast.recommend build on this module's rfm.
     from lgs_fast.movement import segment_movement, segment_transitions
     from lgs_fast.recommend import recommendations
 
-    movement = segment_movement(lines, options, rfm_now=table)
+    movement = segment_movement(layers, options, rfm_now=table)
     derived = {
         "invoice_amounts": amount_distribution(totals),
         "invoice_histogram": amount_histogram(totals, options.histogram_bins),
@@ -834,9 +829,9 @@ def tables(
         "segments": segments(table, options),
         "segment_movement": movement,
         "segment_transitions": segment_transitions(movement, table),
-        "recommendations": recommendations(lines, options, table),
+        "recommendations": recommendations(layers.lines, options, table),
     }
     return {
-        name: derived[name] if name in derived else globals()[name](lines, options)
+        name: derived[name] if name in derived else globals()[name](layers, options)
         for name in ANALYSES
     }

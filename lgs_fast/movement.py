@@ -10,14 +10,15 @@ from __future__ import annotations
 import polars as pl
 
 from lgs_fast.definitions import COMPARE_DAYS, Options
-from lgs_fast.metrics import DEFAULT, _reference_time, rfm, rfm_at
+from lgs_fast.layers import as_layers
+from lgs_fast.metrics import DEFAULT, Data, _reference_time, rfm, rfm_at
 
 NEW = "new"  # segment_then of a customer not yet scored at T0, and its movement
 SAME = "same"
 ARROW = " → "  # movement = THEN → NOW
 
 
-def compare_time(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+def compare_time(rows: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     """One row, `t`: T0 = `compare_as_of`, else `COMPARE_DAYS` before the reference time T.
 
     Never after T: a T0 at or after T (possible only when T comes from the data) is T itself,
@@ -28,21 +29,22 @@ def compare_time(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
         then = now - pl.duration(days=COMPARE_DAYS)
     else:
         then = pl.lit(options.compare_as_of, dtype=pl.Datetime("us"))
-    return _reference_time(lines, options).select(t=pl.min_horizontal(then, now))
+    return _reference_time(rows, options).select(t=pl.min_horizontal(then, now))
 
 
 def segment_movement(
-    lines: pl.LazyFrame, options: Options = DEFAULT, rfm_now: pl.LazyFrame | None = None
+    data: Data, options: Options = DEFAULT, rfm_now: pl.LazyFrame | None = None
 ) -> pl.LazyFrame:
     """Per customer of `rfm` at T: customer_id, segment_then (at T0, `new` without a purchase by
     then; notebook: without a line), segment (at T), and movement: `new`, `same` or `THEN → NOW`.
 
-    `rfm_now`, when given, is `rfm(lines, options)` already computed.
+    `rfm_now`, when given, is `rfm(data, options)` already computed.
     """
-    now = rfm(lines, options) if rfm_now is None else rfm_now
-    t0 = compare_time(lines, options)
+    rows = as_layers(data).invoices
+    now = rfm(data, options) if rfm_now is None else rfm_now
+    t0 = compare_time(rows, options)
     # Cut by a join rather than a literal: by default T0 comes from the data.
-    before = lines.join(t0, how="cross").filter(pl.col("invoice_date") <= pl.col("t")).drop("t")
+    before = rows.join(t0, how="cross").filter(pl.col("invoice_date") <= pl.col("t")).drop("t")
     then = rfm_at(before, options, t0).select("customer_id", segment_then="segment")
     segment_then, segment = pl.col("segment_then"), pl.col("segment")
     return (

@@ -106,6 +106,9 @@ class ReportContext:
     preset: str = "standard"
 
 
+NO_RECOMMENDATIONS = "none (--no-recommendations)"
+
+
 def analysis_settings(
     options: Options,
     engine: str,
@@ -128,6 +131,8 @@ def analysis_settings(
         ("Score bins", f"{options.bins}"),
         ("Segment map", f"{'shipped' if shipped else 'custom'}, {len(options.rules)} segments"),
         ("Top countries and products", f"{options.top}"),
+        ("Recommendations", f"{options.recommendations} each, for {', '.join(options.recommend_segments)}"
+         if options.recommend_segments else NO_RECOMMENDATIONS),
     ]  # fmt: skip
     if clv is not None:
         rows += [
@@ -330,7 +335,12 @@ def render_report(
         reversed_table=_reversed_table(tables),
         clv_section=clv_section(tables, specs),
         movement_section=movement_section(tables, specs),
-        recommendations_section=recommendations_section(tables, specs),
+        recommendations_section=recommendations_section(
+            tables,
+            specs,
+            asked=context is None
+            or dict(context.settings).get("Recommendations") != NO_RECOMMENDATIONS,
+        ),
         forecast_section=forecast_section(tables, specs),
         quality_table=_table(quality, {"check": "Check", "count": "Count"}, {"count": ","}),
         about=_about(context, tables),
@@ -413,9 +423,11 @@ def movement_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def recommendations_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
-    """What to offer the customers to win back (nothing when not computed)."""
-    if "recommendations" not in tables:
+def recommendations_section(
+    tables: Tables, specs: dict[str, dict[str, Any]], *, asked: bool = True
+) -> str:
+    """What to offer the customers to win back (nothing when not computed or not asked for)."""
+    if "recommendations" not in tables or not asked:
         return ""
     recs = tables["recommendations"]
     customers = recs["customer_id"].n_unique()

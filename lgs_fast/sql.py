@@ -1,4 +1,5 @@
-"""The DuckDB engine: `queries/*.sql` over the lake, registered as view `invoice_lines`.
+"""The DuckDB engine: `queries/*.sql` over the lake, registered as view `invoice_lines`, and
+its derived layers (`lgs_fast.layers`) as views `invoices`, `products` and `quality`.
 
 Options reach the SQL as DuckDB variables set with bound parameters (`getvariable('bins')`),
 never pasted into the text, so each query file runs unchanged for every option.
@@ -21,7 +22,8 @@ import polars as pl
 
 from lgs_fast.definitions import COMPARE_DAYS, NON_PRODUCT_PATTERN, Options, segment_rules_frame
 from lgs_fast.errors import LgsError
-from lgs_fast.lake import Snapshot, snapshot
+from lgs_fast.lake import Snapshot, layer_plan, snapshot
+from lgs_fast.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
 from lgs_fast.recommend import NEIGHBOURS
 from lgs_fast.schema import ARROW_SCHEMA, COLUMNS
 
@@ -82,11 +84,11 @@ def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
 
 def _lines(
     con: duckdb.DuckDBPyConnection,
-    snap: Snapshot,
+    files: list[Path],
     start: dt.date | dt.datetime | None,
     end: dt.date | dt.datetime | None,
 ) -> duckdb.DuckDBPyRelation:
-    files = list(snap.files.values())  # exactly the manifest's files, never a glob
+    """The lines of `files` (exactly the manifest's, never a glob) within [start, end)."""
     if not files:
         return con.from_arrow(ARROW_SCHEMA.empty_table())
     rel = con.read_parquet([str(f) for f in files], hive_partitioning=True)
@@ -106,6 +108,70 @@ def _lines(
             col("invoice_date") < const(ts)
         )
     return rel.select(*COLUMNS)
+
+
+def _between(
+    rel: duckdb.DuckDBPyRelation,
+    start: dt.date | dt.datetime | None,
+    end: dt.date | dt.datetime | None,
+) -> duckdb.DuckDBPyRelation:
+    col, const = duckdb.ColumnExpression, duckdb.ConstantExpression
+    if start is not None:
+        rel = rel.filter(col("invoice_date") >= const(_timestamp(start)))
+    if end is not None:
+        rel = rel.filter(col("invoice_date") < const(_timestamp(end)))
+    return rel
+
+
+def _register_layers(
+    con: duckdb.DuckDBPyConnection,
+    snap: Snapshot | None,
+    start: dt.date | dt.datetime | None,
+    end: dt.date | dt.datetime | None,
+) -> None:
+    """Views `invoices`, `products` and `quality`: the lake's stored layers where they cover the
+    range (`lake.layer_plan`), and queries/layer_*.sql over the lines where they do not (months
+    cut by the range, a lake written before the layers, lines given without a lake)."""
+    if snap is None:  # lines without a lake: every layer is computed from them
+        invoice_months, whole_months, line_months, unlayered = [], [], [], None
+    else:
+        invoice_months, whole_months, line_months = layer_plan(snap, start, end)
+        entries = snap.manifest.layered()
+        unlayered = [snap.files[k] for k in line_months if k not in entries]
+
+    def computed(name: str, files: list[Path] | None) -> duckdb.DuckDBPyRelation:
+        lines = con.table("invoice_lines") if files is None else _lines(con, files, start, end)
+        lines.create_view("layer_lines", replace=True)
+        con.execute(f"CREATE TEMP TABLE computed_{name} AS {load_query(f'layer_{name}')}")
+        return con.table(f"computed_{name}")
+
+    cut = None if snap is None else [snap.files[k] for k in line_months]
+    parts = {
+        "invoices": [computed("invoices", unlayered)],
+        "products": [computed("products", cut)],
+        "quality": [computed("quality", cut)],
+    }
+    con.execute("DROP VIEW layer_lines")
+    if snap is not None and invoice_months:
+        entries = snap.manifest.layered()
+        for layer, months in (("invoices", invoice_months), ("products", whole_months)):
+            files = [str(snap.root / layer / k / entries[k][layer]["file"]) for k in months]
+            if files:
+                stored = con.read_parquet(files)
+                parts[layer].append(_between(stored, start, end) if layer == "invoices" else stored)
+        counts = [entries[k]["quality"] for k in whole_months]
+        parts["quality"].append(
+            con.from_arrow(pl.DataFrame(counts, schema=QUALITY_SCHEMA).to_arrow())
+        )
+    for layer, schema in (
+        ("invoices", INVOICES_SCHEMA),
+        ("products", PRODUCTS_SCHEMA),
+        ("quality", QUALITY_SCHEMA),
+    ):
+        rel = parts[layer][0]
+        for more in parts[layer][1:]:
+            rel = rel.union(more.select(*schema.names()))
+        rel.create_view(layer)
 
 
 def connect(
@@ -140,10 +206,13 @@ def connect(
     for name, value in _variables(options).items():
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})
     if lines is not None:
+        snap = None
         rel = con.from_arrow(lines.collect().to_arrow().cast(ARROW_SCHEMA))
     else:
-        rel = _lines(con, snap or snapshot(lake), start, end)
+        snap = snap or snapshot(lake)
+        rel = _lines(con, list(snap.files.values()), start, end)
     rel.create_view("invoice_lines")
+    _register_layers(con, snap, start, end)
     con.from_arrow(segment_rules_frame(options.rules).to_arrow()).create_view("segment_rules")
     for name, parameter in _MACROS.items():
         con.execute(f"CREATE TEMP MACRO {name}({parameter}) AS TABLE {load_query(name)}")

@@ -6,8 +6,8 @@
 -- customer; as_of drops later lines); monetary_value = mean over the repeat purchase days (all
 -- but the first) of the day's placed sales, NULL when there is none. A day's sales are summed
 -- exactly in millionths of a pound, as in rfm.sql, so both engines divide the same numbers.
-WITH scope AS (
-    SELECT * FROM invoice_lines
+WITH scope AS (  -- the invoice layer: every line's customer, time and exact amount
+    SELECT * FROM invoices
     WHERE getvariable('as_of') IS NULL OR invoice_date <= getvariable('as_of')::TIMESTAMP
 ),
 reference AS (
@@ -23,9 +23,9 @@ days AS (
     SELECT
         customer_id,
         invoice_date::DATE AS day,
-        sum(round(quantity * unit_price * 1000000)::BIGINT) AS micro  -- HUGEINT: no overflow
+        sum(micro) AS micro  -- HUGEINT: no overflow
     FROM scope
-    WHERE customer_id IS NOT NULL AND NOT starts_with(invoice_no, 'C')
+    WHERE customer_id IS NOT NULL AND NOT cancellation
     GROUP BY customer_id, day
 ),
 per_customer AS (

@@ -3,7 +3,7 @@
 -- whether that activity month is complete (as in monthly.sql, from coverage.sql).
 WITH active AS (
     SELECT DISTINCT customer_id, date_trunc('month', invoice_date)::DATE AS month
-    FROM invoice_lines
+    FROM invoices  -- the invoice layer
     WHERE customer_id IS NOT NULL
 ),
 firsts AS (

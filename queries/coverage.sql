@@ -7,4 +7,4 @@ SELECT
     date_trunc('month', max(invoice_date))::DATE AS last_month,
     day(min(invoice_date)) = 1 AS starts_whole,
     last_day(max(invoice_date)) = max(invoice_date)::DATE AS ends_whole
-FROM invoice_lines
+FROM invoices  -- the invoice layer: every line's time is there

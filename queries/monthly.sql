@@ -3,31 +3,33 @@
 -- those whose first line ever falls in the month. standard: new and existing customers are
 -- NULL in the first month (nobody's history is known there); notebook: all of them are new.
 -- complete: whether the data covers the month from its first to its last day (coverage.sql).
-WITH lines AS (
+-- From the invoice layer: one row per invoice, customer, country and time, with its lines.
+WITH rows AS (
     SELECT
         date_trunc('month', invoice_date)::DATE AS month,
         invoice_no,
         customer_id,
-        starts_with(invoice_no, 'C') AS cancel,
-        quantity * unit_price AS amount
-    FROM invoice_lines
+        cancellation AS cancel,
+        lines,
+        amount
+    FROM invoices
 ),
 per_month AS (
     SELECT
         month,
         count(DISTINCT invoice_no) FILTER (WHERE NOT cancel) AS placed_orders,
         count(DISTINCT invoice_no) FILTER (WHERE cancel) AS cancelled_orders,
-        count(*) FILTER (WHERE NOT cancel) AS placed_lines,
-        count(*) FILTER (WHERE cancel) AS cancelled_lines,
+        sum(lines) FILTER (WHERE NOT cancel) AS placed_lines,
+        sum(lines) FILTER (WHERE cancel) AS cancelled_lines,
         sum(amount) FILTER (WHERE NOT cancel) AS sales,
         count(DISTINCT customer_id) AS active_customers
-    FROM lines
+    FROM rows
     GROUP BY month
 ),
 new AS (
     SELECT month, count(*) AS new_customers
     FROM (
-        SELECT min(month) AS month FROM lines
+        SELECT min(month) AS month FROM rows
         WHERE customer_id IS NOT NULL
         GROUP BY customer_id
     )

@@ -7,4 +7,4 @@ SELECT coalesce(
         ELSE max(invoice_date)
     END
 ) AS t
-FROM invoice_lines
+FROM invoices  -- the invoice layer: every line's time and customer are there

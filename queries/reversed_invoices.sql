@@ -13,8 +13,8 @@ WITH known AS NOT MATERIALIZED (
     FROM invoice_lines
     WHERE customer_id IS NOT NULL
 ),
--- Not materialised either: the filters on `cancel` below reach through the grouping to the
--- scan, so invoices and credit notes are grouped apart and no per-invoice table is copied.
+-- From the invoice layer. Not materialised either: the filters on `cancel` below reach through
+-- the grouping to the scan, so invoices and credit notes are grouped apart.
 documents AS NOT MATERIALIZED (
     SELECT
         *,
@@ -24,11 +24,12 @@ documents AS NOT MATERIALIZED (
         SELECT
             invoice_no,
             customer_id,
-            starts_with(invoice_no, 'C') AS cancel,
+            cancellation AS cancel,
             min(invoice_date) AS date,
-            sum(round(quantity * unit_price * 1000000)::BIGINT) AS micro  -- HUGEINT
-        FROM known
-        GROUP BY invoice_no, customer_id
+            sum(micro) AS micro  -- HUGEINT
+        FROM invoices
+        WHERE customer_id IS NOT NULL
+        GROUP BY invoice_no, customer_id, cancellation
     )
 ),
 candidates AS (

@@ -18,15 +18,9 @@ WITH reference AS (
     -- the parameter once: a subquery passed in is then evaluated once
     SELECT rfm_time::TIMESTAMP AS t
 ),
-customers AS (
-    SELECT
-        customer_id,
-        invoice_no,
-        invoice_date,
-        country,
-        round(quantity * unit_price * 1000000)::BIGINT AS micro,
-        starts_with(invoice_no, 'C') AS cancel
-    FROM invoice_lines
+customers AS (  -- the customers' rows of the invoice layer
+    SELECT customer_id, invoice_no, invoice_date, country, lines, micro, cancellation AS cancel
+    FROM invoices
     WHERE customer_id IS NOT NULL AND invoice_date <= (SELECT t FROM reference)
 ),
 per_customer AS (
@@ -34,7 +28,7 @@ per_customer AS (
         customer_id,
         CASE WHEN getvariable('notebook') THEN max(invoice_date)
             ELSE max(invoice_date) FILTER (WHERE NOT cancel) END AS last,
-        CASE WHEN getvariable('notebook') THEN count(*)
+        CASE WHEN getvariable('notebook') THEN sum(lines)
             ELSE count(DISTINCT invoice_no) FILTER (WHERE NOT cancel) END::BIGINT AS frequency,
         sum(micro) AS micro  -- HUGEINT: 128 bits, no overflow
     FROM customers
@@ -110,7 +104,7 @@ segmented AS (
 ),
 main_country AS (
     SELECT customer_id, country
-    FROM (SELECT customer_id, country, count(*) AS n FROM customers GROUP BY ALL)
+    FROM (SELECT customer_id, country, sum(lines) AS n FROM customers GROUP BY ALL)
     QUALIFY row_number() OVER (
         PARTITION BY customer_id ORDER BY n DESC, country ASC NULLS LAST
     ) = 1

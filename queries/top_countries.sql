@@ -3,11 +3,11 @@
 WITH per_country AS (
     SELECT
         country,
-        sum(quantity * unit_price) AS sales,
+        sum(amount) AS sales,
         count(DISTINCT invoice_no)::BIGINT AS orders,
         count(DISTINCT customer_id)::BIGINT AS customers
-    FROM invoice_lines
-    WHERE NOT starts_with(invoice_no, 'C')
+    FROM invoices  -- the invoice layer
+    WHERE NOT cancellation
     GROUP BY country
 )
 SELECT

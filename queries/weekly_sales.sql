@@ -4,13 +4,13 @@
 -- complete: the data covers the week from its Monday to its Sunday, judged as coverage.sql
 -- judges months: every week between the first and the last is; those two are when the lines
 -- reach their ends. The forecast (lgs_fast/forecast.py) reads the complete weeks.
-WITH lines AS (
+WITH rows AS (  -- from the invoice layer
     SELECT
         date_trunc('week', invoice_date)::DATE AS week,
         invoice_no,
-        starts_with(invoice_no, 'C') AS cancel,
-        quantity * unit_price AS amount
-    FROM invoice_lines
+        cancellation AS cancel,
+        amount
+    FROM invoices
 ),
 per_week AS (
     SELECT
@@ -18,7 +18,7 @@ per_week AS (
         sum(amount) AS net_revenue,
         sum(amount) FILTER (WHERE NOT cancel) AS placed_sales,
         count(DISTINCT invoice_no) AS invoices
-    FROM lines
+    FROM rows
     GROUP BY week
 ),
 week_coverage AS (
@@ -27,7 +27,7 @@ week_coverage AS (
         date_trunc('week', max(invoice_date))::DATE AS last_week,
         isodow(min(invoice_date)) = 1 AS starts_whole,
         isodow(max(invoice_date)) = 7 AS ends_whole
-    FROM invoice_lines
+    FROM invoices
 ),
 spine AS (
     SELECT unnest(generate_series(first_week, last_week, INTERVAL 1 WEEK))::DATE AS week, *

@@ -118,6 +118,12 @@ def test_manifest_contents(lake: Path) -> None:
     entry = raw["partitions"]["year=2009/month=12"]
     assert list(raw["partitions"]) == ["year=2009/month=12"]
     part = lake / "invoice_lines" / "year=2009" / "month=12" / entry["file"]
+    layers = entry.pop("layers")
+    assert layers["version"] == 1
+    assert layers["quality"]["lines"] == 45_228
+    for layer in ("invoices", "products"):
+        path = lake / layer / "year=2009" / "month=12" / layers[layer]["file"]
+        assert layers[layer]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert entry == {
         "file": f"part-{raw['write_id']}.parquet",
         "rows": 45_228,

@@ -220,3 +220,21 @@ def test_cli_chooses_segments_and_number(retail_lake: Path, tmp_path: Path) -> N
     assert set(table["segment"]) == {"Hibernating", "At Risk"}
     assert table["rank"].max() == 2
     assert table.filter(pl.col("segment") == "At Risk")["customer_id"].n_unique() == 580
+
+
+def test_no_recommendations_reads_no_basket(retail_ii_lake: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lgs_fast.cli import cli
+
+    out = tmp_path / "out"
+    args = ["analyze", "--lake", str(retail_ii_lake), "--out", str(out)]
+    refused = CliRunner().invoke(cli, [*args, "--no-recommendations", "--recommend", "At Risk"])
+    assert refused.exit_code == 2 and "contradict each other" in refused.output
+    done = CliRunner().invoke(cli, [*args, "--no-recommendations"])
+    assert done.exit_code == 0, done.output
+    assert pl.read_parquet(out / "tables" / "recommendations.parquet").height == 0
+    page = (out / "report.html").read_text()
+    assert "What to offer" not in page and "none (--no-recommendations)" in page
+    lists = pl.read_csv(next((out / "segments").glob("*.csv")), infer_schema=False)
+    assert "recommendation_1" not in lists.columns or lists["recommendation_1"].is_null().all()
