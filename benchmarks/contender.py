@@ -36,24 +36,31 @@ def _lgs_fast(*args: str) -> None:
     _CHILD_RSS.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
 
 
-def pandas(lake: Path) -> Work:
-    from benchmarks import pandas_reference
-    from lgs_fast.definitions import Options
+def _pandas(core: bool) -> Callable[[Path], Work]:
+    """The pandas reference reading the lake and computing every table (`core`: all but the
+    recommendations, the one table whose cost grows with the square of codes per invoice)."""
 
-    options = Options()
-    return lambda: pandas_reference.run_all(pandas_reference.load_lines(lake), options)
+    def prepare(lake: Path) -> Work:
+        from benchmarks import pandas_reference
+        from lgs_fast.definitions import Options
+
+        options = Options(recommend_segments=()) if core else Options()
+        return lambda: pandas_reference.run_all(pandas_reference.load_lines(lake), options)
+
+    return prepare
 
 
-def polars(lake: Path) -> Work:
-    from lgs_fast.analyze import compute_tables
+def _engine(engine: str, core: bool) -> Callable[[Path], Work]:
+    """Every table by `engine` from the lake (`core`: all but the recommendations)."""
 
-    return lambda: compute_tables(lake, engine="polars")
+    def prepare(lake: Path) -> Work:
+        from lgs_fast.analyze import compute_tables
+        from lgs_fast.definitions import Options
 
+        options = Options(recommend_segments=()) if core else Options()
+        return lambda: compute_tables(lake, options, engine=engine)  # type: ignore[arg-type]
 
-def duckdb(lake: Path) -> Work:
-    from lgs_fast.analyze import compute_tables
-
-    return lambda: compute_tables(lake, engine="duckdb")
+    return prepare
 
 
 def _analyze(engine: str) -> Callable[[Path], Work]:
@@ -145,9 +152,12 @@ def forecast(lake: Path) -> Work:
 MOVEMENT = ("segment_movement", "segment_transitions")
 
 CONTENDERS: dict[str, Callable[[Path], Work]] = {
-    "pandas": pandas,
-    "polars": polars,
-    "duckdb": duckdb,
+    "pandas": _pandas(core=False),
+    "polars": _engine("polars", core=False),
+    "duckdb": _engine("duckdb", core=False),
+    "pandas-core": _pandas(core=True),
+    "polars-core": _engine("polars", core=True),
+    "duckdb-core": _engine("duckdb", core=True),
     "floor": floor,
     "analyze-polars": _analyze("polars"),
     "analyze-duckdb": _analyze("duckdb"),

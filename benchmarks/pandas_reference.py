@@ -568,6 +568,8 @@ def recommendations(df: pd.DataFrame, options: Options, table: pd.DataFrame) -> 
     from scipy import sparse
 
     columns = ["customer_id", "segment", "rank", "stock_code", "description", "score"]
+    if not options.recommend_segments:
+        return pd.DataFrame(columns=columns)
     if options.as_of is not None:
         df = df[df["invoice_date"] <= options.as_of]
     product = ~df["stock_code"].str.contains(NON_PRODUCT_PATTERN).fillna(False).astype(bool)

@@ -923,7 +923,7 @@ class LakeWriter:
 
     def _write_layers(self, key: str, lines_path: Path) -> dict[str, Any]:
         """Build and write the layers of one month from its lines file; their manifest entry."""
-        lines = pl.read_parquet(lines_path, hive_partitioning=False).select(ARROW_SCHEMA.names)
+        lines = pl.scan_parquet(lines_path, hive_partitioning=False).select(ARROW_SCHEMA.names)
         invoice_rows, product_rows, quality = layers.month_layers(lines)
         entry: dict[str, Any] = {"version": LAYERS_VERSION}
         for layer, frame in (("invoices", invoice_rows), ("products", product_rows)):

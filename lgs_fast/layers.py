@@ -98,7 +98,7 @@ def _invoice_rows(groups: pl.lazyframe.group_by.LazyGroupBy) -> pl.LazyFrame:
     )
 
 
-def stored_invoices(lines: pl.DataFrame) -> pl.DataFrame:
+def stored_invoices(lines: pl.LazyFrame) -> pl.DataFrame:
     """The invoice layer of one month's lines as the lake stores it: micro in 64 bits (Parquet
     has no wider integer), sorted by date so that row groups prune on a date range.
 
@@ -106,10 +106,10 @@ def stored_invoices(lines: pl.DataFrame) -> pl.DataFrame:
     key with thousands of such lines can pass 2^63; such a key is stored as several rows of at
     most `_ROWS_THAT_FIT` lines each. Rows add up, so every analysis stays exact.
     """
-    rows = invoices(lines.lazy()).collect()
+    rows = invoices(lines).collect(engine="streaming")
     if (rows["micro"].abs() > _INT64_MAX).any():
         block = pl.int_range(pl.len()).over(list(INVOICE_KEY)) // _ROWS_THAT_FIT
-        blocks = lines.lazy().with_columns(_block=block).group_by(*INVOICE_KEY, "_block")
+        blocks = lines.with_columns(_block=block).group_by(*INVOICE_KEY, "_block")
         rows = _invoice_rows(blocks).drop("_block").collect()
     return rows.with_columns(pl.col("micro").cast(pl.Int64)).sort(
         "invoice_date", "invoice_no", "customer_id", "country"
@@ -175,11 +175,12 @@ def of_lines(lines: pl.LazyFrame) -> Layers:
     return Layers(lines, invoices(lines), products(lines), quality(lines))
 
 
-def month_layers(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+def month_layers(lines: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """The invoice and product layers and the quality counts of one month's lines, collected:
-    what the lake writer stores beside that month's file."""
-    lazy = lines.lazy()
-    product_rows, counts = pl.collect_all([products(lazy).sort("stock_code"), quality(lazy)])
+    what the lake writer stores beside that month's file. Each is computed by Polars'
+    streaming engine, in memory of the order of its result rather than of the month's lines."""
+    product_rows = products(lines).sort("stock_code").collect(engine="streaming")
+    counts = quality(lines).collect(engine="streaming")
     return stored_invoices(lines), product_rows, counts.row(0, named=True)
 
 
