@@ -31,10 +31,16 @@ DEFAULT_OUT = Path("out")
 # engine, trading the shared scans of one collect_all for a smaller working set.
 # LGS_STREAMING_ROWS moves the threshold (0: always stream, for machines with little memory).
 STREAMING_ROWS = int(os.environ.get("LGS_STREAMING_ROWS", 20_000_000))
+# Below this many lines the tables are collected together by Polars' in-memory engine, above it
+# by its streaming engine (measured: 1M lines 0.32 s against 0.49; 10M lines 2.3 s against 1.9).
+IN_MEMORY_ROWS = 5_000_000
 
 
-def _collect(data: Layers, options: Options, *, streaming: bool = False) -> dict[str, pl.DataFrame]:
+def _collect(
+    data: Layers, options: Options, *, rows: int, streaming: bool = False
+) -> dict[str, pl.DataFrame]:
     from lgs_fast import metrics
+    from lgs_fast.recommend import recommendations
 
     if streaming:
         # Without common-subplan elimination: sharing a scan between the branches of one table
@@ -53,16 +59,26 @@ def _collect(data: Layers, options: Options, *, streaming: bool = False) -> dict
             rfm_table=run(metrics.rfm(data, options)).lazy(),
         )
         return {name: run(frame) for name, frame in lazy.items()}
-    # One collect_all, which shares common sub-plans (the layers' scans) between the tables.
+    # The tables together in one collect_all, which shares their common sub-plans (the layers'
+    # scans), then the recommendations from the rfm table just computed, by the streaming
+    # engine, which counts their co-occurrences in far less time than the in-memory one (1M
+    # lines: 1.5 s against 2.6; 10M lines: 21 s against 110).
     lazy = metrics.tables(data, options)
-    return dict(zip(lazy, pl.collect_all(list(lazy.values())), strict=True))
+    del lazy["recommendations"]
+    engine = "in-memory" if rows < IN_MEMORY_ROWS else "streaming"
+    tables = dict(zip(lazy, pl.collect_all(list(lazy.values()), engine=engine), strict=True))
+    tables["recommendations"] = recommendations(data.lines, options, tables["rfm"].lazy()).collect(
+        engine="streaming"
+    )
+    return {name: tables[name] for name in metrics.ANALYSES}
 
 
 def _polars(
     snap: Snapshot, options: Options, start: dt.date | None, end: dt.date | None
 ) -> dict[str, pl.DataFrame]:
     streaming = snap.manifest.rows > STREAMING_ROWS
-    return _collect(scan_layers(snap=snap, start=start, end=end), options, streaming=streaming)
+    data = scan_layers(snap=snap, start=start, end=end)
+    return _collect(data, options, rows=snap.manifest.rows, streaming=streaming)
 
 
 def _duckdb(
@@ -239,7 +255,8 @@ def tables_of(
         return sql.tables(sql.connect(options=options, lines=lines))
     from lgs_fast.layers import of_lines
 
-    return _collect(of_lines(lines.collect().lazy()), options)
+    frame = lines.collect()
+    return _collect(of_lines(frame.lazy()), options, rows=frame.height)
 
 
 @dataclass(frozen=True)

@@ -87,12 +87,15 @@ def test_date_range_without_data(retail_lake: Path, engine: str) -> None:
 
 
 def test_streaming_path_agrees(retail_lake: Path) -> None:
-    """Above STREAMING_ROWS the Polars engine collects table by table; same answers."""
-    from lgs_fast.analyze import _collect
-    from lgs_fast.lake import scan
+    """Above STREAMING_ROWS the Polars engine collects table by table, above IN_MEMORY_ROWS
+    together with the streaming engine, below with the in-memory one; same answers."""
+    from lgs_fast.analyze import IN_MEMORY_ROWS, _collect
+    from lgs_fast.lake import scan_layers
 
-    lines = scan(retail_lake)
-    whole, streamed = _collect(lines, Options()), _collect(lines, Options(), streaming=True)
-    for name in ANALYSES:
-        assert_agree(whole[name], streamed[name], f"streaming/{name}")
-    assert dict(streamed["data_quality"].iter_rows())["exact_duplicate_lines"] == 5_268
+    layers = scan_layers(retail_lake)
+    whole = _collect(layers, Options(), rows=1)
+    for rows, streaming in ((IN_MEMORY_ROWS, False), (1, True)):
+        other = _collect(layers, Options(), rows=rows, streaming=streaming)
+        for name in ANALYSES:
+            assert_agree(whole[name], other[name], f"{rows} rows, streaming {streaming}/{name}")
+    assert dict(whole["data_quality"].iter_rows())["exact_duplicate_lines"] == 5_268
