@@ -171,7 +171,10 @@ CONTENDERS: dict[str, Callable[[Path], Work]] = {
     "forecast": forecast,
 }
 # The analysis proper, compared with pandas and the floor; the CLV runs are measured apart.
-ANALYSIS = ("pandas", "polars", "duckdb", "floor")
+ANALYSIS = (
+    "pandas", "polars", "duckdb", "pandas-core", "polars-core", "duckdb-core",
+    "analyze-polars", "analyze-duckdb", "import", "floor",
+)  # fmt: skip
 
 
 def peak_rss() -> int:

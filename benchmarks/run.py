@@ -107,6 +107,43 @@ def _cell(r: dict[str, object] | None, base: dict[str, object] | None, flip: boo
     return f"{(a / b if flip else b / a):.1f}×"
 
 
+# Table order: the contenders as listed, then the import-and-analyze sums.
+ORDER = {
+    name: i for i, name in enumerate([*ANALYSIS, "import+analyze-polars", "import+analyze-duckdb"])
+}
+
+
+def _baseline(contender: str) -> str:
+    """Whom a contender is compared with: the pandas reference computing the same tables (an
+    import alone is compared with nothing: pandas has no lake to build)."""
+    if contender == "import":
+        return ""
+    return "pandas-core" if contender.endswith("-core") else "pandas"
+
+
+def together(results: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Rows `import+analyze-ENGINE`: the whole path from line files to written tables, the sum
+    of the two measured medians (peak memory: the larger of the two processes')."""
+    by = {(r["rows"], r["contender"]): r for r in results}
+    out: list[dict[str, object]] = []
+    for rows in sorted({int(r["rows"]) for r in results}):  # type: ignore[call-overload]
+        load = by.get((rows, "import"))
+        for engine in ("polars", "duckdb"):
+            run = by.get((rows, f"analyze-{engine}"))
+            if load and run and load["seconds"] and run["seconds"]:
+                out.append(
+                    {
+                        "rows": rows,
+                        "contender": f"import+analyze-{engine}",
+                        "seconds": float(load["seconds"]) + float(run["seconds"]),  # type: ignore[arg-type]
+                        "peak_rss_bytes": max(load["peak_rss_bytes"], run["peak_rss_bytes"]),  # type: ignore[type-var]
+                        "runs": [],
+                        "out_of_memory": False,
+                    }
+                )
+    return out
+
+
 def markdown(results: list[dict[str, object]]) -> str:
     lines = [
         "| lines | contender | median s | peak RSS MiB | vs pandas | vs floor |",
@@ -115,10 +152,11 @@ def markdown(results: list[dict[str, object]]) -> str:
     by = {(r["rows"], r["contender"]): r for r in results}
     for r in results:
         seconds = "out of memory" if r["seconds"] is None else f"{r['seconds']:.3f}"
+        base = by.get((r["rows"], _baseline(str(r["contender"]))))
         lines.append(
             f"| {r['rows']:,} | {r['contender']} | {seconds} | "
             f"{r['peak_rss_bytes'] / 2**20:,.0f} | "  # type: ignore[operator]
-            f"{_cell(r, by.get((r['rows'], 'pandas')), flip=True)} | "
+            f"{_cell(r, base, flip=True)} | "
             f"{_cell(r, by.get((r['rows'], 'floor')), flip=False)} |"
         )
     return "\n".join(lines) + "\n"
@@ -196,6 +234,8 @@ def main() -> None:
         else (FULL if os.environ.get("BENCH_FULL") else QUICK)
     )
     results = run(sizes, args.repeat, args.contenders.split(","))
+    results += together(results)
+    results.sort(key=lambda r: (r["rows"], ORDER.get(str(r["contender"]), len(ORDER))))
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
