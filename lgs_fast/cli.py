@@ -301,7 +301,8 @@ def generate_command(rows: int, seed: int, lake: Path | None) -> None:
 @cli.command("verify")
 @click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
 def verify_command(lake: Path | None) -> None:
-    """Check every file of the lake against its manifest: present, size, lines and checksum.
+    """Check every file of the lake (lines and derived layers) against its manifest: present,
+    size, rows and checksum.
 
     Every read already checks presence, size and line counts; verify also reads every byte
     and compares SHA-256 checksums. Exit 0 when the lake is whole, 6 when a file is missing,
@@ -312,7 +313,8 @@ def verify_command(lake: Path | None) -> None:
     manifest = verify_lake(lake)
     layered = len(manifest.layered())
     click.echo(
-        f"lake {lake or default_lake()}: {manifest.rows:,} lines in {len(manifest.partitions)} partitions, every checksum matches"
+        f"lake {lake or default_lake()}: {manifest.rows:,} lines in {len(manifest.partitions)} partitions"
+        f"{' and their derived layers' if layered else ''}, every checksum matches"
     )
     if layered < len(manifest.partitions):
         missing = len(manifest.partitions) - layered
