@@ -32,6 +32,7 @@ from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
 from lgs_fast.errors import InputError
+from lgs_fast.threads import one_blas_thread
 
 Array = NDArray[np.float64]
 PurchaseModel = Literal["bgnbd", "mbgnbd"]
@@ -216,6 +217,8 @@ def _hessian(f: Callable[[Array], float], at: Array, step: float = 1e-4) -> Arra
     return h
 
 
+# One BLAS thread (lgs_fast/threads.py): ten times faster here, and the same every run.
+@one_blas_thread()
 def _maximise(
     model: str,
     names: tuple[str, ...],

@@ -22,10 +22,10 @@ that origin's training weeks, the in-sample error of the naive forecast) and sMA
 200 |y − ŷ| / (|y| + |ŷ|)).
 
 statsmodels (and the pandas it needs) is imported inside the functions that fit, so that
-`import lgs_fast` stays light. The fits run with one BLAS thread: statsmodels' optimiser
-(scipy's L-BFGS-B) makes many tiny BLAS calls, and with a thread per core they spent more time
-waking threads than computing (measured on 2 busy cores: 5.7 s against 0.4 s for the real
-data's backtest).
+`import lgs_fast` stays light. The fits run with one BLAS thread (`lgs_fast.threads`):
+statsmodels' optimiser (scipy's L-BFGS-B) makes many tiny BLAS calls, and with a thread per
+core they spent more time waking threads than computing (measured on 2 busy cores: 5.7 s
+against 0.4 s for the real data's backtest).
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ import datetime as dt
 import math
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,6 +43,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from lgs_fast.errors import InputError
+from lgs_fast.threads import one_blas_thread
 
 Array = NDArray[np.float64]
 
@@ -90,14 +90,6 @@ class _Fit:
     sigma: float
     scale: float
     result: Any
-
-
-@contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _fit(y: Array, model: str) -> _Fit | None:
@@ -188,7 +180,7 @@ def backtest(
     h = min(horizon, n - min_training)
     if h < 1:
         return pl.DataFrame(schema=BACKTEST_SCHEMA)
-    with _one_blas_thread():
+    with one_blas_thread():
         return _backtest(values, weeks, h, min_training)
 
 
@@ -305,7 +297,7 @@ def sales_forecast(weekly: pl.DataFrame, horizon: int = HORIZON) -> dict[str, pl
             "forecast_backtest": pl.DataFrame(schema=BACKTEST_SCHEMA),
             "forecast_models": _models_table({}, None, weeks, reason),
         }
-    with _one_blas_thread():
+    with one_blas_thread():
         fits = _candidates(y)
         best = _best(fits)
     note = None
