@@ -4,7 +4,9 @@
 
 Contenders, each a fresh process measured by GNU time (wall seconds, peak RSS):
   floor   psql `COPY table TO STDOUT` into /dev/null: the server's and the wire's cost alone
-  lgs     `lgs-fast export --full` (partitioned lake, validated, checksummed, atomic)
+  lgs     `lgs-fast export --full` (partitioned lake, validated, checksummed, atomic), one
+          worker connection per CPU (at least 2) in one shared snapshot
+  lgs-1job        the same with one worker connection (`LGS_EXPORT_JOBS=1`)
   lgs-unchanged   incremental export of a lake already up to date: the server's per-month
           counts and fingerprints, compared with the manifest (the cost of noticing nothing)
   lgs-one-month   incremental export after an UPDATE in one old month: fingerprints, then
@@ -84,13 +86,14 @@ SCRIPTS = {
 }
 
 
+SCRIPTS["lgs-1job"] = SCRIPTS["lgs"].replace("full=True", "full=True, jobs=1")
 SCRIPTS["lgs-unchanged"] = SCRIPTS["lgs"].replace(", full=True", "")
 SCRIPTS["lgs-one-month"] = SCRIPTS["lgs-unchanged"]
 
 
 def prepare(name: str, dsn: str, table: str, out: str) -> None:
     """What a contender needs in place before it is timed (not timed itself)."""
-    if not name.startswith("lgs-"):
+    if name not in ("lgs-unchanged", "lgs-one-month"):
         return
     import psycopg
     from psycopg import sql
@@ -134,7 +137,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dsn", default=os.environ.get("LGS_PG_DSN", DEFAULT_DSN))
     parser.add_argument(
-        "--contenders", default="floor,lgs,lgs-unchanged,lgs-one-month,pandas,cx,adbc"
+        "--contenders", default="floor,lgs,lgs-1job,lgs-unchanged,lgs-one-month,pandas,cx,adbc"
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
