@@ -205,6 +205,13 @@ def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
     help="Read a canonical column from a differently named source column (repeatable).",
 )
 @click.option("--allow-empty", is_flag=True, help=ALLOW_EMPTY_HELP)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    envvar="LGS_EXPORT_JOBS",
+    help="Connections reading the table at once, in one shared snapshot "
+    "(default: $LGS_EXPORT_JOBS, else one per CPU, at least 2).",
+)
 def export_command(
     dsn: str | None,
     table: str,
@@ -212,6 +219,7 @@ def export_command(
     full: bool,
     column_pairs: tuple[str, ...],
     allow_empty: bool,
+    jobs: int | None,
 ) -> None:
     """Export the PostgreSQL table into the lake, streamed, from one consistent snapshot.
 
@@ -232,6 +240,7 @@ def export_command(
         columns=columns,
         allow_empty=allow_empty,
         progress=_progress("exported"),
+        jobs=jobs,
     )
     _done_progress()
     if result.full:

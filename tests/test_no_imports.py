@@ -69,6 +69,7 @@ ARGUMENT_ERRORS = [
     (("generate", "--rows", "0"), 2, "--rows"),
     (("verify", "--lake"), 2, "requires an argument"),
     (("export", "--table"), 2, "requires an argument"),
+    (("export", "--jobs", "0"), 2, "0 is not in the range x>=1"),
     (("analyze", "--bins", "x"), 2, "--bins"),
     (("analyze", "--top", "0"), 2, "--top"),
     (("analyze", "--engine", "spark"), 2, "--engine"),
