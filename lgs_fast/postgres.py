@@ -244,6 +244,18 @@ def _hashed(canonical: str, kind: str, seed: int) -> Any:
     return hashed
 
 
+def _put_unless_stopped(items: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put `item` on a bounded queue, waiting for room unless `stop` is set; False if stopped
+    (a consumer that went away must not leave the producer blocked for ever)."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def _copy_rows(conn: Any, query: Any) -> Iterator[memoryview]:
     """The rows of a `COPY … TO STDOUT`, straight from libpq.
 
@@ -328,13 +340,7 @@ class _CopyStream(io.RawIOBase):
         self._stop.set()
 
     def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put_unless_stopped(self._queue, item, self._stop)
 
     def _drain(self, chunks: Iterator[Any]) -> None:
         # Closed here, in this thread, so an early stop cancels the COPY before the consumer
@@ -865,13 +871,7 @@ class _Worker:
             self._put(err)
 
     def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put_unless_stopped(self._queue, item, self._stop)
 
     def get(self) -> Any:
         while True:
