@@ -153,7 +153,6 @@ def _register_layers(
     }
     con.execute("DROP VIEW layer_lines")
     if snap is not None and invoice_months:
-        entries = snap.manifest.layered()
         for layer, months in (("invoices", invoice_months), ("products", whole_months)):
             files = [str(snap.root / layer / k / entries[k][layer]["file"]) for k in months]
             if files:
