@@ -492,8 +492,8 @@ def scan_layers(
 
 
 def _scan_layer(snap: Snapshot, layer: str, keys: list[str], schema: pl.Schema) -> pl.LazyFrame:
-    entries = snap.manifest.layered()
-    paths = [str(snap.root / layer / key / entries[key][layer]["file"]) for key in keys]
+    stored = snap.manifest.layer_files(snap.root)
+    paths = [str(stored[layer, key]) for key in keys]
     if not paths:
         return pl.LazyFrame(schema=schema)
     return pl.scan_parquet(paths)

@@ -153,8 +153,9 @@ def _register_layers(
     }
     con.execute("DROP VIEW layer_lines")
     if snap is not None and invoice_months:
+        stored_files = snap.manifest.layer_files(snap.root)
         for layer, months in (("invoices", invoice_months), ("products", whole_months)):
-            files = [str(snap.root / layer / k / entries[k][layer]["file"]) for k in months]
+            files = [str(stored_files[layer, k]) for k in months]
             if files:
                 stored = con.read_parquet(files)
                 parts[layer].append(_between(stored, start, end) if layer == "invoices" else stored)
