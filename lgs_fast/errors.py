@@ -2,7 +2,8 @@
 
 Exit codes (also in the README): 0 done; 1 other error; 2 bad input or usage; 3 no lake, or
 not a lake lgs_fast may write; 4 database source failed; 5 another writer holds the lake or
-output directory; 6 the lake's files do not match its manifest (damaged); 130 interrupted.
+output directory; 6 the lake's files do not match its manifest (damaged); 7 the Spark engine cannot start
+(no PySpark, no Java, a bad or unreachable master); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -42,3 +43,9 @@ class DamagedError(LakeError):
     """A lake file is missing, changed or unreadable: it no longer matches the manifest."""
 
     exit_code = 6
+
+
+class EngineError(LgsError):
+    """An engine cannot run here: PySpark or Java missing, a bad or unreachable Spark master."""
+
+    exit_code = 7

@@ -423,7 +423,9 @@ def _between(lf: pl.LazyFrame, start: dt.datetime | None, end: dt.datetime | Non
 
 
 def layer_plan(
-    snap: Snapshot, start: dt.date | dt.datetime | None, end: dt.date | dt.datetime | None
+    snap: Snapshot | Manifest,
+    start: dt.date | dt.datetime | None,
+    end: dt.date | dt.datetime | None,
 ) -> tuple[list[str], list[str], list[str]]:
     """Which months of the range each source serves, as partition keys:
 
@@ -435,9 +437,10 @@ def layer_plan(
     """
     lo = _timestamp(start) if start is not None else None
     hi = _timestamp(end) if end is not None else None
-    layered = snap.manifest.layered()
+    manifest = snap if isinstance(snap, Manifest) else snap.manifest
+    layered = manifest.layered()
     invoice_months, whole_months, line_months = [], [], []
-    for key in snap.files:
+    for key in sorted(manifest.partitions):
         overlaps, inside = _in_range(key, lo, hi)
         if not overlaps:
             continue

@@ -41,10 +41,10 @@ def _queries() -> Traversable:
 # `segments` reads `rfm`, `monthly` and `cohorts` read `coverage`, `rfm` and `segment_movement`
 # read `reference_time`, `segment_movement` reads `rfm`, `segment_transitions` reads both. Each
 # comes after those it reads.
-_VIEWS = ("invoice_totals", "reference_time", "rfm", "coverage", "segment_movement")
+VIEWS = ("invoice_totals", "reference_time", "rfm", "coverage", "segment_movement")
 # Queries over a parameter, created as table macros: RFM at a given time, once at the reference
 # time (`rfm`) and once at the earlier time of segment movement.
-_MACROS = {"rfm_at": "rfm_time"}
+MACROS = {"rfm_at": "rfm_time"}
 _NAME = re.compile(r"^[a-z_]+$")
 
 
@@ -214,17 +214,17 @@ def connect(
     rel.create_view("invoice_lines")
     _register_layers(con, snap, start, end)
     con.from_arrow(segment_rules_frame(options.rules).to_arrow()).create_view("segment_rules")
-    for name, parameter in _MACROS.items():
+    for name, parameter in MACROS.items():
         con.execute(f"CREATE TEMP MACRO {name}({parameter}) AS TABLE {load_query(name)}")
-    for name in _VIEWS:
+    for name in VIEWS:
         con.execute(f"CREATE TEMP VIEW {name} AS {load_query(name)}")
     return con
 
 
 def query(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBPyRelation:
     """The relation of `queries/NAME.sql`; lazy until fetched (`.pl()`, `.arrow()`, `.df()`)."""
-    if name in _MACROS:
-        raise LgsError(f"{name} is a table macro: SELECT * FROM {name}({_MACROS[name]})")
+    if name in MACROS:
+        raise LgsError(f"{name} is a table macro: SELECT * FROM {name}({MACROS[name]})")
     return con.sql(load_query(name))
 
 
@@ -232,12 +232,12 @@ def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     """Every analysis of `queries/`, fetched as Polars frames, keyed by table name."""
     from lgs_fast.metrics import ANALYSES
 
-    for name in _VIEWS:  # computed once here, not once per query that reads them
+    for name in VIEWS:  # computed once here, not once per query that reads them
         con.execute(f"DROP VIEW {name}")
         con.execute(f"CREATE TEMP TABLE {name} AS {load_query(name)}")
     # `rfm` is read back from its table rather than computed a second time.
     return {
-        name: (con.table(name) if name in _VIEWS else query(con, name)).pl() for name in ANALYSES
+        name: (con.table(name) if name in VIEWS else query(con, name)).pl() for name in ANALYSES
     }
 
 

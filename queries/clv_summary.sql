@@ -45,7 +45,7 @@ SELECT
     p.frequency,
     (p.last_purchase - p.first_purchase)::BIGINT AS recency,
     (r.end_day - p.first_purchase)::BIGINT AS "T",
-    CASE WHEN p.frequency > 0 THEN p.repeat_micro / 1000000 / p.frequency END AS monetary_value
+    CASE WHEN p.frequency > 0 THEN p.repeat_micro::DOUBLE / 1000000 / p.frequency END AS monetary_value
 FROM per_customer AS p
 CROSS JOIN reference AS r
 ORDER BY p.customer_id

@@ -17,4 +17,8 @@ WITH counts AS (
     FROM quality
 )
 SELECT "check", "count"::BIGINT AS "count"
-FROM (UNPIVOT counts ON COLUMNS(*) INTO NAME "check" VALUE "count")
+FROM counts UNPIVOT ("count" FOR "check" IN (
+    lines, no_customer_id, no_description, cancellation_lines, cancelled_invoices,
+    stock_adjustment_lines, zero_price_lines, negative_price_lines, non_product_lines,
+    exact_duplicate_lines
+))

@@ -33,6 +33,6 @@ SELECT
     (b.lo + b.span / getvariable('histogram_bins') * g.bin + b.span / getvariable('histogram_bins')) / 100 AS bin_end,
     coalesce(n.count, 0)::BIGINT AS count
 FROM bounds AS b
-CROSS JOIN range(0, getvariable('histogram_bins')) AS g(bin)
+CROSS JOIN (SELECT unnest(range(0, getvariable('histogram_bins'))) AS bin) AS g
 LEFT JOIN binned AS n ON n.view = b.view AND n.bin = g.bin
 ORDER BY b.ord, g.bin

@@ -23,7 +23,7 @@ WITH purchases AS NOT MATERIALIZED (
         AND NOT regexp_matches(stock_code, getvariable('non_product'))
         AND (getvariable('as_of') IS NULL OR invoice_date <= getvariable('as_of')::TIMESTAMP)
         -- no segment to recommend to: no basket is read (the constant filter prunes the scan)
-        AND len(getvariable('recommend_segments')) > 0
+        AND array_length(getvariable('recommend_segments')) > 0
 ),
 -- Codes as integers (their rank) for the pairs: counting them by two integers rather than two
 -- strings (10M lines: 1.6 * 10^8 pairs) takes 5.8 s instead of 8.9.

@@ -75,7 +75,7 @@ verified AS (
         PARTITION BY p.credit_note ORDER BY p.invoice_date DESC, p.invoice_no DESC
     ) = 1
 )
-SELECT invoice_no, credit_note, customer_id, invoice_date, credit_date, micro / 1000000 AS total
+SELECT invoice_no, credit_note, customer_id, invoice_date, credit_date, micro::DOUBLE / 1000000 AS total
 FROM verified
 QUALIFY row_number() OVER (PARTITION BY invoice_no ORDER BY credit_date, credit_note) = 1
 ORDER BY total DESC, invoice_no

@@ -40,7 +40,7 @@ ranked AS (
         p.*,
         floor((epoch_us(r.t) - epoch_us(p.last)) / 86400000000)::BIGINT AS recency,
         row_number() OVER (ORDER BY p.frequency, p.customer_id) AS f_rank,
-        p.micro / 1000000 AS monetary,
+        p.micro::DOUBLE / 1000000 AS monetary,
         (CASE WHEN p.micro >= 0 THEN (p.micro + 5000) // 10000
             ELSE -((5000 - p.micro) // 10000) END)::BIGINT AS pence
     FROM per_customer AS p
@@ -83,13 +83,13 @@ edges AS (
 scored AS (
     SELECT
         ranked.*,
-        (getvariable('bins') - len(list_filter(
+        (getvariable('bins') - array_length(list_filter(
             r_edges, lambda e: getvariable('bins') * (recency - e.lo) > e.r * (e.hi - e.lo)
         )))::INTEGER AS r_score,
-        (1 + len(list_filter(
+        (1 + array_length(list_filter(
             f_edges, lambda e: getvariable('bins') * (f_rank - e.lo) > e.r * (e.hi - e.lo)
         )))::INTEGER AS f_score,
-        (1 + len(list_filter(
+        (1 + array_length(list_filter(
             m_edges, lambda e: getvariable('bins') * (pence - e.lo) > e.r * (e.hi - e.lo)
         )))::INTEGER AS m_score
     FROM ranked

@@ -1,0 +1,148 @@
+"""The one place where SQL dialects differ: `queries/*.sql` (DuckDB's dialect, the source of
+truth) translated into Spark SQL.
+
+sqlglot parses each query as DuckDB and writes it as Spark; the rewrites below cover what it
+does not translate, or not with DuckDB's meaning:
+
+- `getvariable('x')` becomes a reference to the session variable `system.session.x`, which
+  `lgs_fast.spark` declares with a type and sets from a bound value: options never reach the
+  text of a query;
+- a call of a table macro (`rfm_at(expr)`) becomes the macro's query with its parameter
+  replaced by the argument, as DuckDB expands it;
+- DuckDB's lists count from 1 and accept negative positions (`list[-1]` is the last element):
+  Spark's `element_at` does both, where Spark's `list[i]` counts from 0;
+- `list(x ORDER BY x)`, which Spark's `collect_list` cannot order, is the sorted list;
+- `max(x, n)`, DuckDB's list of the n largest values, is the first n of the sorted list;
+- `regexp_full_match`, which Spark lacks, is `rlike` anchored at both ends;
+- `epoch_us(ts)` is `unix_micros` of the time read as UTC (the session's zone; lake times
+  carry no zone);
+- `count(DISTINCT t)` of a whole row `t` of a CTE counts distinct rows, nulls included, as a
+  struct of its columns;
+- DuckDB's `[NOT] MATERIALIZED` CTE hints, which only steer DuckDB's planner, are dropped.
+
+Anything else that differs is kept out of the queries by writing them portably (see
+`queries/README` in each file's comments: explicit casts where DuckDB would widen silently).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+
+class _DuckDB(DuckDB):
+    """DuckDB as written: sqlglot shifts literal list positions to its 0-based form (and -1,
+    DuckDB's last element, to -2) but not computed ones; kept as written, every position is
+    translated alike, to Spark's element_at, which counts as DuckDB does."""
+
+    INDEX_OFFSET = 0
+
+
+# The variable namespace of Spark's session variables: qualified, so no column can shadow one.
+_SESSION = ("system", "session")
+
+
+def _variable(name: str) -> exp.Column:
+    return exp.column(name, table=_SESSION[1], db=_SESSION[0])
+
+
+def _variables(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "getvariable":
+        return _variable(node.expressions[0].name)
+    return node
+
+
+def _rewrite(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
+        # DuckDB's 1-based (and from-the-end negative) positions: Spark's element_at.
+        position = exp.cast(node.expressions[0], exp.DataType.build("INT"))
+        return exp.func("element_at", node.this, position)
+    if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order):
+        order = node.this
+        keys = order.expressions
+        if len(keys) == 1 and keys[0].this == order.this:
+            descending = bool(keys[0].args.get("desc"))
+            return exp.func(
+                "sort_array",
+                exp.func("collect_list", order.this),
+                exp.true() if not descending else exp.false(),
+            )
+        raise ValueError(f"no Spark translation of an ordered list aggregate: {node.sql('duckdb')}")
+    if isinstance(node, exp.Max) and node.args.get("count") is not None:
+        # max(x, n): the n largest values, largest first.
+        count = node.args["count"]
+        ordered = exp.func("sort_array", exp.func("collect_list", node.this), exp.false())
+        return exp.func("slice", ordered, exp.Literal.number(1), count)
+    if isinstance(node, exp.RegexpFullMatch):
+        text, pattern = node.this, node.expression
+        anchored = exp.func("concat", exp.Literal.string("^(?:"), pattern, exp.Literal.string(")$"))
+        return exp.RegexpLike(this=text, expression=anchored)
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "epoch_us":
+        (ts,) = node.expressions
+        return exp.func("unix_micros", exp.cast(ts, exp.DataType.build("TIMESTAMP_LTZ")))
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "to_months":
+        (months,) = node.expressions
+        return exp.func("make_ym_interval", exp.Literal.number(0), months)
+    if isinstance(node, exp.PercentileCont) and not isinstance(node.parent, exp.WithinGroup):
+        # quantile_cont(x, q): Spark's percentile interpolates linearly, as DuckDB does.
+        return exp.func("percentile", node.this, node.expression)
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Explode):
+        # unnest(list)::T: Spark allows no expression around a generator; the list is cast.
+        element = node.to
+        return exp.Explode(this=exp.cast(node.this.this, exp.DataType.build(f"ARRAY<{element.sql('spark')}>", dialect="spark")))
+    if isinstance(node, exp.DayOfWeekIso):
+        # Monday 1 .. Sunday 7 (sqlglot's Spark form of it counts Sunday as 2).
+        return exp.func("date_part", exp.Literal.string("DAYOFWEEK_ISO"), node.this)
+    if isinstance(node, exp.ToDays):
+        return exp.func("make_dt_interval", node.this)
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "hash":
+        # Only to find candidate duplicates, compared in full after: 64 bits, few collisions.
+        return exp.func("xxhash64", *node.expressions)
+    if isinstance(node, exp.CTE):
+        node.set("materialized", None)
+    return node
+
+
+def _count_distinct_rows(tree: exp.Expression) -> exp.Expression:
+    """`count(DISTINCT t)` of a CTE's whole row `t`: count of distinct structs of its columns."""
+    ctes = {cte.alias: cte.this for cte in tree.find_all(exp.CTE)}
+    for distinct in list(tree.find_all(exp.Distinct)):
+        (arg,) = distinct.expressions or [None]
+        if isinstance(arg, exp.Column) and not arg.table and arg.name in ctes:
+            columns = [exp.column(c) for c in ctes[arg.name].named_selects]
+            distinct.set("expressions", [exp.func("struct", *columns)])
+    return tree
+
+
+def _expand_macros(tree: exp.Expression, macros: dict[str, tuple[str, str]]) -> exp.Expression:
+    """Each `FROM name(arg)` of a table macro replaced by its body, the parameter by `arg`."""
+    for call in list(tree.find_all(exp.Table)):
+        function = call.this
+        if not isinstance(function, exp.Anonymous) or function.name not in macros:
+            continue
+        parameter, body = macros[function.name]
+        (argument,) = function.expressions
+        expanded = sqlglot.parse_one(body, read=_DuckDB)
+        for column in list(expanded.find_all(exp.Column)):
+            if not column.table and column.name == parameter:
+                column.replace(argument.copy())
+        alias = call.args.get("alias")
+        call.replace(exp.Subquery(this=expanded, alias=alias or exp.TableAlias(this=function.name)))
+    return tree
+
+
+@cache
+def to_spark(query: str, macros: tuple[tuple[str, str, str], ...] = ()) -> str:
+    """The Spark SQL of a DuckDB query; `macros` are (name, parameter, body) table macros."""
+    tree = sqlglot.parse_one(query, read=_DuckDB)
+    tree = _expand_macros(tree, {name: (param, body) for name, param, body in macros})
+    tree = _count_distinct_rows(tree)
+    # Variables first; then the rewrites until none applies, since a node rebuilt around its
+    # arguments hides them from the pass that rebuilt it.
+    tree = tree.transform(_variables)
+    text = None
+    while text != (text := tree.sql(dialect="duckdb")):
+        tree = tree.transform(_rewrite)
+    return tree.sql(dialect="spark", comments=False)

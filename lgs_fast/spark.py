@@ -1,0 +1,437 @@
+"""The Spark engine: the same `queries/*.sql` as the DuckDB engine, translated into Spark SQL by
+`lgs_fast.dialect`, over the lake read by Spark itself, from a local path or any URI Hadoop can
+read (`file://`, `s3a://`, `hdfs://`, …).
+
+Spark sees what DuckDB sees: view `invoice_lines` (exactly the manifest's files, never a glob),
+the derived layers as views `invoices`, `products` and `quality` (`lake.layer_plan` says which
+months are read from the stored layers and which are computed from the lines by
+`queries/layer_*.sql`), and `segment_rules`. Options are typed session variables, set from bound
+values. Tables come back as Polars frames in the DuckDB engine's schema (`_schemas`), so every
+engine's output has one shape.
+
+PySpark is an extra (`pip install 'lgs-fast[spark]'`); it is imported only here, when the engine
+is used. The session is `local[*]` unless `--spark-master` or `$LGS_SPARK_MASTER` names a
+master, or `$SPARK_REMOTE` (or a `sc://` master) a Spark Connect server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+import polars as pl
+
+from lgs_fast.definitions import COMPARE_DAYS, NON_PRODUCT_PATTERN, Options, segment_rules_frame
+from lgs_fast.dialect import to_spark
+from lgs_fast.errors import DamagedError, EngineError, LakeError
+from lgs_fast.lake import MANIFEST, TABLE, Manifest, Snapshot, layer_plan
+from lgs_fast.layers import INVOICES_SCHEMA, QUALITY_SCHEMA
+from lgs_fast.recommend import NEIGHBOURS
+from lgs_fast.schema import COLUMNS
+from lgs_fast.sql import MACROS, VIEWS, load_query
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+DEFAULT_MASTER = "local[*]"
+# Master URLs Spark accepts (`spark-submit --master`), checked before a JVM is started so that
+# a typo is one line, not a Java stack trace.
+_MASTER = re.compile(
+    r"^(local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|spark://[^/\s]+|yarn|k8s://\S+|sc://\S+)$"
+)
+# Options as typed session variables (`getvariable('x')` in the queries); each is set with a
+# bound value, never pasted.
+_TYPES = {
+    "notebook": "BOOLEAN",
+    "as_of": "TIMESTAMP_NTZ",
+    "compare_as_of": "TIMESTAMP_NTZ",
+    "compare_days": "INT",
+    "bins": "INT",
+    "top": "INT",
+    "histogram_bins": "INT",
+    "non_product": "STRING",
+    "recommend_segments": "ARRAY<STRING>",
+    "recommendations": "INT",
+    "neighbours": "INT",
+}
+# Spark's defaults are made for clusters; these keep one machine's runs small and exact.
+_CONF = {
+    # Lake times carry no zone: TIMESTAMP means TIMESTAMP_NTZ, and the session zone is UTC, so
+    # no conversion ever shifts a time.
+    "spark.sql.timestampType": "TIMESTAMP_NTZ",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+def _variables(options: Options) -> dict[str, object]:
+    return {
+        "notebook": options.preset == "notebook",
+        "as_of": options.as_of,
+        "compare_as_of": options.compare_as_of,
+        "compare_days": COMPARE_DAYS,
+        "bins": options.bins,
+        "top": options.top,
+        "histogram_bins": options.histogram_bins,
+        "non_product": NON_PRODUCT_PATTERN,
+        "recommend_segments": list(options.recommend_segments),
+        "recommendations": options.recommendations,
+        "neighbours": NEIGHBOURS,
+    }
+
+
+# The session ---------------------------------------------------------------------------------
+
+
+def master_url(master: str | None = None) -> str:
+    """The master to use: `master`, else $SPARK_REMOTE (Spark Connect), else $LGS_SPARK_MASTER,
+    else local[*]; `EngineError` for one Spark would not accept."""
+    url = master or os.environ.get("SPARK_REMOTE") or os.environ.get("LGS_SPARK_MASTER")
+    url = url or DEFAULT_MASTER
+    if not _MASTER.match(url):
+        raise EngineError(
+            f"--spark-master {url!r} is not a Spark master URL "
+            "(local[*], local[N], spark://HOST:PORT, yarn, k8s://URL, or sc://HOST:PORT for Spark Connect)"
+        )
+    return url
+
+
+def _reachable(url: str) -> None:
+    """A standalone master or Connect server that does not answer: one line now, instead of
+    Spark retrying for a minute and then printing Java stack traces."""
+    if not url.startswith(("spark://", "sc://")):
+        return
+    for hostport in url.split("://", 1)[1].split("/", 1)[0].split(","):
+        parsed = urlparse(f"//{hostport.split(';')[0]}")
+        host, port = parsed.hostname, parsed.port or (15002 if url.startswith("sc://") else 7077)
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+            return
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+    raise EngineError(f"cannot reach the Spark master {url} ({reason})")
+
+
+def _java() -> None:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return
+    if home:
+        raise EngineError(f"JAVA_HOME={home} has no bin/java: Spark needs Java 17 or later")
+    if shutil.which("java") is None:
+        raise EngineError("no Java found (no java on PATH, JAVA_HOME unset): Spark needs Java 17 or later")
+
+
+def session(master: str | None = None) -> SparkSession:
+    """The process's Spark session on `master` (see `master_url`), started on first use."""
+    url = master_url(master)
+    return _session(url)
+
+
+@cache
+def _session(url: str) -> SparkSession:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EngineError(
+            "the Spark engine needs PySpark: pip install 'lgs-fast[spark]'"
+        ) from None
+    _reachable(url)
+    builder = SparkSession.builder.appName("lgs-fast")
+    if url.startswith("sc://"):
+        builder = builder.remote(url)
+    else:
+        _java()
+        builder = builder.master(url)
+        if url.startswith("local"):
+            # One process: the driver does the work, with the memory it is given.
+            builder = builder.config(
+                "spark.driver.memory", os.environ.get("LGS_SPARK_DRIVER_MEMORY", "4g")
+            ).config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+            builder = builder.config(
+                "spark.sql.shuffle.partitions", os.environ.get("LGS_SPARK_PARTITIONS", "8")
+            )
+    try:
+        spark = builder.getOrCreate()
+    except Exception as err:  # PySpark raises its own types, and Py4J's
+        raise EngineError(f"Spark could not start on {url}: {_first_line(err)}") from None
+    # PySpark logs every failed query as JSON on stderr; lgs_fast reports failures itself.
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    for key, value in _CONF.items():
+        spark.conf.set(key, value)
+    if not url.startswith("sc://"):
+        spark.sparkContext.setLogLevel("OFF")
+    return spark
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+# The lake ------------------------------------------------------------------------------------
+
+
+def is_uri(lake: str | Path) -> bool:
+    """Whether `lake` is a URI (`s3a://…`, `file:///…`) rather than a local path."""
+    return isinstance(lake, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", lake) is not None
+
+
+@dataclass(frozen=True)
+class SparkLake:
+    """One version of a lake as Spark reads it: the manifest and its files' locations."""
+
+    location: str
+    manifest: Manifest
+    files: dict[str, str]  # partition key -> lines file
+    layer_files: dict[tuple[str, str], str]  # (layer, key) -> layer file
+
+
+def _locate(root: str, manifest: Manifest) -> SparkLake:
+    here = Path(".")
+    return SparkLake(
+        location=root,
+        manifest=manifest,
+        files={k: f"{root}/{p.as_posix()}" for k, p in manifest.files(here).items()},
+        layer_files={k: f"{root}/{p.as_posix()}" for k, p in manifest.layer_files(here).items()},
+    )
+
+
+def from_snapshot(snap: Snapshot) -> SparkLake:
+    """A local lake already checked against its manifest (`lake.reading`)."""
+    return _locate(str(snap.root.resolve()), snap.manifest)
+
+
+def open_uri(spark: SparkSession, uri: str) -> SparkLake:
+    """The lake at `uri`, read through Spark's file systems: its manifest, and every file it
+    names present with the size and row count it lists (`DamagedError` otherwise)."""
+    root = uri.rstrip("/")
+    try:
+        text = spark.read.text(f"{root}/{MANIFEST}", wholetext=True).first()
+    except Exception as err:
+        raise LakeError(f"{root}: no lake here (cannot read {MANIFEST}: {_first_line(err)})") from None
+    try:
+        manifest = Manifest._from_raw(json.loads(text[0] if text else ""))
+    except (ValueError, KeyError, TypeError) as err:
+        raise DamagedError(f"{root}/{MANIFEST}: unreadable manifest ({_first_line(err)})") from None
+    lake = _locate(root, manifest)
+    _check(spark, lake)
+    return lake
+
+
+def _check(spark: SparkSession, lake: SparkLake) -> None:
+    """Each file's size and rows against the manifest, from Spark's file metadata and Parquet
+    footers (no data is read)."""
+    layered = lake.manifest.layered()
+    expected = {path: (f"partition {k}", lake.manifest.partitions[k]) for k, path in lake.files.items()}
+    expected |= {
+        path: (f"partition {k}'s {layer} layer", layered[k][layer])
+        for (layer, k), path in lake.layer_files.items()
+    }
+    if not expected:
+        return
+    from pyspark.sql import functions as F
+
+    try:
+        found = (
+            spark.read.parquet(*expected)
+            .select(F.col("_metadata.file_path").alias("path"), F.col("_metadata.file_size").alias("size"))
+            .groupBy("path", "size")
+            .count()
+            .collect()
+        )
+    except Exception as err:
+        raise DamagedError(f"{lake.location}: a file the manifest lists is unreadable ({_first_line(err)})") from None
+    seen = {_same_path(row["path"]): (row["size"], row["count"]) for row in found}
+    for path, (what, meta) in expected.items():
+        size, rows = seen.get(_same_path(path), (None, 0))
+        if size is None and meta["rows"] == 0:
+            continue  # an empty file has no rows to show its metadata in
+        if size is None:
+            raise DamagedError(f"{path}: {what} is missing (the manifest lists it); the lake is damaged")
+        if "bytes" in meta and size != meta["bytes"]:
+            raise DamagedError(
+                f"{path}: {what} has {size:,} bytes, the manifest says {meta['bytes']:,}; the lake is damaged"
+            )
+        if rows != meta["rows"]:
+            raise DamagedError(
+                f"{path}: {what} has {rows:,} rows, the manifest says {meta['rows']:,}; the lake is damaged"
+            )
+
+
+def _same_path(path: str) -> str:
+    # Spark reports file:/x for file:///x and /x.
+    return re.sub(r"^file:/+", "/", path)
+
+
+# Views ---------------------------------------------------------------------------------------
+
+
+def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+
+
+def _between(df: DataFrame, start: dt.datetime | None, end: dt.datetime | None) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    # Compared as text cast in Spark: a Python datetime would be read in the driver's zone.
+    if start is not None:
+        df = df.where(F.col("invoice_date") >= F.lit(start.isoformat(sep=" ")).cast("timestamp_ntz"))
+    if end is not None:
+        df = df.where(F.col("invoice_date") < F.lit(end.isoformat(sep=" ")).cast("timestamp_ntz"))
+    return df
+
+
+def _read(spark: SparkSession, paths: list[str], columns: list[str], schema_sql: str) -> DataFrame:
+    if not paths:
+        return spark.createDataFrame([], schema_sql)
+    return spark.read.parquet(*paths).select(*columns)
+
+
+_LINES_SCHEMA = (
+    "invoice_no STRING, stock_code STRING, description STRING, quantity INT, "
+    "invoice_date TIMESTAMP_NTZ, unit_price DOUBLE, customer_id BIGINT, country STRING"
+)
+_INVOICES_SCHEMA = (
+    "invoice_no STRING, customer_id BIGINT, country STRING, invoice_date TIMESTAMP_NTZ, "
+    "cancellation BOOLEAN, lines BIGINT, amount DOUBLE, micro BIGINT"
+)
+_PRODUCTS_SCHEMA = (
+    "stock_code STRING, lines BIGINT, net_revenue DOUBLE, placed_sales DOUBLE, "
+    "cancelled_value DOUBLE, quantity BIGINT"
+)
+
+
+@dataclass
+class Connection:
+    """A Spark session with one lake version's views registered, ready for `query`."""
+
+    spark: SparkSession
+    options: Options
+
+
+def connect(
+    lake: SparkLake,
+    options: Options | None = None,
+    *,
+    start: dt.date | dt.datetime | None = None,
+    end: dt.date | dt.datetime | None = None,
+    master: str | None = None,
+) -> Connection:
+    """A Spark session with `lake` as views, the options as session variables."""
+    options = options or Options()
+    spark = session(master)
+    _set_variables(spark, options)
+    lo = _timestamp(start) if start is not None else None
+    hi = _timestamp(end) if end is not None else None
+    invoice_months, whole_months, line_months = layer_plan(lake.manifest, start, end)
+    months = sorted(set(invoice_months) | set(line_months))
+    lines = _between(_read(spark, [lake.files[k] for k in months], list(COLUMNS), _LINES_SCHEMA), lo, hi)
+    lines.createOrReplaceTempView("invoice_lines")
+    entries = lake.manifest.layered()
+
+    def computed(name: str, keys: list[str]) -> DataFrame:
+        rows = _between(_read(spark, [lake.files[k] for k in keys], list(COLUMNS), _LINES_SCHEMA), lo, hi)
+        rows.createOrReplaceTempView("layer_lines")
+        return spark.sql(to_spark(load_query(f"layer_{name}")))
+
+    unlayered = [k for k in line_months if k not in entries]
+    stored_invoices = _read(
+        spark,
+        [lake.layer_files["invoices", k] for k in invoice_months],
+        INVOICES_SCHEMA.names(),
+        _INVOICES_SCHEMA,
+    )
+    invoices = _between(stored_invoices, lo, hi).unionByName(computed("invoices", unlayered))
+    products = _read(
+        spark,
+        [lake.layer_files["products", k] for k in whole_months],
+        ["stock_code", "lines", "net_revenue", "placed_sales", "cancelled_value", "quantity"],
+        _PRODUCTS_SCHEMA,
+    ).unionByName(computed("products", line_months))
+    counts = [tuple(entries[k]["quality"][c] for c in QUALITY_SCHEMA.names()) for k in whole_months]
+    quality_schema = ", ".join(f"{c} BIGINT" for c in QUALITY_SCHEMA.names())
+    quality = spark.createDataFrame(counts, quality_schema).unionByName(
+        computed("quality", line_months) if line_months else spark.createDataFrame([], quality_schema)
+    )
+    spark.catalog.dropTempView("layer_lines")
+    # micro as DECIMAL(38,0), DuckDB's HUGEINT: sums of it never overflow.
+    invoices.withColumn("micro", invoices["micro"].cast("decimal(38,0)")).createOrReplaceTempView("invoices")
+    products.createOrReplaceTempView("products")
+    quality.createOrReplaceTempView("quality")
+    rules = segment_rules_frame(options.rules)
+    spark.createDataFrame(rules.rows(), ", ".join(_rules_columns(rules))).createOrReplaceTempView(
+        "segment_rules"
+    )
+    for name in VIEWS:
+        spark.sql(_translated(name)).createOrReplaceTempView(name)
+    return Connection(spark, options)
+
+
+def _rules_columns(rules: pl.DataFrame) -> list[str]:
+    types = {pl.Int64: "BIGINT", pl.Int32: "INT", pl.String: "STRING"}
+    return [f"{name} {types[dtype]}" for name, dtype in rules.schema.items()]
+
+
+def _set_variables(spark: SparkSession, options: Options) -> None:
+    for name, value in _variables(options).items():
+        spark.sql(f"DECLARE OR REPLACE VARIABLE {name} {_TYPES[name]}")
+        if isinstance(value, dt.datetime | dt.date):
+            # As text, cast by Spark: a Python datetime would be converted in the driver's zone.
+            spark.sql(
+                f"SET VAR {name} = CAST(:value AS {_TYPES[name]})",
+                args={"value": _timestamp(value).isoformat(sep=" ")},
+            )
+        elif value is not None:
+            spark.sql(f"SET VAR {name} = :value", args={"value": value})
+
+
+def _translated(name: str) -> str:
+    macros = tuple((macro, parameter, load_query(macro)) for macro, parameter in MACROS.items())
+    return to_spark(load_query(name), macros)
+
+
+def query(con: Connection, name: str) -> DataFrame:
+    """The Spark DataFrame of `queries/NAME.sql`; lazy until collected."""
+    return con.spark.sql(_translated(name))
+
+
+def tables(con: Connection) -> dict[str, pl.DataFrame]:
+    """Every analysis of `queries/`, as Polars frames in the DuckDB engine's schema."""
+    from lgs_fast.metrics import ANALYSES
+
+    for name in VIEWS:  # computed once here, not once per query that reads them
+        con.spark.table(name).cache()
+    schemas = _schemas(con.options)
+    result = {name: to_polars(query(con, name), schemas[name]) for name in ANALYSES}
+    for name in VIEWS:
+        con.spark.catalog.uncacheTable(name)
+    return result
+
+
+def to_polars(df: DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """A Spark result as a Polars frame of `schema` (Spark's decimals are DuckDB's doubles)."""
+    frame = pl.from_arrow(df.toArrow())
+    assert isinstance(frame, pl.DataFrame)
+    if frame.columns != schema.names():
+        raise EngineError(f"Spark returned columns {frame.columns}, expected {schema.names()}")
+    return frame.cast(dict(schema))  # type: ignore[arg-type]
+
+
+@cache
+def _schemas(options: Options) -> dict[str, pl.Schema]:
+    """Each table's schema as the DuckDB engine gives it: the one shape of every engine."""
+    from lgs_fast import sql
+    from lgs_fast.schema import POLARS_SCHEMA
+
+    empty = pl.LazyFrame(schema=POLARS_SCHEMA)
+    return {name: frame.schema for name, frame in sql.tables(sql.connect(options=options, lines=empty)).items()}
