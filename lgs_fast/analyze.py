@@ -1,21 +1,25 @@
 """`analyze`: run every analysis with one engine and write the output tables.
 
-The engines themselves are `lgs_fast.metrics` (Polars) and `lgs_fast.sql` (DuckDB); this module
-only chooses one, collects at the edge, and writes `OUT/tables/NAME.{parquet,csv}` atomically.
+The engines themselves are `lgs_fast.metrics` (Polars), `lgs_fast.sql` (DuckDB) and
+`lgs_fast.spark` (Spark); this module only chooses one, collects at the edge, and writes
+`OUT/tables/NAME.{parquet,csv}` atomically. A lake named by URI (`s3a://…`) is read by Spark
+alone; a local lake by any engine, under the readers' lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-from lgs_fast.definitions import ENGINES, Engine, Options
+from lgs_fast.definitions import ENGINES, Engine, Options, is_uri
 from lgs_fast.errors import InputError, LgsError
 from lgs_fast.lake import Snapshot, default_lake, reading, scan_layers, verify_lake
 from lgs_fast.outputs import OutputSwitch, check_apart
@@ -23,6 +27,10 @@ from lgs_fast.outputs import OutputSwitch, check_apart
 if TYPE_CHECKING:
     from lgs_fast.clv import ClvSettings, CustomerModel
     from lgs_fast.layers import Layers
+    from lgs_fast.spark import SparkLake
+
+    # One version of a lake: local (checked, under the readers' lock) or read by Spark.
+    Version = Snapshot | SparkLake
 
 DEFAULT_OUT = Path("out")
 
@@ -89,12 +97,50 @@ def _duckdb(
     return sql.tables(sql.connect(snap=snap, options=options, start=start, end=end))
 
 
+def _spark_lake(version: Version) -> SparkLake:
+    from lgs_fast import spark
+
+    return spark.from_snapshot(version) if isinstance(version, Snapshot) else version
+
+
+def _spark(
+    version: Version,
+    options: Options,
+    start: dt.date | None,
+    end: dt.date | None,
+    *,
+    master: str | None = None,
+) -> dict[str, pl.DataFrame]:
+    from lgs_fast import spark
+
+    con = spark.connect(_spark_lake(version), options, start=start, end=end, master=master)
+    return spark.tables(con)
+
+
 _RUNNERS: dict[
     Engine, Callable[[Snapshot, Options, dt.date | None, dt.date | None], dict[str, pl.DataFrame]]
 ] = {
     "polars": _polars,
     "duckdb": _duckdb,
+    "spark": _spark,  # type: ignore[dict-item]
 }
+
+
+@contextlib.contextmanager
+def lake_version(
+    lake: str | Path | None, engine: str, spark_master: str | None = None
+) -> Iterator[Version]:
+    """The lake's current version while the block reads it: a local lake's checked snapshot
+    under the readers' lock, or a URI lake's manifest and files as Spark sees them."""
+    if lake is not None and is_uri(lake):
+        if engine != "spark":
+            raise InputError(f"{lake}: a lake at a URI is read by the Spark engine: add --engine spark")
+        from lgs_fast import spark
+
+        yield spark.open_uri(spark.session(spark_master), str(lake))
+        return
+    with reading(Path(lake) if lake is not None else default_lake()) as snap:
+        yield snap
 
 
 def compute_tables(
@@ -105,17 +151,21 @@ def compute_tables(
     start: dt.date | None = None,
     end: dt.date | None = None,
     calibration_end: dt.date | None = None,
+    spark_master: str | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Every output table, computed by `engine` over the lake (optionally a date range).
 
     With `calibration_end`, also `clv_calibration`: the CLV summary of the lines before it.
+    `spark_master`: where the Spark engine runs (`lgs_fast.spark.master_url`).
     """
     _check_request(engine, start, end)
-    root = Path(lake) if lake is not None else default_lake()
     # The shared lock keeps every file of this version on disk while the engine reads it,
     # whatever a writer does meanwhile.
-    with reading(root) as snap:
-        return _compute(snap, options or Options(), engine, start, end, calibration_end)
+    with lake_version(lake, engine, spark_master) as version:
+        return _compute(
+            version, options or Options(), engine, start, end, calibration_end,
+            spark_master=spark_master,
+        )  # fmt: skip
 
 
 def _check_request(engine: str, start: dt.date | None, end: dt.date | None) -> None:
@@ -126,7 +176,7 @@ def _check_request(engine: str, start: dt.date | None, end: dt.date | None) -> N
 
 
 def _compute(
-    snap: Snapshot,
+    snap: Version,
     options: Options,
     engine: str,
     start: dt.date | None,
@@ -134,15 +184,20 @@ def _compute(
     calibration_end: dt.date | None = None,
     *,
     clv_only: bool = False,
+    spark_master: str | None = None,
 ) -> dict[str, pl.DataFrame]:
+    runner = _RUNNERS[engine]  # type: ignore[index]
+    if engine == "spark":
+        runner = partial(_spark, master=spark_master)
+    summary = partial(_clv_summary, spark_master=spark_master)
     try:
         if clv_only:
-            tables = {"clv_summary": _clv_summary(snap, options, engine, start, end)}
+            tables = {"clv_summary": summary(snap, options, engine, start, end)}
         else:
-            tables = _RUNNERS[engine](snap, options, start, end)  # type: ignore[index]
+            tables = runner(snap, options, start, end)  # type: ignore[arg-type]
         if calibration_end is not None:
             calibration = calibration_options(options, calibration_end)
-            tables["clv_calibration"] = _clv_summary(snap, calibration, engine, start, end)
+            tables["clv_calibration"] = summary(snap, calibration, engine, start, end)
         return tables
     except (LgsError, KeyboardInterrupt, SystemExit, MemoryError):
         raise
@@ -162,8 +217,20 @@ def calibration_options(options: Options, calibration_end: dt.date) -> Options:
 
 
 def _clv_summary(
-    snap: Snapshot, options: Options, engine: str, start: dt.date | None, end: dt.date | None
+    snap: Version,
+    options: Options,
+    engine: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    *,
+    spark_master: str | None = None,
 ) -> pl.DataFrame:
+    if engine == "spark":
+        from lgs_fast import spark
+
+        con = spark.connect(_spark_lake(snap), options, start=start, end=end, master=spark_master)
+        return spark.table(con, "clv_summary")
+    assert isinstance(snap, Snapshot)
     if engine == "duckdb":
         from lgs_fast import sql
 
@@ -212,16 +279,17 @@ def clv(
     start: dt.date | None = None,
     end: dt.date | None = None,
     settings: ClvSettings | None = None,
+    spark_master: str | None = None,
 ) -> ClvResult:
     """The CLV models alone: the summary by `engine`, the fits, per-customer predictions and,
     with `settings.calibration_end`, the holdout check (tables as `analyze` writes them)."""
     _check_request(engine, start, end)
-    root = Path(lake) if lake is not None else default_lake()
     calibration_end = settings.calibration_end if settings else None
-    with reading(root) as snap:
+    with lake_version(lake, engine, spark_master) as version:
         inputs = _compute(
-            snap, options or Options(), engine, start, end, calibration_end, clv_only=True
-        )
+            version, options or Options(), engine, start, end, calibration_end,
+            clv_only=True, spark_master=spark_master,
+        )  # fmt: skip
     return ClvResult(*clv_outputs(inputs, settings))
 
 
@@ -232,15 +300,17 @@ def forecast_outputs(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]
     return sales_forecast(tables["weekly_sales"])
 
 
-def _read_failure(snap: Snapshot, engine: str, err: BaseException) -> LgsError:
+def _read_failure(snap: Version, engine: str, err: BaseException) -> LgsError:
     """Why an engine failed: a damaged file (found by its checksum), or the engine's own word."""
-    try:
-        verify_lake(snap.root)
-    except LgsError as damaged:
-        return damaged
+    if isinstance(snap, Snapshot):
+        try:
+            verify_lake(snap.root)
+        except LgsError as damaged:
+            return damaged
+    where = snap.root if isinstance(snap, Snapshot) else snap.location
     text = str(err).strip()
     return LgsError(
-        f"{engine} failed on {snap.root}: {text.splitlines()[0] if text else type(err).__name__}"
+        f"{engine} failed on {where}: {text.splitlines()[0] if text else type(err).__name__}"
     )
 
 
@@ -326,6 +396,7 @@ def analyze(
     report: bool = True,
     progress: Callable[[str], None] | None = None,
     clv_settings: ClvSettings | None = None,
+    spark_master: str | None = None,
 ) -> AnalysisResult:
     """Compute every table with `engine`; write tables, charts, segment exports and the report.
 
@@ -334,16 +405,20 @@ def analyze(
     """
     say = progress or (lambda _: None)
     target = Path(out)
-    root = Path(lake) if lake is not None else default_lake()
     _check_request(engine, start, end)
     options = options or Options()
-    check_apart(target, root)
+    if lake is None or not is_uri(lake):
+        check_apart(target, Path(lake) if lake is not None else default_lake())
+    if engine == "spark":
+        say("starting Spark…")
     # The lake is checked and OUT claimed before the long work, so that a damaged lake or a
     # busy or foreign OUT fails at once.
-    with reading(root) as snap, OutputSwitch(target) as switch:
+    with lake_version(lake, engine, spark_master) as snap, OutputSwitch(target) as switch:
         say(f"computing tables with {engine}…")
         calibration_end = clv_settings.calibration_end if clv_settings else None
-        tables = _compute(snap, options, engine, start, end, calibration_end)
+        tables = _compute(
+            snap, options, engine, start, end, calibration_end, spark_master=spark_master
+        )
         if tables["clv_summary"].height > 0:  # no purchase at all: no model, no CLV section
             say("fitting the CLV models…")
             tables.update(clv_outputs(tables, clv_settings)[1])

@@ -451,8 +451,30 @@ def _clv_settings(
     )
 
 
+SPARK_MASTER_HELP = (
+    "With --engine spark: the Spark master (local[*], local[N], spark://HOST:PORT, yarn, "
+    "k8s://URL, or sc://HOST:PORT for Spark Connect; default: $SPARK_REMOTE, else "
+    "$LGS_SPARK_MASTER, else local[*])."
+)
+URI_LAKE_HELP = (
+    "Lake directory (default: $LGS_LAKE or data/lake), or with --engine spark any URI Spark "
+    "reads (s3a://BUCKET/lake, hdfs://HOST/lake, file:///path)."
+)
+
+
+def _check_spark_master(engine: str, master: str | None) -> None:
+    if master is not None and engine != "spark":
+        raise InputError(f"--spark-master is for --engine spark, not {engine}")
+
+
+def _lake(value: str | None) -> str | Path | None:
+    from lgs_fast.definitions import is_uri
+
+    return value if value is None or is_uri(value) else Path(value)
+
+
 @cli.command("analyze")
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+@click.option("--lake", metavar="LAKE", help=URI_LAKE_HELP)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -465,8 +487,9 @@ def _clv_settings(
     type=click.Choice(ENGINES),
     default="polars",
     show_default=True,
-    help="Which engine computes the tables (both give the same answers).",
+    help="Which engine computes the tables (all give the same answers).",
 )
+@click.option("--spark-master", metavar="URL", help=SPARK_MASTER_HELP)
 @click.option(
     "--preset",
     type=click.Choice(PRESETS),
@@ -536,9 +559,10 @@ def _clv_settings(
 )
 @clv_options
 def analyze_command(
-    lake: Path | None,
+    lake: str | None,
     out: Path,
     engine: str,
+    spark_master: str | None,
     preset: str,
     as_of: str | None,
     compare_as_of: str | None,
@@ -569,6 +593,10 @@ def analyze_command(
     products); OUT/lgs_report.xlsx, an Excel workbook with a sheet per table and per segment
     list; OUT/report.html (opens offline).
     Charts, segment lists, workbook and report are written together (none with --no-report).
+
+    --engine spark runs the same queries on Apache Spark (pip install 'lgs-fast[spark]', Java
+    17+), locally or on a cluster (--spark-master, $SPARK_REMOTE), over a local lake or one at
+    a URI.
     """
     from lgs_fast.definitions import Options, load_segment_rules
 
@@ -598,13 +626,15 @@ def analyze_command(
     settings = _clv_settings(calibration_day, model, horizon, months, discount)
     from lgs_fast.analyze import analyze
 
+    _check_spark_master(engine, spark_master)
     result = analyze(
-        lake, out, options,
+        _lake(lake), out, options,
         engine=engine,  # type: ignore[arg-type]
         start=since, end=until,
         report=not no_report,
         progress=lambda step: click.echo(step, err=True),
         clv_settings=settings,
+        spark_master=spark_master,
     )  # fmt: skip
     _print_summary(result.tables)
     click.echo(f"tables: {result.out / 'tables'}")
@@ -613,14 +643,15 @@ def analyze_command(
 
 
 @cli.command("clv")
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+@click.option("--lake", metavar="LAKE", help=URI_LAKE_HELP)
 @click.option(
     "--engine",
     type=click.Choice(ENGINES),
     default="polars",
     show_default=True,
-    help="Which engine computes the CLV summary (both give the same).",
+    help="Which engine computes the CLV summary (all give the same).",
 )
+@click.option("--spark-master", metavar="URL", help=SPARK_MASTER_HELP)
 @click.option(
     "--as-of",
     "as_of",
@@ -637,8 +668,9 @@ def analyze_command(
 )
 @clv_options
 def clv_command(
-    lake: Path | None,
+    lake: str | None,
     engine: str,
+    spark_master: str | None,
     as_of: str | None,
     start: str | None,
     end: str | None,
@@ -666,13 +698,16 @@ def clv_command(
     from lgs_fast.lake import default_lake
     from lgs_fast.report import clv_verdicts, holdout_sentences
 
+    _check_spark_master(engine, spark_master)
+    lake_arg = _lake(lake)
     if csv_path is not None:
-        check_csv_target(csv_path, lake or default_lake())
+        check_csv_target(csv_path, lake_arg if isinstance(lake_arg, Path) else default_lake())
     result = clv(
-        lake, Options(as_of=when),
+        lake_arg, Options(as_of=when),
         engine=engine,  # type: ignore[arg-type]
         start=since, end=until,
         settings=_clv_settings(calibration_day, model, horizon, months, discount),
+        spark_master=spark_master,
     )  # fmt: skip
     tables = result.tables
     _print_table(

@@ -25,9 +25,17 @@ if TYPE_CHECKING:
 Preset = Literal["standard", "notebook"]
 PRESETS: Final[tuple[Preset, ...]] = ("standard", "notebook")
 
-# The engines that compute the tables (`lgs_fast.metrics`, `lgs_fast.sql`); both give the same.
-Engine = Literal["polars", "duckdb"]
-ENGINES: Final[tuple[Engine, ...]] = ("polars", "duckdb")
+# The engines that compute the tables (`lgs_fast.metrics`, `lgs_fast.sql`, `lgs_fast.spark`);
+# all give the same.
+Engine = Literal["polars", "duckdb", "spark"]
+ENGINES: Final[tuple[Engine, ...]] = ("polars", "duckdb", "spark")
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def is_uri(lake: str | Path) -> bool:
+    """Whether `lake` names a lake by URI (`s3a://…`, `hdfs://…`, `file:///…`), which only the
+    Spark engine reads, rather than a local directory."""
+    return isinstance(lake, str) and _URI.match(lake) is not None
 
 # Stock codes that are not products: postage, manual entries, carriage, discounts, samples,
 # fees, charity, gift vouchers and tests. Matched against the whole code.

@@ -23,8 +23,10 @@ import os
 import re
 import shutil
 import socket
+import warnings
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -140,7 +142,10 @@ def session(master: str | None = None) -> SparkSession:
 @cache
 def _session(url: str) -> SparkSession:
     try:
-        from pyspark.sql import SparkSession
+        with warnings.catch_warnings():
+            # PySpark warns of any pandas it has not been tested with; it is not used here.
+            warnings.simplefilter("ignore", FutureWarning)
+            from pyspark.sql import SparkSession
     except ImportError:
         raise EngineError(
             "the Spark engine needs PySpark: pip install 'lgs-fast[spark]'"
@@ -151,7 +156,10 @@ def _session(url: str) -> SparkSession:
         builder = builder.remote(url)
     else:
         _java()
-        builder = builder.master(url)
+        log4j = resources.files("lgs_fast") / "spark_log4j2.properties"
+        builder = builder.master(url).config(
+            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}"
+        )
         if url.startswith("local"):
             # One process: the driver does the work, with the memory it is given.
             builder = builder.config(
@@ -161,7 +169,9 @@ def _session(url: str) -> SparkSession:
                 "spark.sql.shuffle.partitions", os.environ.get("LGS_SPARK_PARTITIONS", "8")
             )
     try:
-        spark = builder.getOrCreate()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # as above, checked at start-up
+            spark = builder.getOrCreate()
     except Exception as err:  # PySpark raises its own types, and Py4J's
         raise EngineError(f"Spark could not start on {url}: {_first_line(err)}") from None
     # PySpark logs every failed query as JSON on stderr; lgs_fast reports failures itself.
@@ -179,11 +189,6 @@ def _first_line(err: BaseException) -> str:
 
 
 # The lake ------------------------------------------------------------------------------------
-
-
-def is_uri(lake: str | Path) -> bool:
-    """Whether `lake` is a URI (`s3a://…`, `file:///…`) rather than a local path."""
-    return isinstance(lake, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", lake) is not None
 
 
 @dataclass(frozen=True)
@@ -405,17 +410,22 @@ def query(con: Connection, name: str) -> DataFrame:
     return con.spark.sql(_translated(name))
 
 
+def table(con: Connection, name: str) -> pl.DataFrame:
+    """`queries/NAME.sql` computed by Spark, as a Polars frame in the DuckDB engine's schema."""
+    return to_polars(query(con, name), _schemas(con.options)[name])
+
+
 def tables(con: Connection) -> dict[str, pl.DataFrame]:
     """Every analysis of `queries/`, as Polars frames in the DuckDB engine's schema."""
     from lgs_fast.metrics import ANALYSES
 
     for name in VIEWS:  # computed once here, not once per query that reads them
         con.spark.table(name).cache()
-    schemas = _schemas(con.options)
-    result = {name: to_polars(query(con, name), schemas[name]) for name in ANALYSES}
-    for name in VIEWS:
-        con.spark.catalog.uncacheTable(name)
-    return result
+    try:
+        return {name: table(con, name) for name in ANALYSES}
+    finally:
+        for name in VIEWS:
+            con.spark.catalog.uncacheTable(name)
 
 
 def to_polars(df: DataFrame, schema: pl.Schema) -> pl.DataFrame:
