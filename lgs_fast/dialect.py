@@ -57,8 +57,10 @@ def _variables(node: exp.Expression) -> exp.Expression:
 def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
         # DuckDB's 1-based (and from-the-end negative) positions: Spark's element_at.
+        # Out of range is NULL in DuckDB: try_element_at, with position 0 (an error even
+        # there) as NULL.
         position = exp.cast(node.expressions[0], exp.DataType.build("INT"))
-        return exp.func("element_at", node.this, position)
+        return exp.func("try_element_at", node.this, exp.Nullif(this=position, expression=exp.Literal.number(0)))
     if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order):
         order = node.this
         keys = order.expressions

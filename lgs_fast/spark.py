@@ -178,6 +178,9 @@ def _session(url: str) -> SparkSession:
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     for key, value in _CONF.items():
         spark.conf.set(key, value)
+    for item in filter(None, os.environ.get("LGS_SPARK_CONF", "").split(";")):
+        key, _, value = item.partition("=")
+        spark.conf.set(key.strip(), value.strip())
     if not url.startswith("sc://"):
         spark.sparkContext.setLogLevel("OFF")
     return spark
