@@ -11,6 +11,7 @@ is the child's from exec to exit, start-up included, and their memory the child'
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import subprocess
@@ -59,6 +60,22 @@ def _engine(engine: str, core: bool) -> Callable[[Path], Work]:
 
         options = Options(recommend_segments=()) if core else Options()
         return lambda: compute_tables(lake, options, engine=engine)  # type: ignore[arg-type]
+
+    return prepare
+
+
+def _spark(core: bool) -> Callable[[Path], Work]:
+    """Every table by Spark on local[*] (`core`: all but the recommendations). The session (a
+    JVM) starts before the clock, as the other contenders' imports do."""
+
+    def prepare(lake: Path) -> Work:
+        from lgs_fast.analyze import compute_tables
+        from lgs_fast.definitions import Options
+        from lgs_fast.spark import session
+
+        session()
+        options = Options(recommend_segments=()) if core else Options()
+        return lambda: compute_tables(lake, options, engine="spark")
 
     return prepare
 
@@ -158,9 +175,12 @@ CONTENDERS: dict[str, Callable[[Path], Work]] = {
     "pandas-core": _pandas(core=True),
     "polars-core": _engine("polars", core=True),
     "duckdb-core": _engine("duckdb", core=True),
+    "spark": _spark(core=False),
+    "spark-core": _spark(core=True),
     "floor": floor,
     "analyze-polars": _analyze("polars"),
     "analyze-duckdb": _analyze("duckdb"),
+    "analyze-spark": _analyze("spark"),
     "import": import_lake,
     "clv-polars": _clv("polars"),
     "clv-duckdb": _clv("duckdb"),
@@ -172,16 +192,39 @@ CONTENDERS: dict[str, Callable[[Path], Work]] = {
 }
 # The analysis proper, compared with pandas and the floor; the CLV runs are measured apart.
 ANALYSIS = (
-    "pandas", "polars", "duckdb", "pandas-core", "polars-core", "duckdb-core",
-    "analyze-polars", "analyze-duckdb", "import", "floor",
+    "pandas", "polars", "duckdb", "spark", "pandas-core", "polars-core", "duckdb-core",
+    "spark-core", "analyze-polars", "analyze-duckdb", "analyze-spark", "import", "floor",
 )  # fmt: skip
+# Spark on one machine is measured up to this size (1M and 10M lines, beside the others);
+# beyond it, a cluster's figures would be the meaningful ones.
+SPARK_MAX_ROWS = 10_000_000
+
+
+def _hwm(pid: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _descendants(pid: str) -> list[str]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            children = task.read_text().split()
+            found += children
+            todo += children
+    return found
 
 
 def peak_rss() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """This process's peak RSS, plus that of its live children (Spark's JVM does the work of
+    the spark contenders)."""
+    return _hwm("self") + sum(_hwm(child) for child in _descendants(str(os.getpid())))
 
 
 if __name__ == "__main__":

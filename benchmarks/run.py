@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.contender import ANALYSIS
+from benchmarks.contender import ANALYSIS, SPARK_MAX_ROWS
 from benchmarks.datasets import REAL_ROWS, lake
 
 # Environment settings that change what is measured, recorded with the results.
@@ -93,6 +93,9 @@ def run(sizes: list[int], repeat: int, contenders: list[str]) -> list[dict[str, 
         print(f"lake of {rows:,} lines…", file=sys.stderr, flush=True)
         path = lake(rows)
         for name in contenders:
+            if "spark" in name and rows > SPARK_MAX_ROWS:
+                print(f"  {name}: not run above {SPARK_MAX_ROWS:,} lines", file=sys.stderr)
+                continue
             runs = [measure(name, path)]
             while len(runs) < repeat and runs[0][0] != float("inf"):
                 runs.append(measure(name, path))
@@ -109,7 +112,10 @@ def _cell(r: dict[str, object] | None, base: dict[str, object] | None, flip: boo
 
 # Table order: the contenders as listed, then the import-and-analyze sums.
 ORDER = {
-    name: i for i, name in enumerate([*ANALYSIS, "import+analyze-polars", "import+analyze-duckdb"])
+    name: i
+    for i, name in enumerate(
+        [*ANALYSIS, "import+analyze-polars", "import+analyze-duckdb", "import+analyze-spark"]
+    )
 }
 
 
@@ -128,7 +134,7 @@ def together(results: list[dict[str, object]]) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for rows in sorted({int(r["rows"]) for r in results}):  # type: ignore[call-overload]
         load = by.get((rows, "import"))
-        for engine in ("polars", "duckdb"):
+        for engine in ("polars", "duckdb", "spark"):
             run = by.get((rows, f"analyze-{engine}"))
             if load and run and load["seconds"] and run["seconds"]:
                 out.append(

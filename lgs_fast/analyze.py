@@ -410,6 +410,9 @@ def analyze(
     if lake is None or not is_uri(lake):
         check_apart(target, Path(lake) if lake is not None else default_lake())
     if engine == "spark":
+        from lgs_fast import spark
+
+        spark.check_can_start(spark_master)  # a bad master or no Java: before any progress
         say("starting Spark…")
     # The lake is checked and OUT claimed before the long work, so that a damaged lake or a
     # busy or foreign OUT fails at once.

@@ -131,6 +131,7 @@ def cli() -> None:
       4    the PostgreSQL source failed; the lake is unchanged
       5    another lgs-fast process is writing the same lake or OUT
       6    the lake is damaged (a file or the manifest does not match)
+      7    the Spark engine cannot start (no PySpark or Java, bad master)
       130  interrupted (Ctrl-C), 143 terminated (SIGTERM); the message says
            whether the lake and OUT changed
     """
@@ -601,6 +602,7 @@ def analyze_command(
     from lgs_fast.definitions import Options, load_segment_rules
 
     # Plain argument errors first, before any engine is imported.
+    _check_spark_master(engine, spark_master)
     since, until = _parse_range(start, end)
     calibration_day = _parse_day(calibration_end, "--calibration-end")
     if no_recommendations and recommend_segments:
@@ -626,7 +628,6 @@ def analyze_command(
     settings = _clv_settings(calibration_day, model, horizon, months, discount)
     from lgs_fast.analyze import analyze
 
-    _check_spark_master(engine, spark_master)
     result = analyze(
         _lake(lake), out, options,
         engine=engine,  # type: ignore[arg-type]
@@ -688,6 +689,7 @@ def clv_command(
     --calibration-end the holdout check: actual against predicted purchases, MAE and bias.
     """
     # Plain argument errors first, before any engine is imported.
+    _check_spark_master(engine, spark_master)
     when = _parse_when(as_of, "--as-of")
     since, until = _parse_range(start, end)
     calibration_day = _parse_day(calibration_end, "--calibration-end")
@@ -698,7 +700,6 @@ def clv_command(
     from lgs_fast.lake import default_lake
     from lgs_fast.report import clv_verdicts, holdout_sentences
 
-    _check_spark_master(engine, spark_master)
     lake_arg = _lake(lake)
     if csv_path is not None:
         check_csv_target(csv_path, lake_arg if isinstance(lake_arg, Path) else default_lake())

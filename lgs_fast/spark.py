@@ -16,14 +16,18 @@ master, or `$SPARK_REMOTE` (or a `sc://` master) a Spark Connect server.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import importlib.util
 import json
 import logging
 import os
 import re
 import shutil
 import socket
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -35,7 +39,7 @@ import polars as pl
 
 from lgs_fast.definitions import COMPARE_DAYS, NON_PRODUCT_PATTERN, Options, segment_rules_frame
 from lgs_fast.dialect import to_spark
-from lgs_fast.errors import DamagedError, EngineError, LakeError
+from lgs_fast.errors import DamagedError, EngineError, LakeError, LgsError
 from lgs_fast.lake import MANIFEST, TABLE, Manifest, Snapshot, layer_plan
 from lgs_fast.layers import INVOICES_SCHEMA, QUALITY_SCHEMA
 from lgs_fast.recommend import NEIGHBOURS
@@ -133,29 +137,33 @@ def _java() -> None:
         raise EngineError("no Java found (no java on PATH, JAVA_HOME unset): Spark needs Java 17 or later")
 
 
+def check_can_start(master: str | None = None) -> str:
+    """The master URL, once the cheap checks pass (PySpark, Java, a master that answers):
+    `EngineError` in one line otherwise, before any long work or any progress is shown."""
+    url = master_url(master)
+    if importlib.util.find_spec("pyspark") is None:
+        raise EngineError("the Spark engine needs PySpark: pip install 'lgs-fast[spark]'")
+    if not url.startswith("sc://"):
+        _java()
+    _reachable(url)
+    return url
+
+
 def session(master: str | None = None) -> SparkSession:
     """The process's Spark session on `master` (see `master_url`), started on first use."""
-    url = master_url(master)
-    return _session(url)
+    return _session(check_can_start(master))
 
 
 @cache
 def _session(url: str) -> SparkSession:
-    try:
-        with warnings.catch_warnings():
-            # PySpark warns of any pandas it has not been tested with; it is not used here.
-            warnings.simplefilter("ignore", FutureWarning)
-            from pyspark.sql import SparkSession
-    except ImportError:
-        raise EngineError(
-            "the Spark engine needs PySpark: pip install 'lgs-fast[spark]'"
-        ) from None
-    _reachable(url)
+    with warnings.catch_warnings():
+        # PySpark warns of any pandas it has not been tested with; it is not used here.
+        warnings.simplefilter("ignore", FutureWarning)
+        from pyspark.sql import SparkSession
     builder = SparkSession.builder.appName("lgs-fast")
     if url.startswith("sc://"):
         builder = builder.remote(url)
     else:
-        _java()
         log4j = resources.files("lgs_fast") / "spark_log4j2.properties"
         builder = builder.master(url).config(
             "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}"
@@ -169,7 +177,7 @@ def _session(url: str) -> SparkSession:
                 "spark.sql.shuffle.partitions", os.environ.get("LGS_SPARK_PARTITIONS", "8")
             )
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _jvm_stderr():
             warnings.simplefilter("ignore", FutureWarning)  # as above, checked at start-up
             spark = builder.getOrCreate()
     except Exception as err:  # PySpark raises its own types, and Py4J's
@@ -184,6 +192,29 @@ def _session(url: str) -> SparkSession:
     if not url.startswith("sc://"):
         spark.sparkContext.setLogLevel("OFF")
     return spark
+
+
+# Where a local Spark's JVM writes what it prints (errors only, with lgs_fast's log4j2 settings,
+# and the JVM's own notices): lgs_fast reports each failure itself, in one line.
+SPARK_LOG = Path(tempfile.gettempdir()) / "lgs_fast_spark.log"
+
+
+@contextlib.contextmanager
+def _jvm_stderr() -> Iterator[None]:
+    """Standard error sent to SPARK_LOG while the JVM starts, which inherits it for good (the
+    JVM announces its incubator modules there, unasked). LGS_DEBUG=1 leaves it on the terminal."""
+    if os.environ.get("LGS_DEBUG"):
+        yield
+        return
+    saved = os.dup(2)
+    log = os.open(SPARK_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(log, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(log)
 
 
 def _first_line(err: BaseException) -> str:
@@ -223,12 +254,9 @@ def open_uri(spark: SparkSession, uri: str) -> SparkLake:
     """The lake at `uri`, read through Spark's file systems: its manifest, and every file it
     names present with the size and row count it lists (`DamagedError` otherwise)."""
     root = uri.rstrip("/")
+    text = _read_text(spark, f"{root}/{MANIFEST}")
     try:
-        text = spark.read.text(f"{root}/{MANIFEST}", wholetext=True).first()
-    except Exception as err:
-        raise LakeError(f"{root}: no lake here (cannot read {MANIFEST}: {_first_line(err)})") from None
-    try:
-        manifest = Manifest._from_raw(json.loads(text[0] if text else ""))
+        manifest = Manifest._from_raw(json.loads(text))
     except (ValueError, KeyError, TypeError) as err:
         raise DamagedError(f"{root}/{MANIFEST}: unreadable manifest ({_first_line(err)})") from None
     lake = _locate(root, manifest)
@@ -236,43 +264,76 @@ def open_uri(spark: SparkSession, uri: str) -> SparkLake:
     return lake
 
 
+def _read_text(spark: SparkSession, uri: str) -> str:
+    """A small file read through Hadoop's file system for its URI, as Spark itself would reach
+    it (Spark's own readers skip names starting with `_`, as the manifest's does)."""
+    jvm = getattr(spark, "_jvm", None)
+    if jvm is None:
+        raise EngineError(
+            f"{uri}: a lake at a URI is read through a classic Spark session; over Spark Connect, "
+            "name a lake the server reaches as a local path instead"
+        )
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    try:
+        fs = path.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+        if not fs.exists(path):
+            raise LakeError(
+                f"{uri.rsplit('/', 1)[0]}: no lake here (no {MANIFEST}); "
+                "run `lgs-fast import` or `lgs-fast export` first"
+            )
+        stream = fs.open(path)
+        try:
+            chunks = jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
+        finally:
+            stream.close()
+    except LgsError:
+        raise
+    except Exception as err:
+        raise LakeError(f"{uri}: cannot be read ({_first_line(err)})") from None
+    return bytes(chunks).decode()
+
+
 def _check(spark: SparkSession, lake: SparkLake) -> None:
-    """Each file's size and rows against the manifest, from Spark's file metadata and Parquet
-    footers (no data is read)."""
+    """Each file the manifest names: present, with its size (from the file system) and its rows
+    (from the Parquet footers, read by Spark: no data is read)."""
     layered = lake.manifest.layered()
-    expected = {path: (f"partition {k}", lake.manifest.partitions[k]) for k, path in lake.files.items()}
+    expected = {p: (f"partition {k}", lake.manifest.partitions[k]) for k, p in lake.files.items()}
     expected |= {
         path: (f"partition {k}'s {layer} layer", layered[k][layer])
         for (layer, k), path in lake.layer_files.items()
     }
     if not expected:
         return
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    conf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    for path, (what, meta) in expected.items():
+        hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+        fs = hadoop_path.getFileSystem(conf)
+        if not fs.exists(hadoop_path):
+            raise DamagedError(f"{path}: {what} is missing (the manifest lists it); the lake is damaged")
+        size = fs.getFileStatus(hadoop_path).getLen()
+        if "bytes" in meta and size != meta["bytes"]:
+            raise DamagedError(
+                f"{path}: {what} has {size:,} bytes, the manifest says {meta['bytes']:,}; the lake is damaged"
+            )
     from pyspark.sql import functions as F
 
     try:
         found = (
             spark.read.parquet(*expected)
-            .select(F.col("_metadata.file_path").alias("path"), F.col("_metadata.file_size").alias("size"))
-            .groupBy("path", "size")
+            .groupBy(F.col("_metadata.file_path").alias("path"))
             .count()
             .collect()
         )
     except Exception as err:
-        raise DamagedError(f"{lake.location}: a file the manifest lists is unreadable ({_first_line(err)})") from None
-    seen = {_same_path(row["path"]): (row["size"], row["count"]) for row in found}
+        raise DamagedError(
+            f"{lake.location}: a file the manifest lists is not readable Parquet ({_first_line(err)})"
+        ) from None
+    rows = {_same_path(row["path"]): row["count"] for row in found}
     for path, (what, meta) in expected.items():
-        size, rows = seen.get(_same_path(path), (None, 0))
-        if size is None and meta["rows"] == 0:
-            continue  # an empty file has no rows to show its metadata in
-        if size is None:
-            raise DamagedError(f"{path}: {what} is missing (the manifest lists it); the lake is damaged")
-        if "bytes" in meta and size != meta["bytes"]:
+        if rows.get(_same_path(path), 0) != meta["rows"]:
             raise DamagedError(
-                f"{path}: {what} has {size:,} bytes, the manifest says {meta['bytes']:,}; the lake is damaged"
-            )
-        if rows != meta["rows"]:
-            raise DamagedError(
-                f"{path}: {what} has {rows:,} rows, the manifest says {meta['rows']:,}; the lake is damaged"
+                f"{path}: {what} has {rows.get(_same_path(path), 0):,} rows, the manifest says {meta['rows']:,}; the lake is damaged"
             )
 
 
