@@ -134,7 +134,9 @@ def lake_version(
     under the readers' lock, or a URI lake's manifest and files as Spark sees them."""
     if lake is not None and is_uri(lake):
         if engine != "spark":
-            raise InputError(f"{lake}: a lake at a URI is read by the Spark engine: add --engine spark")
+            raise InputError(
+                f"{lake}: a lake at a URI is read by the Spark engine: add --engine spark"
+            )
         from lgs_fast import spark
 
         yield spark.open_uri(spark.session(spark_master), str(lake))

@@ -37,6 +37,7 @@ def is_uri(lake: str | Path) -> bool:
     Spark engine reads, rather than a local directory."""
     return isinstance(lake, str) and _URI.match(lake) is not None
 
+
 # Stock codes that are not products: postage, manual entries, carriage, discounts, samples,
 # fees, charity, gift vouchers and tests. Matched against the whole code.
 NON_PRODUCT_PATTERN: Final = (

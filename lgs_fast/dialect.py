@@ -32,6 +32,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 
+
 class _DuckDB(DuckDB):
     """DuckDB as written: sqlglot shifts literal list positions to its 0-based form (and -1,
     DuckDB's last element, to -2) but not computed ones; kept as written, every position is
@@ -60,7 +61,9 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         # Out of range is NULL in DuckDB: try_element_at, with position 0 (an error even
         # there) as NULL.
         position = exp.cast(node.expressions[0], exp.DataType.build("INT"))
-        return exp.func("try_element_at", node.this, exp.Nullif(this=position, expression=exp.Literal.number(0)))
+        return exp.func(
+            "try_element_at", node.this, exp.Nullif(this=position, expression=exp.Literal.number(0))
+        )
     if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order):
         order = node.this
         keys = order.expressions
@@ -93,7 +96,12 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Explode):
         # unnest(list)::T: Spark allows no expression around a generator; the list is cast.
         element = node.to
-        return exp.Explode(this=exp.cast(node.this.this, exp.DataType.build(f"ARRAY<{element.sql('spark')}>", dialect="spark")))
+        return exp.Explode(
+            this=exp.cast(
+                node.this.this,
+                exp.DataType.build(f"ARRAY<{element.sql('spark')}>", dialect="spark"),
+            )
+        )
     if isinstance(node, exp.DayOfWeekIso):
         # Monday 1 .. Sunday 7 (sqlglot's Spark form of it counts Sunday as 2).
         return exp.func("date_part", exp.Literal.string("DAYOFWEEK_ISO"), node.this)

@@ -37,14 +37,13 @@ from urllib.parse import urlparse
 
 import polars as pl
 
-from lgs_fast.definitions import COMPARE_DAYS, NON_PRODUCT_PATTERN, Options, segment_rules_frame
+from lgs_fast.definitions import Options, segment_rules_frame
 from lgs_fast.dialect import to_spark
 from lgs_fast.errors import DamagedError, EngineError, LakeError, LgsError
-from lgs_fast.lake import MANIFEST, TABLE, Manifest, Snapshot, layer_plan
+from lgs_fast.lake import MANIFEST, Manifest, Snapshot, layer_plan
 from lgs_fast.layers import INVOICES_SCHEMA, QUALITY_SCHEMA
-from lgs_fast.recommend import NEIGHBOURS
 from lgs_fast.schema import COLUMNS
-from lgs_fast.sql import MACROS, VIEWS, load_query
+from lgs_fast.sql import MACROS, VIEWS, load_query, variables
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -77,22 +76,6 @@ _CONF = {
     "spark.sql.timestampType": "TIMESTAMP_NTZ",
     "spark.sql.session.timeZone": "UTC",
 }
-
-
-def _variables(options: Options) -> dict[str, object]:
-    return {
-        "notebook": options.preset == "notebook",
-        "as_of": options.as_of,
-        "compare_as_of": options.compare_as_of,
-        "compare_days": COMPARE_DAYS,
-        "bins": options.bins,
-        "top": options.top,
-        "histogram_bins": options.histogram_bins,
-        "non_product": NON_PRODUCT_PATTERN,
-        "recommend_segments": list(options.recommend_segments),
-        "recommendations": options.recommendations,
-        "neighbours": NEIGHBOURS,
-    }
 
 
 # The session ---------------------------------------------------------------------------------
@@ -134,7 +117,9 @@ def _java() -> None:
     if home:
         raise EngineError(f"JAVA_HOME={home} has no bin/java: Spark needs Java 17 or later")
     if shutil.which("java") is None:
-        raise EngineError("no Java found (no java on PATH, JAVA_HOME unset): Spark needs Java 17 or later")
+        raise EngineError(
+            "no Java found (no java on PATH, JAVA_HOME unset): Spark needs Java 17 or later"
+        )
 
 
 def check_can_start(master: str | None = None) -> str:
@@ -165,14 +150,19 @@ def _session(url: str) -> SparkSession:
         builder = builder.remote(url)
     else:
         log4j = resources.files("lgs_fast") / "spark_log4j2.properties"
-        builder = builder.master(url).config(
-            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}"
+        java_options = f"-Dlog4j2.configurationFile=file:{log4j} " + os.environ.get(
+            "LGS_SPARK_JAVA_OPTIONS", ""
         )
+        builder = builder.master(url).config("spark.driver.extraJavaOptions", java_options.strip())
         if url.startswith("local"):
             # One process: the driver does the work, with the memory it is given.
-            builder = builder.config(
-                "spark.driver.memory", os.environ.get("LGS_SPARK_DRIVER_MEMORY", "4g")
-            ).config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+            builder = (
+                builder.config(
+                    "spark.driver.memory", os.environ.get("LGS_SPARK_DRIVER_MEMORY", "4g")
+                )
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+            )
             builder = builder.config(
                 "spark.sql.shuffle.partitions", os.environ.get("LGS_SPARK_PARTITIONS", "8")
             )
@@ -310,7 +300,9 @@ def _check(spark: SparkSession, lake: SparkLake) -> None:
         hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
         fs = hadoop_path.getFileSystem(conf)
         if not fs.exists(hadoop_path):
-            raise DamagedError(f"{path}: {what} is missing (the manifest lists it); the lake is damaged")
+            raise DamagedError(
+                f"{path}: {what} is missing (the manifest lists it); the lake is damaged"
+            )
         size = fs.getFileStatus(hadoop_path).getLen()
         if "bytes" in meta and size != meta["bytes"]:
             raise DamagedError(
@@ -354,7 +346,9 @@ def _between(df: DataFrame, start: dt.datetime | None, end: dt.datetime | None) 
 
     # Compared as text cast in Spark: a Python datetime would be read in the driver's zone.
     if start is not None:
-        df = df.where(F.col("invoice_date") >= F.lit(start.isoformat(sep=" ")).cast("timestamp_ntz"))
+        df = df.where(
+            F.col("invoice_date") >= F.lit(start.isoformat(sep=" ")).cast("timestamp_ntz")
+        )
     if end is not None:
         df = df.where(F.col("invoice_date") < F.lit(end.isoformat(sep=" ")).cast("timestamp_ntz"))
     return df
@@ -404,12 +398,16 @@ def connect(
     hi = _timestamp(end) if end is not None else None
     invoice_months, whole_months, line_months = layer_plan(lake.manifest, start, end)
     months = sorted(set(invoice_months) | set(line_months))
-    lines = _between(_read(spark, [lake.files[k] for k in months], list(COLUMNS), _LINES_SCHEMA), lo, hi)
+    lines = _between(
+        _read(spark, [lake.files[k] for k in months], list(COLUMNS), _LINES_SCHEMA), lo, hi
+    )
     lines.createOrReplaceTempView("invoice_lines")
     entries = lake.manifest.layered()
 
     def computed(name: str, keys: list[str]) -> DataFrame:
-        rows = _between(_read(spark, [lake.files[k] for k in keys], list(COLUMNS), _LINES_SCHEMA), lo, hi)
+        rows = _between(
+            _read(spark, [lake.files[k] for k in keys], list(COLUMNS), _LINES_SCHEMA), lo, hi
+        )
         rows.createOrReplaceTempView("layer_lines")
         return spark.sql(to_spark(load_query(f"layer_{name}")))
 
@@ -430,11 +428,15 @@ def connect(
     counts = [tuple(entries[k]["quality"][c] for c in QUALITY_SCHEMA.names()) for k in whole_months]
     quality_schema = ", ".join(f"{c} BIGINT" for c in QUALITY_SCHEMA.names())
     quality = spark.createDataFrame(counts, quality_schema).unionByName(
-        computed("quality", line_months) if line_months else spark.createDataFrame([], quality_schema)
+        computed("quality", line_months)
+        if line_months
+        else spark.createDataFrame([], quality_schema)
     )
     spark.catalog.dropTempView("layer_lines")
     # micro as DECIMAL(38,0), DuckDB's HUGEINT: sums of it never overflow.
-    invoices.withColumn("micro", invoices["micro"].cast("decimal(38,0)")).createOrReplaceTempView("invoices")
+    invoices.withColumn("micro", invoices["micro"].cast("decimal(38,0)")).createOrReplaceTempView(
+        "invoices"
+    )
     products.createOrReplaceTempView("products")
     quality.createOrReplaceTempView("quality")
     rules = segment_rules_frame(options.rules)
@@ -452,7 +454,7 @@ def _rules_columns(rules: pl.DataFrame) -> list[str]:
 
 
 def _set_variables(spark: SparkSession, options: Options) -> None:
-    for name, value in _variables(options).items():
+    for name, value in variables(options).items():
         spark.sql(f"DECLARE OR REPLACE VARIABLE {name} {_TYPES[name]}")
         if isinstance(value, dt.datetime | dt.date):
             # As text, cast by Spark: a Python datetime would be converted in the driver's zone.
@@ -508,4 +510,7 @@ def _schemas(options: Options) -> dict[str, pl.Schema]:
     from lgs_fast.schema import POLARS_SCHEMA
 
     empty = pl.LazyFrame(schema=POLARS_SCHEMA)
-    return {name: frame.schema for name, frame in sql.tables(sql.connect(options=options, lines=empty)).items()}
+    return {
+        name: frame.schema
+        for name, frame in sql.tables(sql.connect(options=options, lines=empty)).items()
+    }

@@ -62,7 +62,8 @@ def load_query(name: str) -> str:
     return path.read_text()
 
 
-def _variables(options: Options) -> dict[str, object]:
+def variables(options: Options) -> dict[str, object]:
+    """The options as the queries' variables (`getvariable('bins')`), for every SQL engine."""
     return {
         "notebook": options.preset == "notebook",
         "as_of": options.as_of,
@@ -203,7 +204,7 @@ def connect(
             "SET temp_directory = $dir",
             {"dir": str(Path(tempfile.gettempdir()) / "lgs_fast_duckdb")},
         )
-    for name, value in _variables(options).items():
+    for name, value in variables(options).items():
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})
     if lines is not None:
         snap = None

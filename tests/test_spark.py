@@ -101,7 +101,9 @@ def test_translated_lists_count_as_duckdb_does(spark) -> None:  # type: ignore[n
     assert got == expected
 
 
-def test_a_damaged_lake_at_a_uri_is_named(spark: object, retail_ii_lake: Path, tmp_path: Path) -> None:
+def test_a_damaged_lake_at_a_uri_is_named(
+    spark: object, retail_ii_lake: Path, tmp_path: Path
+) -> None:
     """file:///… is read through Hadoop's file systems, as s3a:// or hdfs:// would be: the
     manifest, then each file's size and rows checked against it; a damaged file is named."""
     from lgs_fast.errors import DamagedError, LakeError
@@ -163,7 +165,9 @@ def test_bad_master_missing_java_and_uri_without_spark_are_one_line(
     assert not out.exists()
 
 
-def test_analyze_command_on_spark_over_a_lake_at_a_uri(retail_ii_lake: Path, tmp_path: Path) -> None:
+def test_analyze_command_on_spark_over_a_lake_at_a_uri(
+    retail_ii_lake: Path, tmp_path: Path
+) -> None:
     """The whole command, as an analyst runs it, on a lake named by URI (read through
     Hadoop's file systems, as s3a:// or hdfs:// would be): every table written, DuckDB's."""
     out = tmp_path / "out"
