@@ -64,8 +64,10 @@ notebook: $(VENV)/.installed-notebook ## Open notebooks/ in JupyterLab in the pr
 	@[ -n "$$LGS_LAKE" ] || [ -f data/lake/_manifest.json ] || echo "make notebook: no data/lake yet and no LGS_LAKE: run make analyze first"
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
 
+# Two workers, a test file each at a time (pytest-xdist): Spark's agreement tests keep one JVM
+# busy for minutes while the other worker runs the rest; one file's tests share its fixtures.
 test: $(STAMP) $(VENV)/.chromium ## Run the test suite (installs chromium for the report test if it can)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 $(VENV)/.installed-bench: pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

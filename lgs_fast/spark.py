@@ -355,9 +355,10 @@ def _between(df: DataFrame, start: dt.datetime | None, end: dt.datetime | None) 
 
 
 def _read(spark: SparkSession, paths: list[str], columns: list[str], schema_sql: str) -> DataFrame:
+    """The files' rows in the lake's schema, given rather than inferred from every footer."""
     if not paths:
         return spark.createDataFrame([], schema_sql)
-    return spark.read.parquet(*paths).select(*columns)
+    return spark.read.schema(schema_sql).parquet(*paths).select(*columns)
 
 
 _LINES_SCHEMA = (
@@ -376,7 +377,8 @@ _PRODUCTS_SCHEMA = (
 
 @dataclass
 class Connection:
-    """A Spark session with one lake version's views registered, ready for `query`."""
+    """A Spark session with one lake version's views registered, ready for `query`. The views
+    are the session's: a later `connect` in the same process replaces them."""
 
     spark: SparkSession
     options: Options

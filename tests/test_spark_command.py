@@ -1,0 +1,103 @@
+"""The Spark engine from the outside: lakes named by URI, read through Hadoop's file systems;
+the command as an analyst runs it; one clear line for a bad master, no Java, or a URI lake given
+to another engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from lgs_fast.analyze import compute_tables
+from lgs_fast.definitions import Options
+from lgs_fast.metrics import ANALYSES
+from tests.utils import assert_agree
+
+MASTER = "local[2]"
+CLI = Path(sys.executable).parent / "lgs-fast"
+
+
+def test_a_damaged_lake_at_a_uri_is_named(retail_ii_lake: Path, tmp_path: Path) -> None:
+    """file:///… is read through Hadoop's file systems, as s3a:// or hdfs:// would be: the
+    manifest, then each file's size and rows checked against it; a damaged file is named."""
+    from lgs_fast.errors import DamagedError, LakeError
+
+    lake = tmp_path / "lake"
+    shutil.copytree(retail_ii_lake, lake)
+    manifest = json.loads((lake / "_manifest.json").read_text())
+    key, entry = next(iter(manifest["partitions"].items()))
+    layer = lake / "invoices" / key / entry["layers"]["invoices"]["file"]
+    with layer.open("ab") as f:
+        f.write(b"\0")
+    options = Options(recommend_segments=())
+    with pytest.raises(DamagedError, match=r"invoices layer has [\d,]+ bytes, the manifest says"):
+        compute_tables(f"file://{lake}", options, engine="spark", spark_master=MASTER)
+    (lake / "invoice_lines" / key / entry["file"]).unlink()
+    with pytest.raises(DamagedError, match=rf"partition {key} is missing"):
+        compute_tables(f"file://{lake}", options, engine="spark", spark_master=MASTER)
+    with pytest.raises(LakeError, match="no lake here"):
+        compute_tables(f"file://{tmp_path}/nothing", options, engine="spark", spark_master=MASTER)
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLI), *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def _one_line(done: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert done.returncode == code, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and text in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_master_missing_java_and_uri_without_spark_are_one_line(
+    retail_ii_lake: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    base = ["analyze", "--lake", str(retail_ii_lake), "--out", str(out), "--no-report"]
+    _one_line(
+        _run(*base, "--engine", "spark", "--spark-master", "locl[2]"),
+        7,
+        "'locl[2]' is not a Spark master URL",
+    )
+    _one_line(
+        _run(*base, "--engine", "spark", "--spark-master", "spark://127.0.0.1:9"),
+        7,
+        "cannot reach the Spark master spark://127.0.0.1:9",
+    )
+    no_java = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    no_java["PATH"] = str(tmp_path)  # no java there, nor anywhere else on PATH
+    _one_line(_run(*base, "--engine", "spark", env=no_java), 7, "no Java found")
+    _one_line(
+        _run("analyze", "--lake", "s3a://bucket/lake", "--out", str(out), "--engine", "duckdb"),
+        2,
+        "a lake at a URI is read by the Spark engine",
+    )
+    _one_line(_run(*base, "--spark-master", "local[2]"), 2, "--spark-master is for --engine spark")
+    assert not out.exists()
+
+
+def test_analyze_command_on_spark_over_a_lake_at_a_uri(
+    retail_ii_lake: Path, tmp_path: Path
+) -> None:
+    """The whole command, as an analyst runs it, on a lake named by URI (read through
+    Hadoop's file systems, as s3a:// or hdfs:// would be): every table written, DuckDB's."""
+    out = tmp_path / "out"
+    done = _run(
+        "analyze", "--lake", f"file://{retail_ii_lake}", "--out", str(out), "--no-report",
+        "--engine", "spark", "--spark-master", MASTER, "--no-recommendations",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[:2] == ["starting Spark…", "computing tables with spark…"]
+    assert "Traceback" not in done.stderr and "WARN" not in done.stderr
+    expected = compute_tables(retail_ii_lake, Options(recommend_segments=()), engine="duckdb")
+    for name in ANALYSES:
+        assert_agree(expected[name], pl.read_parquet(out / "tables" / f"{name}.parquet"), name)
