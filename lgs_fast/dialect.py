@@ -9,19 +9,26 @@ does not translate, or not with DuckDB's meaning:
   text of a query;
 - a call of a table macro (`rfm_at(expr)`) becomes the macro's query with its parameter
   replaced by the argument, as DuckDB expands it;
-- DuckDB's lists count from 1 and accept negative positions (`list[-1]` is the last element):
-  Spark's `element_at` does both, where Spark's `list[i]` counts from 0;
-- `list(x ORDER BY x)`, which Spark's `collect_list` cannot order, is the sorted list;
+- DuckDB's lists count from 1 and accept negative positions (`list[-1]` is the last element),
+  and a position out of range (0 included) is NULL: Spark's `try_element_at` does all that,
+  where Spark's `list[i]` counts from 0;
+- `list(x ORDER BY x)`, whose ORDER BY sqlglot drops, is the sorted `collect_list`;
 - `max(x, n)`, DuckDB's list of the n largest values, is the first n of the sorted list;
 - `regexp_full_match`, which Spark lacks, is `rlike` anchored at both ends;
 - `epoch_us(ts)` is `unix_micros` of the time read as UTC (the session's zone; lake times
   carry no zone);
 - `count(DISTINCT t)` of a whole row `t` of a CTE counts distinct rows, nulls included, as a
   struct of its columns;
+- `quantile_cont(x, q)` is `percentile(x, q)` (both interpolate linearly); `isodow` is
+  `date_part('DAYOFWEEK_ISO', …)` (sqlglot's form counts Sunday as 2); `to_days`/`to_months`
+  are interval constructors; a cast around `unnest` casts the list instead (Spark allows no
+  expression around a generator); `hash` is `xxhash64` (it only finds candidates, compared in
+  full after);
 - DuckDB's `[NOT] MATERIALIZED` CTE hints, which only steer DuckDB's planner, are dropped.
 
-Anything else that differs is kept out of the queries by writing them portably (see
-`queries/README` in each file's comments: explicit casts where DuckDB would widen silently).
+What remains is kept out of the queries by writing them portably, with DuckDB's results
+unchanged: explicit DOUBLE division of exact sums (DuckDB would widen a HUGEINT silently, Spark
+would keep a DECIMAL), the standard UNPIVOT form, `array_length` for lists.
 """
 
 from __future__ import annotations
