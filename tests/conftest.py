@@ -118,9 +118,3 @@ def pg_retail(pg_dsn: str) -> Iterator[str]:
     yield name
     with psycopg.connect(pg_dsn) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Spark's agreement tests first: their JVM keeps one worker busy for minutes (make test
-    runs two), so they start at once, beside the rest of the suite on the other worker."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_spark.py")
