@@ -324,7 +324,9 @@ def tables_of(
 
     options = options or Options()
     if engine == "spark":
-        raise InputError("the Spark engine reads a lake, not a frame: compute_tables(lake, engine='spark')")
+        raise InputError(
+            "the Spark engine reads a lake, not a frame: compute_tables(lake, engine='spark')"
+        )
     if engine == "duckdb":
         return sql.tables(sql.connect(options=options, lines=lines))
     from lgs_fast.layers import of_lines

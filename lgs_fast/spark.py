@@ -40,8 +40,8 @@ import polars as pl
 from lgs_fast.definitions import Options, segment_rules_frame
 from lgs_fast.dialect import to_spark
 from lgs_fast.errors import DamagedError, EngineError, LakeError, LgsError
-from lgs_fast.lake import MANIFEST, Manifest, Snapshot, layer_plan
-from lgs_fast.layers import INVOICES_SCHEMA, QUALITY_SCHEMA
+from lgs_fast.lake import MANIFEST, Manifest, Snapshot, _first_line, layer_plan
+from lgs_fast.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
 from lgs_fast.schema import COLUMNS
 from lgs_fast.sql import MACROS, VIEWS, load_query, variables
 
@@ -205,11 +205,6 @@ def _jvm_stderr() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(log)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # The lake ------------------------------------------------------------------------------------
@@ -424,7 +419,7 @@ def connect(
     products = _read(
         spark,
         [lake.layer_files["products", k] for k in whole_months],
-        ["stock_code", "lines", "net_revenue", "placed_sales", "cancelled_value", "quantity"],
+        PRODUCTS_SCHEMA.names(),
         _PRODUCTS_SCHEMA,
     ).unionByName(computed("products", line_months))
     counts = [tuple(entries[k]["quality"][c] for c in QUALITY_SCHEMA.names()) for k in whole_months]
