@@ -54,7 +54,9 @@ _EXPORTS: dict[str, str] = {
     "segment_transitions": "lgs_fast.movement",
     "weekly_sales": "lgs_fast.metrics",
     "sales_forecast": "lgs_fast.forecast",
-    "recommendations": "lgs_fast.recommend",
+    "customer_products": "lgs_fast.metrics",
+    "product_names": "lgs_fast.metrics",
+    "recommendations": "lgs_fast.models.recommend",
 }
 
 __all__ = sorted(_EXPORTS)

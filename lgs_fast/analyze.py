@@ -48,7 +48,6 @@ def _collect(
     data: Layers, options: Options, *, rows: int, streaming: bool = False
 ) -> dict[str, pl.DataFrame]:
     from lgs_fast import metrics
-    from lgs_fast.recommend import recommendations
 
     if streaming:
         # Without common-subplan elimination: sharing a scan between the branches of one table
@@ -68,17 +67,10 @@ def _collect(
         )
         return {name: run(frame) for name, frame in lazy.items()}
     # The tables together in one collect_all, which shares their common sub-plans (the layers'
-    # scans), then the recommendations from the rfm table just computed, by the streaming
-    # engine, which counts their co-occurrences in far less time than the in-memory one (1M
-    # lines: 1.5 s against 2.6; 10M lines: 21 s against 110).
+    # scans).
     lazy = metrics.tables(data, options)
-    del lazy["recommendations"]
     engine = "in-memory" if rows < IN_MEMORY_ROWS else "streaming"
-    tables = dict(zip(lazy, pl.collect_all(list(lazy.values()), engine=engine), strict=True))
-    tables["recommendations"] = recommendations(data.lines, options, tables["rfm"].lazy()).collect(
-        engine="streaming"
-    )
-    return {name: tables[name] for name in metrics.ANALYSES}
+    return dict(zip(lazy, pl.collect_all(list(lazy.values()), engine=engine), strict=True))
 
 
 def _polars(
@@ -302,6 +294,20 @@ def forecast_outputs(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]
     return sales_forecast(tables["weekly_sales"])
 
 
+def recommendation_outputs(
+    tables: dict[str, pl.DataFrame], options: Options
+) -> dict[str, pl.DataFrame]:
+    """recommendations and recommendation_holdout from the `customer_products`,
+    `product_names` and `rfm` tables."""
+    from lgs_fast.models import recommend
+
+    inputs = tables["customer_products"], tables["product_names"], tables["rfm"]
+    return {
+        "recommendations": recommend.recommendations(*inputs, options),
+        "recommendation_holdout": recommend.holdout(inputs[0], inputs[2], options),
+    }
+
+
 def _read_failure(snap: Version, engine: str, err: BaseException) -> LgsError:
     """Why an engine failed: a damaged file (found by its checksum), or the engine's own word."""
     if isinstance(snap, Snapshot):
@@ -432,6 +438,13 @@ def analyze(
             say("fitting the CLV models…")
             tables.update(clv_outputs(tables, clv_settings)[1])
         tables.pop("clv_calibration", None)
+        if options.recommend_segments:
+            say("recommending products…")
+        tables.update(recommendation_outputs(tables, options))
+        # The model's inputs stay out of OUT: customer_products has a row per customer and
+        # product (millions on a large lake); compute_tables returns both.
+        for name in ("customer_products", "product_names"):
+            tables.pop(name)
         say("fitting the sales forecast…")
         tables.update(forecast_outputs(tables))
         settings = None

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import polars as pl
 
-from lgs_fast.definitions import MONEY_COLUMNS, SegmentRule, check_segment_files, segment_slug
+from lgs_fast.definitions import (
+    MONEY_COLUMNS,
+    RECOMMENDATION_KINDS,
+    SegmentRule,
+    check_segment_files,
+    segment_slug,
+)
 from lgs_fast.errors import InputError
 
 Tables = dict[str, pl.DataFrame]
@@ -118,20 +124,22 @@ def _movement(tables: Tables) -> pl.DataFrame:
 
 
 def _recommended(tables: Tables) -> pl.DataFrame:
-    """`recommendation_1` … `recommendation_N` per customer (`CODE DESCRIPTION`), one column per
-    rank the `recommendations` table has; customers without any are not in it."""
+    """`reorder_1` … `reorder_N`, then `new_1` … `new_N` per customer (`CODE DESCRIPTION`), one
+    column per kind and rank the `recommendations` table has; customers without any are not in
+    it."""
     if "recommendations" not in tables or tables["recommendations"].height == 0:
         return pl.DataFrame(schema={"customer_id": pl.Int64})
-    ranks = tables["recommendations"]["rank"].unique().sort().to_list()
-    return (
-        tables["recommendations"]
-        .with_columns(
-            product=pl.concat_str("stock_code", "description", separator=" ", ignore_nulls=True),
-            column=pl.format("recommendation_{}", pl.col("rank")),
-        )
-        .pivot("column", index="customer_id", values="product")
-        .select("customer_id", *(f"recommendation_{r}" for r in ranks))
+    recs = tables["recommendations"].with_columns(
+        product=pl.concat_str("stock_code", "description", separator=" ", ignore_nulls=True),
+        column=pl.format("{}_{}", pl.col("kind"), pl.col("rank")),
     )
+    columns = [
+        f"{kind}_{rank}"
+        for kind in RECOMMENDATION_KINDS
+        for rank in recs.filter(pl.col("kind") == kind)["rank"].unique().sort()
+    ]
+    wide = recs.pivot("column", index="customer_id", values="product")
+    return wide.select("customer_id", *columns)
 
 
 def campaign_customers(tables: Tables) -> pl.DataFrame:

@@ -590,17 +590,18 @@ def segment_transitions(tables: Tables) -> alt.LayerChart:
 
 
 def recommended_products(tables: Tables) -> alt.LayerChart:
-    """The products recommended most often, by how many customers of the target segments get
-    each (the `recommendations` table, counted)."""
+    """The new-to-you products recommended most often, by how many customers of the target
+    segments get each (the `recommendations` table of kind `new`, counted)."""
     frame = (
         tables["recommendations"]
+        .filter(pl.col("kind") == "new")
         .group_by("stock_code", "description")
         .agg(customers=pl.col("customer_id").n_unique().cast(pl.Int64))
         .sort(["customers", "stock_code"], descending=[True, False])
         .head(15)
     )
     return _product_bars(frame, "customers", "Customers it is recommended to", False).properties(
-        title="Products recommended most often"
+        title="New-to-you products recommended most often"
     )
 
 

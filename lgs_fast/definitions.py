@@ -236,6 +236,11 @@ def segment_rules_frame(rules: tuple[SegmentRule, ...]) -> pl.DataFrame:
     )
 
 
+# The two kinds of product recommendation (DESIGN.md "Recommendations"), in the order tables and
+# campaign lists show them: the customer's own products to order again, then products new to them.
+RECOMMENDATION_KINDS: Final = ("reorder", "new")
+
+
 @dataclass(frozen=True)
 class Options:
     """Everything an analysis depends on besides the lines themselves."""
@@ -247,7 +252,7 @@ class Options:
     rules: tuple[SegmentRule, ...] = ()  # empty: the shipped map for `bins`
     top: int = 10
     histogram_bins: int = 40
-    # Who gets product recommendations, and how many each (DESIGN.md "recommendations").
+    # Who gets product recommendations, and how many of each kind (DESIGN.md "Recommendations").
     recommend_segments: tuple[str, ...] = ("Can't Lose", "At Risk", "Need Attention")
     recommendations: int = 3
 

@@ -794,11 +794,83 @@ def data_quality(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     )
 
 
+def purchase_lines(lines: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
+    """The lines recommendations are made from: purchase lines with quantity > 0 and a product
+    code; `as_of` drops later lines, as it does for `rfm`."""
+    if options.as_of is not None:
+        lines = lines.filter(pl.col("invoice_date") <= options.as_of)
+    return lines.filter(
+        HAS_CUSTOMER,
+        ~IS_CANCELLATION,
+        pl.col("quantity") > 0,
+        ~pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN),
+    )
+
+
+def last_purchase_invoices(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
+    """(customer_id, invoice_no): each customer's last purchase invoice, the latest by date,
+    then the greatest number, from the invoice layer (none after `as_of`)."""
+    rows = as_layers(data).invoices.filter(HAS_CUSTOMER, ~CANCELLATION)
+    if options.as_of is not None:
+        rows = rows.filter(pl.col("invoice_date") <= options.as_of)
+    return rows.group_by("customer_id").agg(
+        pl.col("invoice_no").sort_by("invoice_date", "invoice_no").last()
+    )
+
+
+CUSTOMER_PRODUCTS_SCHEMA = pl.Schema(
+    {
+        "customer_id": pl.Int64,
+        "stock_code": pl.String,
+        "invoices": pl.Int64,
+        "last_purchase": pl.Date,
+        "on_last_invoice": pl.Boolean,
+    }
+)
+
+
+def customer_products(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
+    """Per (customer, product) of `purchase_lines`: invoices = the purchase invoices holding it,
+    last_purchase = the day of the latest, on_last_invoice = whether the customer's last
+    purchase invoice holds it (the recommendations' holdout hides that invoice). The input of
+    the recommendation model (`lgs_fast.models.recommend`); empty, and nothing read, when no
+    segment gets recommendations."""
+    if not options.recommend_segments:
+        return pl.LazyFrame(schema=CUSTOMER_PRODUCTS_SCHEMA)
+    layers = as_layers(data)
+    last = last_purchase_invoices(layers, options).with_columns(last=pl.lit(True))
+    return (
+        purchase_lines(layers.lines, options)
+        .join(last, on=["customer_id", "invoice_no"], how="left")
+        .group_by("customer_id", "stock_code")
+        .agg(
+            invoices=_count(pl.col("invoice_no").n_unique()),
+            last_purchase=pl.col("invoice_date").max().dt.date(),
+            on_last_invoice=pl.col("last").any().fill_null(False),
+        )
+        .sort("customer_id", "stock_code")
+    )
+
+
+def product_names(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
+    """(stock_code, description) of every product in `customer_products`: its most frequent
+    non-null description over `purchase_lines` (smallest on ties; null when it has none)."""
+    if not options.recommend_segments:
+        return pl.LazyFrame(schema={"stock_code": pl.String, "description": pl.String})
+    bought = purchase_lines(as_layers(data).lines, options)
+    return (
+        bought.select("stock_code")
+        .unique()
+        .join(descriptions(bought), on="stock_code", how="left")
+        .sort("stock_code")
+    )
+
+
 ANALYSES = (
     "overview", "invoice_amounts", "invoice_histogram", "monthly", "rfm", "segments",
     "segment_movement", "segment_transitions", "top_countries", "top_products",
     "reversed_invoices", "cohorts", "data_quality",
-    "clv_summary", "weekly_sales", "recommendations",
+    "clv_summary", "weekly_sales", "customer_products", "product_names",
 )  # fmt: skip
 
 
@@ -817,9 +889,8 @@ def tables(
     layers = as_layers(data)
     totals = invoice_totals(layers, options) if totals is None else totals
     table = rfm(layers, options) if rfm_table is None else rfm_table
-    # Imported here: lgs_fast.movement and lgs_fast.recommend build on this module's rfm.
+    # Imported here: lgs_fast.movement builds on this module's rfm.
     from lgs_fast.movement import segment_movement, segment_transitions
-    from lgs_fast.recommend import recommendations
 
     movement = segment_movement(layers, options, rfm_now=table)
     derived = {
@@ -829,7 +900,6 @@ def tables(
         "segments": segments(table, options),
         "segment_movement": movement,
         "segment_transitions": segment_transitions(movement, table),
-        "recommendations": recommendations(layers.lines, options, table),
     }
     return {
         name: derived[name] if name in derived else globals()[name](layers, options)

@@ -426,7 +426,8 @@ def movement_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
 def recommendations_section(
     tables: Tables, specs: dict[str, dict[str, Any]], *, asked: bool = True
 ) -> str:
-    """What to offer the customers to win back (nothing when not computed or not asked for)."""
+    """What to offer the customers to win back: both kinds in a sentence each, and how often
+    each held a product of the next order (nothing when not computed or not asked for)."""
     if "recommendations" not in tables or not asked:
         return ""
     recs = tables["recommendations"]
@@ -438,14 +439,39 @@ def recommendations_section(
             named=True
         )
     )
-    text = (
-        f"{customers:,} customers ({where}) get up to {recs['rank'].max() or 0} products each: "
-        "those bought most often on the same invoices as what they bought, that they have not "
-        "bought yet. Their campaign lists carry them (recommendation_1, …)."
+    each = recs.filter(pl.col("kind") == "reorder")["rank"].max() or 0
+    sentences = (
+        [
+            f"{customers:,} customers ({where}) get two short lists of up to {each} products, "
+            "in their campaign lists (reorder_1, …, new_1, …).",
+            "Order again: the products they bought on the most orders, to remind them of; "
+            "wholesalers mostly re-order what sold for them before.",
+            "New to you: products they have not bought that customers with a similar range "
+            "buy most, to widen what they stock.",
+        ]
         if customers
-        else "No customer of the segments to win back has a product to recommend."
+        else ["No customer of the segments to win back has a product to recommend."]
     )
-    return _section("What to offer", [text], specs, "recommended_products")
+    parts = [_section("What to offer", sentences, specs, "recommended_products")]
+    holdout = tables.get("recommendation_holdout")
+    if customers and holdout is not None and holdout.height:
+        n = holdout["customers"][0]
+        parts.append(
+            f"<p>{_e(f'Checked on this data: hiding the last order of {n:,} of these customers and recommending from what came before, the share whose hidden order held at least one recommended product:')}</p>"
+        )
+        shown = holdout.with_columns(
+            method=pl.col("method")
+            .replace({"reorder": "Order again", "new": "New to you"})
+            .str.replace(r"^best sellers", "Best sellers")
+        )
+        parts.append(
+            _table(
+                shown,
+                {"method": "List", "hits": "Customers", "hit_rate": "Share"},
+                {"hits": ",", "hit_rate": ".1%"},
+            )
+        )
+    return "\n".join(parts)
 
 
 BACKTEST_HORIZONS = (1, 4, 12)

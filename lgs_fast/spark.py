@@ -66,8 +66,6 @@ _TYPES = {
     "histogram_bins": "INT",
     "non_product": "STRING",
     "recommend_segments": "ARRAY<STRING>",
-    "recommendations": "INT",
-    "neighbours": "INT",
 }
 # Spark's defaults are made for clusters; these keep one machine's runs small and exact.
 _CONF = {

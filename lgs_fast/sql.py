@@ -24,7 +24,6 @@ from lgs_fast.definitions import COMPARE_DAYS, NON_PRODUCT_PATTERN, Options, seg
 from lgs_fast.errors import LgsError
 from lgs_fast.lake import Snapshot, layer_plan, snapshot
 from lgs_fast.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
-from lgs_fast.recommend import NEIGHBOURS
 from lgs_fast.schema import ARROW_SCHEMA, COLUMNS
 
 
@@ -74,8 +73,6 @@ def variables(options: Options) -> dict[str, object]:
         "histogram_bins": options.histogram_bins,
         "non_product": NON_PRODUCT_PATTERN,
         "recommend_segments": list(options.recommend_segments),
-        "recommendations": options.recommendations,
-        "neighbours": NEIGHBOURS,
     }
 
 
@@ -240,14 +237,3 @@ def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     return {
         name: (con.table(name) if name in VIEWS else query(con, name)).pl() for name in ANALYSES
     }
-
-
-def recommendations_for(
-    lines: pl.LazyFrame, options: Options, customers: pl.DataFrame
-) -> pl.DataFrame:
-    """`queries/recommendations.sql` over `lines` for `customers` (customer_id, segment) in
-    place of rfm's: the holdout check scores customers chosen on other lines."""
-    con = connect(options=options, lines=lines)
-    con.execute("DROP VIEW rfm")
-    con.from_arrow(customers.select("customer_id", "segment").to_arrow()).create_view("rfm")
-    return query(con, "recommendations").pl()

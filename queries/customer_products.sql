@@ -1,0 +1,31 @@
+-- customer_products: per (customer, product) of the purchase lines with quantity > 0 and a
+-- product code (none after as_of): invoices = the purchase invoices holding it, last_purchase =
+-- the day of the latest, on_last_invoice = whether the customer's last purchase invoice (latest
+-- by date, then greatest number, from the invoice layer) holds it. The input of the
+-- recommendation model (lgs_fast/models/recommend.py); no segment to recommend to: empty, and
+-- no line read (the constant filter prunes the scan).
+WITH last_invoices AS (
+    SELECT customer_id, invoice_no AS last_invoice
+    FROM invoices
+    WHERE customer_id IS NOT NULL
+        AND NOT cancellation
+        AND (getvariable('as_of') IS NULL OR invoice_date <= getvariable('as_of')::TIMESTAMP)
+    QUALIFY row_number() OVER (
+        PARTITION BY customer_id ORDER BY invoice_date DESC, invoice_no DESC
+    ) = 1
+)
+SELECT
+    p.customer_id,
+    p.stock_code,
+    count(DISTINCT p.invoice_no)::BIGINT AS invoices,
+    max(p.invoice_date)::DATE AS last_purchase,
+    bool_or(p.invoice_no = l.last_invoice) AS on_last_invoice
+FROM invoice_lines AS p
+JOIN last_invoices AS l USING (customer_id)
+WHERE NOT starts_with(p.invoice_no, 'C')
+    AND p.quantity > 0
+    AND NOT regexp_matches(p.stock_code, getvariable('non_product'))
+    AND (getvariable('as_of') IS NULL OR p.invoice_date <= getvariable('as_of')::TIMESTAMP)
+    AND array_length(getvariable('recommend_segments')) > 0
+GROUP BY p.customer_id, p.stock_code
+ORDER BY p.customer_id, p.stock_code
