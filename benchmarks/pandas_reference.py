@@ -561,57 +561,132 @@ def clv_summary(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     ]  # fmt: skip
 
 
-def recommendations(df: pd.DataFrame, options: Options, table: pd.DataFrame) -> pd.DataFrame:
-    """For each customer of the recommended segments in `table` (rfm), the N products they have
-    not bought with the highest Σ co(a, p) over their products a, every score computed: the
-    customers × products matrix times the products × products co-occurrence matrix."""
-    from scipy import sparse
-
-    columns = ["customer_id", "segment", "rank", "stock_code", "description", "score"]
-    if not options.recommend_segments:
-        return pd.DataFrame(columns=columns)
+def _purchase_lines(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    """Purchase lines with quantity > 0 and a product code, none after as_of."""
     if options.as_of is not None:
         df = df[df["invoice_date"] <= options.as_of]
     product = ~df["stock_code"].str.contains(NON_PRODUCT_PATTERN).fillna(False).astype(bool)
-    lines = df[df["customer_id"].notna() & ~_cancel(df) & (df["quantity"] > 0) & product]
-    baskets = lines[["invoice_no", "customer_id", "stock_code"]].drop_duplicates()
+    return df[df["customer_id"].notna() & ~_cancel(df) & (df["quantity"] > 0) & product]
+
+
+def customer_products(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    """Per (customer, product) of the purchase lines with quantity > 0 and a product code:
+    purchase invoices holding it, the day of the latest, and whether the customer's last
+    purchase invoice (latest date, then greatest number) holds it."""
+    columns = ["customer_id", "stock_code", "invoices", "last_purchase", "on_last_invoice"]
+    if not options.recommend_segments:
+        return pd.DataFrame(columns=columns)
+    invoices = df[df["customer_id"].notna() & ~_cancel(df)]
+    if options.as_of is not None:
+        invoices = invoices[invoices["invoice_date"] <= options.as_of]
+    last = (
+        invoices.sort_values(["customer_id", "invoice_date", "invoice_no"])
+        .groupby("customer_id")["invoice_no"]
+        .last()
+        .rename("last_invoice")
+    )
+    lines = _purchase_lines(df, options).join(last, on="customer_id")
+    lines = lines.assign(on_last=lines["invoice_no"] == lines["last_invoice"])
+    g = lines.groupby(["customer_id", "stock_code"]).agg(
+        invoices=("invoice_no", "nunique"),
+        last_purchase=("invoice_date", "max"),
+        on_last_invoice=("on_last", "any"),
+    )
+    g["last_purchase"] = g["last_purchase"].dt.date
+    return g.reset_index().sort_values(["customer_id", "stock_code"])[columns]
+
+
+def product_names(df: pd.DataFrame, options: Options) -> pd.DataFrame:
+    """Every product of customer_products with its most frequent description over the same
+    lines (smallest on ties)."""
+    if not options.recommend_segments:
+        return pd.DataFrame(columns=["stock_code", "description"])
+    lines = _purchase_lines(df, options)
+    codes = pd.DataFrame({"stock_code": sorted(lines["stock_code"].unique())})
+    codes["description"] = codes["stock_code"].map(_names(lines))
+    return codes
+
+
+def recommendations(
+    products: pd.DataFrame,
+    names: pd.DataFrame,
+    table: pd.DataFrame,
+    options: Options,
+    *,
+    neighbours: int | None = None,
+    profile: int | None = None,
+) -> pd.DataFrame:
+    """The recommendation model of DESIGN.md written again with pandas and scipy.sparse: the
+    customers × products matrix from a pivot, each step's choices made by sorting frames."""
+    from scipy import sparse
+
+    from lgs_fast.models.recommend import BM25_B, BM25_K1, NEIGHBOURS, PROFILE
+
+    neighbours = NEIGHBOURS if neighbours is None else neighbours
+    profile = PROFILE if profile is None else profile
+
+    columns = ["customer_id", "segment", "kind", "rank", "stock_code", "description", "score"]
     targets = table.loc[
         table["segment"].isin(options.recommend_segments), ["customer_id", "segment"]
     ]
-    bought = baskets.loc[
-        baskets["customer_id"].isin(targets["customer_id"]), ["customer_id", "stock_code"]
-    ].drop_duplicates()
-    if bought.empty:
+    targets = targets[targets["customer_id"].isin(products["customer_id"])]
+    if targets.empty:
         return pd.DataFrame(columns=columns)
-    invoice, invoices = pd.factorize(baskets["invoice_no"])
-    code, codes = pd.factorize(baskets["stock_code"], sort=True)
-    ones = np.ones(len(baskets), dtype=np.int64)
-    held = sparse.csr_matrix((ones, (invoice, code)), shape=(len(invoices), len(codes)))
-    co = (held.T @ held).tolil()
-    co.setdiag(0)
-    who, customers = pd.factorize(bought["customer_id"])
-    mine = sparse.csr_matrix(
-        (np.ones(len(bought), dtype=np.int64), (who, codes.get_indexer(bought["stock_code"]))),
-        shape=(len(customers), len(codes)),
+    customers = np.sort(products["customer_id"].unique())
+    codes = np.sort(products["stock_code"].unique())
+    row = np.searchsorted(customers, products["customer_id"])
+    col = np.searchsorted(codes, products["stock_code"])
+    counts = products["invoices"].to_numpy(dtype=np.float64)
+    x = sparse.csr_matrix((counts, (row, col)), shape=(len(customers), len(codes)))
+    sellers = pd.Series(np.bincount(col, weights=counts, minlength=len(codes)), index=codes)
+    n = options.recommendations
+
+    def best(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+        """Each customer's n best of `frame` by `by`, then best seller, then stock_code."""
+        frame = frame.assign(sellers=frame["stock_code"].map(sellers))
+        frame = frame.sort_values(
+            ["customer_id", by, "sellers", "stock_code"], ascending=[True, False, False, True]
+        )
+        frame = frame.groupby("customer_id").head(n).copy()
+        frame["rank"] = frame.groupby("customer_id").cumcount() + 1
+        return frame
+
+    own = products[products["customer_id"].isin(targets["customer_id"])]
+    reorder = best(own.assign(score=own["invoices"].astype(float)), "score")
+    # BM25 weights, customers as documents.
+    tf = pd.DataFrame({"row": row, "col": col, "tf": counts})
+    holders = tf.groupby("col")["row"].count()
+    idf = np.log(len(customers) / holders)
+    length = tf.groupby("row")["tf"].sum()
+    norm = (1 - BM25_B) + BM25_B * length / length.mean()
+    tf["w"] = (
+        tf["tf"] * (BM25_K1 + 1) / (BM25_K1 * tf["row"].map(norm) + tf["tf"])
+        * tf["col"].map(idf)
+    )  # fmt: skip
+    tf = tf.sort_values(["row", "w", "col"], ascending=[True, False, True])
+    tf = tf[tf.groupby("row").cumcount() < profile]
+    w = sparse.csr_matrix((tf["w"], (tf["row"], tf["col"])), shape=x.shape)
+    sim = (w.T.tocsr() @ w).tocoo()
+    pairs = pd.DataFrame({"a": sim.row, "p": sim.col, "s": sim.data})
+    pairs = pairs[(pairs["a"] != pairs["p"]) & (pairs["s"] > 0)]
+    pairs = pairs.sort_values(["a", "s", "p"], ascending=[True, False, True])
+    pairs = pairs[pairs.groupby("a").cumcount() < neighbours]
+    s = sparse.csr_matrix((pairs["s"], (pairs["a"], pairs["p"])), shape=(len(codes),) * 2)
+    rows = np.searchsorted(customers, np.sort(targets["customer_id"].to_numpy()))
+    scores = (x[rows] @ s).toarray()
+    scores[x[rows].toarray() > 0] = 0
+    top = scores.max(axis=1, keepdims=True)
+    scores = np.round(scores / np.where(top > 0, top, 1), 9)
+    r, c = np.nonzero(scores > 0)
+    new = best(
+        pd.DataFrame(
+            {"customer_id": customers[rows[r]], "stock_code": codes[c], "score": scores[r, c]}
+        ),
+        "score",
     )
-    score = (mine @ co.tocsr()).toarray()
-    score[mine.toarray() > 0] = 0
-    row, col = np.nonzero(score)
-    ranked = pd.DataFrame(
-        {
-            "customer_id": np.asarray(customers)[row],
-            "stock_code": np.asarray(codes)[col],
-            "score": score[row, col],
-            "invoices": np.asarray(held.sum(axis=0)).ravel()[col],
-        }
-    ).sort_values(
-        ["customer_id", "score", "invoices", "stock_code"], ascending=[True, False, False, True]
-    )
-    best = ranked.groupby("customer_id").head(options.recommendations).copy()
-    best["rank"] = best.groupby("customer_id").cumcount() + 1
-    best["description"] = best["stock_code"].map(_names(lines))
-    best = best.merge(targets, on="customer_id")
-    return best.sort_values(["customer_id", "rank"])[columns]
+    kinds = pd.concat([reorder.assign(kind="reorder", k=0), new.assign(kind="new", k=1)])
+    kinds = kinds.merge(targets, on="customer_id").merge(names, on="stock_code", how="left")
+    return kinds.sort_values(["customer_id", "k", "rank"])[columns]
 
 
 def run_all(df: pd.DataFrame, options: Options) -> dict[str, pd.DataFrame]:
@@ -633,6 +708,7 @@ def run_all(df: pd.DataFrame, options: Options) -> dict[str, pd.DataFrame]:
         "cohorts": cohorts(df, options),
         "data_quality": data_quality(df, options),
         "clv_summary": clv_summary(df, options),
-        "recommendations": recommendations(df, options, table),
+        "customer_products": customer_products(df, options),
+        "product_names": product_names(df, options),
         "weekly_sales": weekly_sales(df, options),
     }

@@ -10,7 +10,8 @@ holding it, the day of the latest, whether the last purchase invoice holds it) a
   ordered before.
 - **new** (new to the customer): products they have not bought, scored by an item-item model
   over the customers × products matrix X of purchase invoices. X is weighted by BM25 (customers
-  as documents, K1 = 100, B = 0.8, as implicit's `bm25_weight`), the similarity of two products
+  as documents, K1 = 100, B = 0.8, as implicit's `bm25_weight`, idf never negative: `bm25`),
+  the similarity of two products
   is the dot product of their weighted columns, each product keeps its `NEIGHBOURS` most similar
   others, and score(c, p) = Σ over c's products a of X[c, a] · sim(a, p). The score is shown
   relative to the customer's best (1 = their strongest new product), rounded to 9 decimals so
@@ -110,14 +111,18 @@ def matrix(customer_products: pl.DataFrame) -> Matrix:
 
 
 def bm25(counts: sparse.csr_matrix) -> sparse.csr_matrix:
-    """BM25 weights of `counts`, rows as documents: idf = log(rows) − log(1 + rows holding the
-    column), length-normalised by B and saturated by K1 (as implicit's `bm25_weight`)."""
+    """BM25 weights of `counts`, rows as documents, length-normalised by B and saturated by K1
+    as implicit's `bm25_weight`, with idf = log(rows / rows holding the column): never negative,
+    where implicit's log(rows) − log(1 + rows holding it) is for a product most customers hold
+    (and zero for every product of a two-customer lake). Both give the same holdout hits on
+    the shipped data."""
     from scipy import sparse
 
     rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
-    idf = np.log(counts.shape[0]) - np.log1p(np.bincount(counts.indices, minlength=counts.shape[1]))
+    holders = np.bincount(counts.indices, minlength=counts.shape[1])
+    idf = np.log(counts.shape[0] / np.maximum(holders, 1))
     length = np.asarray(counts.sum(axis=1)).ravel()
-    norm = (1.0 - BM25_B) + BM25_B * length / max(length.mean(), 1.0)
+    norm = (1.0 - BM25_B) + BM25_B * length / length.mean()
     tf = counts.data
     data = tf * (BM25_K1 + 1.0) / (BM25_K1 * norm[rows] + tf) * idf[counts.indices]
     return sparse.csr_matrix((data, counts.indices, counts.indptr), shape=counts.shape)
@@ -162,14 +167,16 @@ def _strongest_dense(block: np.ndarray, keep: int) -> np.ndarray:
     return np.where(chosen & (block > 0), block, 0.0)
 
 
-def similarity(m: Matrix) -> sparse.csr_matrix:
-    """Products × products: row a holds a's `NEIGHBOURS` most similar other products, by the
-    dot product of their BM25-weighted columns over the customers' `PROFILE` strongest
+def similarity(
+    m: Matrix, *, neighbours: int = NEIGHBOURS, profile: int = PROFILE
+) -> sparse.csr_matrix:
+    """Products × products: row a holds a's `neighbours` most similar other products, by the
+    dot product of their BM25-weighted columns over the customers' `profile` strongest
     products. Computed a block of rows at a time (dense: at 10M lines nine in ten pairs of
     products share a customer), so memory stays near `_CELLS` cells whatever the catalogue."""
     from scipy import sparse
 
-    weighted = strongest(bm25(m.counts), PROFILE)
+    weighted = strongest(bm25(m.counts), profile)
     columns = weighted.T.tocsr()
     products = weighted.shape[1]
     step = max(1, _CELLS // max(products, 1))
@@ -177,7 +184,7 @@ def similarity(m: Matrix) -> sparse.csr_matrix:
     for start in range(0, products, step):
         block = (columns[start : start + step] @ weighted).toarray()
         block[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])] = 0.0
-        blocks.append(sparse.csr_matrix(_strongest_dense(block, NEIGHBOURS)))
+        blocks.append(sparse.csr_matrix(_strongest_dense(block, neighbours)))
     return sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, 0))
 
 
@@ -202,10 +209,17 @@ def _top(
     return row[chosen], col[chosen], value[chosen]
 
 
-def new_to_you(m: Matrix, customer_ids: np.ndarray, top: int) -> pl.DataFrame:
+def new_to_you(
+    m: Matrix,
+    customer_ids: np.ndarray,
+    top: int,
+    *,
+    neighbours: int = NEIGHBOURS,
+    profile: int = PROFILE,
+) -> pl.DataFrame:
     """(customer_id, rank, stock_code, score): each customer's `top` products not yet bought,
     by the item-item model (module docstring); customers must be rows of `m`."""
-    sim = similarity(m)
+    sim = similarity(m, neighbours=neighbours, profile=profile)
     rows = m.rows(np.sort(customer_ids))
     parts = []
     for start in range(0, len(rows), _BLOCK):
@@ -279,10 +293,14 @@ def recommendations(
     product_names: pl.DataFrame,
     rfm: pl.DataFrame,
     options: Options,
+    *,
+    neighbours: int = NEIGHBOURS,
+    profile: int = PROFILE,
 ) -> pl.DataFrame:
     """Table `recommendations` (customer_id, segment, kind, rank, stock_code, description,
     score): `options.recommendations` of each kind for every customer of the target segments
-    who bought a product, sorted by customer, kind (reorder first) and rank."""
+    who bought a product, sorted by customer, kind (reorder first) and rank. `neighbours` and
+    `profile`: the model's two sizes (module docstring)."""
     chosen = targets(rfm, options)
     if chosen.height == 0 or customer_products.height == 0:
         return pl.DataFrame(schema=RECOMMENDATIONS_SCHEMA)
@@ -290,7 +308,7 @@ def recommendations(
     ids = chosen.get_column("customer_id").to_numpy()
     ids = ids[np.isin(ids, m.customers)]
     n = options.recommendations
-    picks = [reorder(m, ids, n), new_to_you(m, ids, n)]
+    picks = [reorder(m, ids, n), new_to_you(m, ids, n, neighbours=neighbours, profile=profile)]
     return (
         pl.concat([p.with_columns(kind=pl.lit(k)) for p, k in zip(picks, KINDS, strict=True)])
         .join(chosen, on="customer_id", how="left")
