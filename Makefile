@@ -76,13 +76,18 @@ $(VENV)/.installed-bench: pyproject.toml | $(STAMP)
 # Export sizes: the quick run exports 1M lines, the full run 1M and 10M. The quick run writes
 # to benchmarks/results/quick/ (ignored by git), so it never overwrites the full run's figures.
 EXPORT_SIZES = $(if $(BENCH_FULL),1000000$(comma)10000000,1000000)
+# The wholesale lakes (6,000 customers over two years, lgs-fast generate --customers 6000): the
+# recommendations' worst case.
+WHOLESALE_SIZES = $(if $(BENCH_FULL),1000000$(comma)10000000,1000000)
 BENCH_OUT = benchmarks/results$(if $(BENCH_FULL),,/quick)
 comma := ,
 
-bench: $(VENV)/.installed-bench ## Benchmark the analysis (pandas, Polars, DuckDB; real data and 1M lines; BENCH_FULL=1 adds 10M and 100M), CLV, segment movement, recommendations, the forecast and the PostgreSQL export
+bench: $(VENV)/.installed-bench ## Benchmark the analysis (pandas, Polars, DuckDB; real data and 1M lines; BENCH_FULL=1 adds 10M and 100M), CLV, segment movement, recommendations (and their holdout against implicit), the forecast and the PostgreSQL export
 	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run --out $(BENCH_OUT)
 	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run --contenders clv-polars,clv-duckdb --out $(BENCH_OUT)/clv
 	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run --contenders movement-polars,movement-duckdb,recommend-polars,recommend-duckdb,forecast --out $(BENCH_OUT)/features
+	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run --contenders recommend-polars,recommend-duckdb,analyze-polars,analyze-duckdb --customers 6000 --sizes $(WHOLESALE_SIZES) --out $(BENCH_OUT)/wholesale
+	$(BIN)/python -m benchmarks.recommend_holdout --out $(BENCH_OUT)/recommendations
 	@if $(BIN)/python -c "import psycopg, os; psycopg.connect(os.environ.get('LGS_PG_DSN', '$(BENCH_DSN)'), connect_timeout=3).close()" 2>/dev/null; then \
 		$(BIN)/python -m benchmarks.export_run --sizes $(EXPORT_SIZES) --out $(BENCH_OUT) --dsn "$${LGS_PG_DSN:-$(BENCH_DSN)}"; \
 	else \

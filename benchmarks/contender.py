@@ -38,28 +38,41 @@ def _lgs_fast(*args: str) -> None:
 
 
 def _pandas(core: bool) -> Callable[[Path], Work]:
-    """The pandas reference reading the lake and computing every table (`core`: all but the
-    recommendations, the one table whose cost grows with the square of codes per invoice)."""
+    """The pandas reference reading the lake and computing every table, then its own
+    recommendation model with scipy.sparse (`core`: no recommendations)."""
 
     def prepare(lake: Path) -> Work:
-        from benchmarks import pandas_reference
+        from benchmarks import pandas_reference as reference
         from lgs_fast.definitions import Options
 
         options = Options(recommend_segments=()) if core else Options()
-        return lambda: pandas_reference.run_all(pandas_reference.load_lines(lake), options)
+
+        def run() -> object:
+            tables = reference.run_all(reference.load_lines(lake), options)
+            inputs = (tables[t] for t in ("customer_products", "product_names", "rfm"))
+            tables["recommendations"] = reference.recommendations(*inputs, options)
+            return tables
+
+        return run
 
     return prepare
 
 
 def _engine(engine: str, core: bool) -> Callable[[Path], Work]:
-    """Every table by `engine` from the lake (`core`: all but the recommendations)."""
+    """Every table by `engine` from the lake, then the recommendation model and its holdout
+    (`core`: no recommendations)."""
 
     def prepare(lake: Path) -> Work:
-        from lgs_fast.analyze import compute_tables
+        from lgs_fast.analyze import compute_tables, recommendation_outputs
         from lgs_fast.definitions import Options
 
         options = Options(recommend_segments=()) if core else Options()
-        return lambda: compute_tables(lake, options, engine=engine)  # type: ignore[arg-type]
+
+        def run() -> object:
+            tables = compute_tables(lake, options, engine=engine)  # type: ignore[arg-type]
+            return tables | recommendation_outputs(tables, options)
+
+        return run
 
     return prepare
 
@@ -156,6 +169,35 @@ def _feature(engine: str, tables: tuple[str, ...]) -> Callable[[Path], Work]:
     return prepare
 
 
+def _recommend(engine: str) -> Callable[[Path], Work]:
+    """The recommendations alone: customer_products, product_names and rfm by `engine`, then the
+    model and its holdout, as `analyze` runs them."""
+
+    def prepare(lake: Path) -> Work:
+        import polars as pl
+
+        from lgs_fast import metrics, sql
+        from lgs_fast.analyze import recommendation_outputs
+        from lgs_fast.definitions import Options
+        from lgs_fast.lake import scan_layers
+
+        options = Options()
+        names = ("customer_products", "product_names", "rfm")
+
+        def run() -> object:
+            if engine == "duckdb":
+                con = sql.connect(lake, options)
+                tables = {name: sql.query(con, name).pl() for name in names}
+            else:
+                lazy = metrics.tables(scan_layers(lake), options)
+                tables = dict(zip(names, pl.collect_all([lazy[n] for n in names]), strict=True))
+            return recommendation_outputs(tables, options)
+
+        return run
+
+    return prepare
+
+
 def forecast(lake: Path) -> Work:
     """Weekly sales by Polars, then the model: fits, intervals and the rolling-origin backtest."""
     from lgs_fast import metrics
@@ -186,8 +228,8 @@ CONTENDERS: dict[str, Callable[[Path], Work]] = {
     "clv-duckdb": _clv("duckdb"),
     "movement-polars": _feature("polars", MOVEMENT),
     "movement-duckdb": _feature("duckdb", MOVEMENT),
-    "recommend-polars": _feature("polars", ("recommendations",)),
-    "recommend-duckdb": _feature("duckdb", ("recommendations",)),
+    "recommend-polars": _recommend("polars"),
+    "recommend-duckdb": _recommend("duckdb"),
     "forecast": forecast,
 }
 # The analysis proper, compared with pandas and the floor; the CLV runs are measured apart.

@@ -20,9 +20,10 @@ REAL_ROWS = 541_909
 SEED = 0
 
 
-def lake(rows: int) -> Path:
-    """The lake of `rows` lines: the real data for 541,909, else generated with seed 0."""
-    path = DATA / f"lake_{rows}"
+def lake(rows: int, customers: int | None = None) -> Path:
+    """The lake of `rows` lines: the real data for 541,909, else generated with seed 0 (with
+    `customers`, by the wholesale preset: that many customers over two years)."""
+    path = DATA / (f"lake_{rows}" if customers is None else f"lake_{rows}_customers_{customers}")
     try:
         manifest = Manifest.read(path)
         if manifest.rows == rows:
@@ -31,8 +32,8 @@ def lake(rows: int) -> Path:
             return path
     except LakeError:
         pass
-    if rows == REAL_ROWS:
+    if rows == REAL_ROWS and customers is None:
         import_files([EMBEDDED], path)
     else:
-        generate(rows, path, seed=SEED)
+        generate(rows, path, seed=SEED, customers=customers)
     return path

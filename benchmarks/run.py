@@ -87,11 +87,13 @@ def summarise(rows: int, name: str, runs: list[tuple[float, int]]) -> dict[str, 
     }
 
 
-def run(sizes: list[int], repeat: int, contenders: list[str]) -> list[dict[str, object]]:
+def run(
+    sizes: list[int], repeat: int, contenders: list[str], customers: int | None = None
+) -> list[dict[str, object]]:
     results = []
     for rows in sizes:
         print(f"lake of {rows:,} lines…", file=sys.stderr, flush=True)
-        path = lake(rows)
+        path = lake(rows, customers)
         for name in contenders:
             if "spark" in name and rows > SPARK_MAX_ROWS:
                 print(f"  {name}: not run above {SPARK_MAX_ROWS:,} lines", file=sys.stderr)
@@ -233,13 +235,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--contenders", default=",".join(ANALYSIS))
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument(
+        "--customers",
+        type=int,
+        help="generate the lakes with the wholesale preset (lgs-fast generate --customers N)",
+    )
     args = parser.parse_args()
     sizes = (
         [int(s) for s in args.sizes.split(",")]
         if args.sizes
         else (FULL if os.environ.get("BENCH_FULL") else QUICK)
     )
-    results = run(sizes, args.repeat, args.contenders.split(","))
+    results = run(sizes, args.repeat, args.contenders.split(","), args.customers)
     results += together(results)
     results.sort(key=lambda r: (r["rows"], ORDER.get(str(r["contender"]), len(ORDER))))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ import polars as pl
 from lgs_fast.definitions import ENGINES, Engine, Options, is_uri
 from lgs_fast.errors import InputError, LgsError
 from lgs_fast.lake import Snapshot, default_lake, reading, scan_layers, verify_lake
+from lgs_fast.metrics import MODEL_INPUTS
 from lgs_fast.outputs import OutputSwitch, check_apart
 
 if TYPE_CHECKING:
@@ -441,9 +442,7 @@ def analyze(
         if options.recommend_segments:
             say("recommending products…")
         tables.update(recommendation_outputs(tables, options))
-        # The model's inputs stay out of OUT: customer_products has a row per customer and
-        # product (millions on a large lake); compute_tables returns both.
-        for name in ("customer_products", "product_names"):
+        for name in MODEL_INPUTS:
             tables.pop(name)
         say("fitting the sales forecast…")
         tables.update(forecast_outputs(tables))

@@ -293,17 +293,33 @@ def load_pg_command(files: tuple[Path, ...], dsn: str | None, table: str, append
     show_default=True,
     help="Random seed; the same seed gives the same lake.",
 )
+@click.option(
+    "--customers",
+    type=click.IntRange(1, 1_000_000),
+    help="Wholesale preset: this many customers, each ordering 80% of their lines from a range "
+    "of 200 products of their own, over --years years (the worst case for recommendations).",
+)
+@click.option(
+    "--years",
+    type=click.IntRange(1, 10),
+    help="Years of invoices (default: 1; 2 with --customers).",
+)
 @click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
-def generate_command(rows: int, seed: int, lake: Path | None) -> None:
+def generate_command(
+    rows: int, seed: int, customers: int | None, years: int | None, lake: Path | None
+) -> None:
     """Write a lake of synthetic lines that look like LGS's, for scale tests and benchmarks.
 
     Calibrated from the shipped real data: baskets, products and prices, the November peak,
     countries, guest invoices, cancellations, heavy-tailed customers. Streams in chunks of a
-    million lines, so 100M lines need no more memory than 1M.
+    million lines, so 100M lines need no more memory than 1M. With --customers, a fixed number
+    of wholesale customers who mostly re-order from ranges of their own, over two years.
     """
     from lgs_fast.generate import generate
 
-    root, written = generate(rows, lake, seed=seed, progress=_progress("generated"))
+    root, written = generate(
+        rows, lake, seed=seed, progress=_progress("generated"), customers=customers, years=years
+    )
     _done_progress()
     click.echo(f"lake {root}: {written:,} lines (seed {seed})")
 
@@ -521,15 +537,14 @@ def _lake(value: str | None) -> str | Path | None:
 @click.option(
     "--no-recommendations",
     is_flag=True,
-    help="Recommend no products (their co-occurrence counts are the costliest part of the "
-    "analysis on large lakes: at 10M lines, more than all the other tables together).",
+    help="Recommend no products (no customer × product table is aggregated, no model fitted).",
 )
 @click.option(
     "--recommendations",
     type=click.IntRange(1, 100),
     default=3,
     show_default=True,
-    help="Products recommended per customer.",
+    help="Products per customer in each kind of recommendation (re-order, new to them).",
 )
 @click.option(
     "--bins",
@@ -586,12 +601,13 @@ def analyze_command(
 
     OUT/tables/NAME.{parquet,csv} for overview, invoice_amounts, invoice_histogram, monthly,
     weekly_sales, rfm, segments, segment_movement, segment_transitions, recommendations,
+    recommendation_holdout,
     top_countries, top_products, reversed_invoices, cohorts, data_quality, clv_summary, clv,
     clv_models, clv_segments (and with --calibration-end the clv_holdout tables),
     sales_forecast, forecast_backtest, forecast_models; OUT/charts/NAME.vl.json, NAME.svg and
     NAME.png; OUT/segments/SEGMENT.csv for campaigns (customers with a net spend above £0,
     highest spend first, with their last purchase date, segment movement and recommended
-    products); OUT/lgs_report.xlsx, an Excel workbook with a sheet per table and per segment
+    products: reorder_1…, their own products to order again, and new_1…, products new to them); OUT/lgs_report.xlsx, an Excel workbook with a sheet per table and per segment
     list; OUT/report.html (opens offline).
     Charts, segment lists, workbook and report are written together (none with --no-report).
 

@@ -24,6 +24,12 @@ from lgs_fast.schema import POLARS_SCHEMA
 
 REAL = Path(__file__).resolve().parent / "data" / "online_retail.parquet"
 CHUNK_LINES = 1_000_000
+# The wholesale preset (`customers=`): each customer orders this share of their lines from a
+# range of `RANGE` products of their own (drawn as lines are, so best sellers are in most
+# ranges), the rest from the whole catalogue: a wholesaler re-orders what sells for them.
+RANGE = 200
+RANGE_SHARE = 0.8
+MAX_CUSTOMERS = 1_000_000
 _FIRST_INVOICE = 1_000_000
 _US_PER_DAY = 86_400_000_000
 
@@ -102,21 +108,31 @@ def calibrate(real: Path = REAL) -> Calibration:
 
 
 class _Customers:
-    """Customers with heavy-tailed purchase propensity (the real invoices-per-customer counts)."""
+    """Customers with heavy-tailed purchase propensity (the real invoices-per-customer counts);
+    with `ranges`, each has a range of `RANGE` products of their own (rows of the calibration's
+    placed lines)."""
 
-    def __init__(self, cal: Calibration, count: int, rng: np.random.Generator) -> None:
+    def __init__(
+        self, cal: Calibration, count: int, rng: np.random.Generator, *, ranges: bool = False
+    ) -> None:
         weights = rng.choice(cal.invoices_per_customer, size=count).astype(np.float64)
         self.cumulative = np.cumsum(weights / weights.sum())
         self.countries = rng.choice(cal.customer_countries, size=count)
         self.ids = np.arange(12_346, 12_346 + count, dtype=np.int64)
+        self.ranges = (
+            rng.integers(0, cal.placed.height, size=(count, RANGE), dtype=np.int32)
+            if ranges
+            else None
+        )
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         index = np.searchsorted(self.cumulative, rng.random(n), side="right")
         return np.minimum(index, len(self.ids) - 1)
 
 
-def _dates(cal: Calibration, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Invoice times over one year of the real span's rhythm, as microseconds since epoch."""
+def _dates(cal: Calibration, rng: np.random.Generator, n: int, years: int = 1) -> np.ndarray:
+    """Invoice times over `years` years of the real span's rhythm (each later year 365 days
+    after the first), as microseconds since epoch."""
     months = rng.choice(12, size=n, p=cal.month_weights) + 1
     first, last = cal.years
     # December belongs to the first year (the real span runs Dec .. Dec), the rest to the next.
@@ -128,6 +144,8 @@ def _dates(cal: Calibration, rng: np.random.Generator, n: int) -> np.ndarray:
     slot = np.where(months == 12, 0, months)
     day = month_start[slot] + (rng.random(n) * lengths[slot]).astype(np.int64)
     seconds = rng.choice(cal.seconds_of_day, size=n)
+    if years > 1:
+        day = day + rng.integers(0, years, size=n) * 365
     return day * _US_PER_DAY + seconds * 1_000_000
 
 
@@ -137,6 +155,7 @@ def _chunk(
     rng: np.random.Generator,
     first_invoice: int,
     invoices: int,
+    years: int = 1,
 ) -> pl.DataFrame:
     guest = rng.random(invoices) < cal.guest_share
     sizes = np.where(
@@ -149,7 +168,7 @@ def _chunk(
     country = np.where(
         guest, rng.choice(cal.guest_countries, size=invoices), customers.countries[who]
     )
-    when = _dates(cal, rng, invoices)
+    when = _dates(cal, rng, invoices, years)
     # Cancellations: credit notes for customers' invoices, a little later, smaller baskets.
     cancels = np.flatnonzero(~guest & (rng.random(invoices) < cal.cancel_share))
     c_sizes = rng.choice(cal.cancel_baskets, size=len(cancels))
@@ -165,9 +184,15 @@ def _chunk(
     n_lines = len(line_inv)
     # Invoices with a customer or none come first, credit notes last, so their lines do too.
     n_placed = int(sizes.sum())
+    picks = rng.integers(0, cal.placed.height, size=n_placed)
+    if customers.ranges is not None:
+        placed_inv = line_inv[:n_placed]
+        own = ~guest[placed_inv] & (rng.random(n_placed) < RANGE_SHARE)
+        owner = who[placed_inv[own]]
+        picks[own] = customers.ranges[owner, rng.integers(0, RANGE, size=len(owner))]
     items = pl.concat(
         [
-            cal.placed[rng.integers(0, cal.placed.height, size=n_placed)],
+            cal.placed[picks],
             cal.cancelled[rng.integers(0, cal.cancelled.height, size=n_lines - n_placed)],
         ]
     )
@@ -201,21 +226,39 @@ def _chunk(
 
 
 def generate_lines(
-    rows: int, seed: int = 0, *, calibration: Calibration | None = None
+    rows: int,
+    seed: int = 0,
+    *,
+    calibration: Calibration | None = None,
+    customers: int | None = None,
+    years: int | None = None,
 ) -> Iterator[pl.DataFrame]:
-    """Exactly `rows` synthetic lines, in chunks of about a million; deterministic for `seed`."""
+    """Exactly `rows` synthetic lines, in chunks of about a million; deterministic for `seed`.
+
+    `customers`: the wholesale preset, that many customers (of whom the heavy tail leaves a few
+    without an invoice) each ordering mostly from a range of their own, over `years` years
+    (default 2); without it, as many customers as the real data has per line, over one year.
+    """
     if rows < 1:
         raise InputError(f"--rows must be at least 1, not {rows}")
+    if customers is not None and not 1 <= customers <= MAX_CUSTOMERS:
+        raise InputError(f"--customers must be between 1 and {MAX_CUSTOMERS:,}, not {customers}")
+    years = years if years is not None else (2 if customers is not None else 1)
+    if not 1 <= years <= 10:
+        raise InputError(f"--years must be between 1 and 10, not {years}")
     cal = calibration or calibrate()
     rng = np.random.default_rng(seed)
-    # Heavy tails leave some drawn-for customers without an invoice; 1.2× as many candidates
-    # gives about the real number of lines per active customer.
-    customers = _Customers(cal, max(1, round(1.2 * rows / cal.lines_per_customer)), rng)
+    if customers is None:
+        # Heavy tails leave some drawn-for customers without an invoice; 1.2× as many
+        # candidates gives about the real number of lines per active customer.
+        people = _Customers(cal, max(1, round(1.2 * rows / cal.lines_per_customer)), rng)
+    else:
+        people = _Customers(cal, customers, rng, ranges=True)
     mean_lines = float(np.mean(cal.customer_baskets)) * (1 + cal.cancel_share * 0.2)
     next_invoice, left = _FIRST_INVOICE, rows
     while left > 0:
         invoices = max(1, int(min(left, CHUNK_LINES) / mean_lines))
-        chunk = _chunk(cal, customers, rng, next_invoice, invoices)
+        chunk = _chunk(cal, people, rng, next_invoice, invoices, years)
         next_invoice += 2 * invoices
         chunk = chunk.head(left)
         left -= chunk.height
@@ -228,14 +271,20 @@ def generate(
     *,
     seed: int = 0,
     progress: Progress | None = None,
+    customers: int | None = None,
+    years: int | None = None,
 ) -> tuple[Path, int]:
-    """Write `rows` synthetic lines as the lake (atomically, like an import)."""
+    """Write `rows` synthetic lines as the lake (atomically, like an import); `customers` and
+    `years` as in `generate_lines`."""
     root = Path(lake) if lake is not None else default_lake()
+    lines = generate_lines(rows, seed, customers=customers, years=years)
+    preset = "" if customers is None else f", {customers} wholesale customers"
     manifest, _ = write_lake(
-        generate_lines(rows, seed),
+        lines,
         root,
-        source=[f"generated: {rows} lines, seed {seed}"],
-        extra={"kind": "generate", "seed": seed},
+        source=[f"generated: {rows} lines, seed {seed}{preset}"],
+        extra={"kind": "generate", "seed": seed}
+        | ({} if customers is None else {"customers": customers}),
         progress=progress,
     )
     return root, manifest.rows

@@ -872,6 +872,9 @@ ANALYSES = (
     "reversed_invoices", "cohorts", "data_quality",
     "clv_summary", "weekly_sales", "customer_products", "product_names",
 )  # fmt: skip
+# Tables only the recommendation model reads: `analyze` does not write them (customer_products
+# has a row per customer and product, millions on a large lake); `compute_tables` returns them.
+MODEL_INPUTS = ("customer_products", "product_names")
 
 
 def tables(

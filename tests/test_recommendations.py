@@ -16,7 +16,7 @@ from lgs_fast.analyze import compute_tables, recommendation_outputs
 from lgs_fast.definitions import UNCLASSIFIED, Options
 from lgs_fast.errors import InputError
 from lgs_fast.models import recommend
-from tests.utils import START, assert_agree, check_agreement, frame, line
+from tests.utils import START, assert_agree, check_agreement, line
 
 # Everyone is recommended to, whatever segment a few hand-made customers fall in.
 EVERYONE = Options(recommend_segments=(*(r.name for r in Options().rules), UNCLASSIFIED))

@@ -11,9 +11,9 @@ holding it, the day of the latest, whether the last purchase invoice holds it) a
 - **new** (new to the customer): products they have not bought, scored by an item-item model
   over the customers × products matrix X of purchase invoices. X is weighted by BM25 (customers
   as documents, K1 = 100, B = 0.8, as implicit's `bm25_weight`, idf never negative: `bm25`),
-  the similarity of two products
-  is the dot product of their weighted columns, each product keeps its `NEIGHBOURS` most similar
-  others, and score(c, p) = Σ over c's products a of X[c, a] · sim(a, p). The score is shown
+  the similarity of two products is the dot product of their weighted columns, each product
+  keeps its `NEIGHBOURS` most similar others, and score(c, p) = Σ over c's products a of
+  X[c, a] · sim(a, p). The score is shown
   relative to the customer's best (1 = their strongest new product), rounded to 9 decimals so
   that ties do not hang on the order of floating-point additions; ties by best seller, then
   stock_code.
@@ -27,6 +27,7 @@ built in canonical order, whatever order the engine returned its rows in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -65,6 +66,10 @@ RECOMMENDATIONS_SCHEMA: Final = pl.Schema(
         "description": pl.String,
         "score": pl.Float64,
     }
+)
+# What each method picks, in order within each customer, before `_ranked` numbers them.
+_PICKS_SCHEMA: Final = pl.Schema(
+    {"customer_id": pl.Int64, "stock_code": pl.String, "score": pl.Float64}
 )
 HOLDOUT_SCHEMA: Final = pl.Schema(
     {
@@ -237,7 +242,7 @@ def new_to_you(
                     "stock_code": m.codes.gather(col),
                     "score": value,
                 },
-                schema={"customer_id": pl.Int64, "stock_code": pl.String, "score": pl.Float64},
+                schema=_PICKS_SCHEMA,
             )
         )
     frame = pl.concat(parts) if parts else pl.DataFrame(schema=_PICKS_SCHEMA)
@@ -264,11 +269,6 @@ def reorder(m: Matrix, customer_ids: np.ndarray, top: int) -> pl.DataFrame:
         schema=_PICKS_SCHEMA,
     )
     return _ranked(frame)
-
-
-_PICKS_SCHEMA: Final = pl.Schema(
-    {"customer_id": pl.Int64, "stock_code": pl.String, "score": pl.Float64}
-)
 
 
 def _ranked(picks: pl.DataFrame) -> pl.DataFrame:
@@ -319,14 +319,26 @@ def recommendations(
     )
 
 
-def holdout(customer_products: pl.DataFrame, rfm: pl.DataFrame, options: Options) -> pl.DataFrame:
+# A method of the holdout: (matrix, customer ids, how many) → (customer_id, rank, stock_code,
+# score), as `reorder`, `new_to_you` and `best_sellers`.
+Method = Callable[[Matrix, np.ndarray, int], pl.DataFrame]
+
+
+def holdout(
+    customer_products: pl.DataFrame,
+    rfm: pl.DataFrame,
+    options: Options,
+    *,
+    methods: dict[str, Method] | None = None,
+) -> pl.DataFrame:
     """Table `recommendation_holdout` (method, customers, hits, hit_rate): how often each kind,
     and the best sellers a customer has not bought, hold a product of the next order.
 
     Protocol: each customer of the target segments who bought a product before their last
     purchase invoice has that invoice hidden (`on_last_invoice`), and is recommended to from the
     rest (the model refitted without the hidden invoices); a hit is a customer whose hidden
-    invoice holds one of their `options.recommendations` products of that method."""
+    invoice holds one of their `options.recommendations` products of that method. `methods`,
+    other methods to score the same way (the benchmarks' peers), after the three."""
     empty = pl.DataFrame(schema=HOLDOUT_SCHEMA)
     chosen = targets(rfm, options).select("customer_id")
     if chosen.height == 0 or customer_products.height == 0:
@@ -341,30 +353,18 @@ def holdout(customer_products: pl.DataFrame, rfm: pl.DataFrame, options: Options
     if len(ids) == 0:
         return empty
     m = matrix(rest)
-    n = options.recommendations
-    methods = {
-        "reorder": reorder(m, ids, n),
-        "new": new_to_you(m, ids, n),
-        "best sellers not yet bought": best_sellers(m, ids, n),
+    everyone: dict[str, Method] = {
+        "reorder": reorder,
+        "new": new_to_you,
+        "best sellers not yet bought": best_sellers,
+        **(methods or {}),
     }
-
-    def hits(picks: pl.DataFrame) -> int:
-        return (
-            picks.join(held, on=["customer_id", "stock_code"]).get_column("customer_id").n_unique()
-        )
-
-    return pl.DataFrame(
-        [
-            {
-                "method": name,
-                "customers": len(ids),
-                "hits": (h := hits(picks)),
-                "hit_rate": h / len(ids),
-            }
-            for name, picks in methods.items()
-        ],
-        schema=HOLDOUT_SCHEMA,
-    )
+    rows = []
+    for name, method in everyone.items():
+        picks = method(m, ids, options.recommendations)
+        hits = picks.join(held, on=["customer_id", "stock_code"])["customer_id"].n_unique()
+        rows.append((name, len(ids), hits, hits / len(ids)))
+    return pl.DataFrame(rows, schema=HOLDOUT_SCHEMA, orient="row")
 
 
 def best_sellers(m: Matrix, customer_ids: np.ndarray, top: int) -> pl.DataFrame:
