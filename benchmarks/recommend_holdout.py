@@ -91,6 +91,26 @@ def _cosine(counts: sparse.csr_matrix) -> sparse.csr_matrix:
     return (ones @ sparse.diags(1 / np.maximum(norms, 1))).tocsr()
 
 
+class _CustomerDocumentsBM25:
+    """implicit's item-item recommender over the matrix weighted by `implicit.bm25_weight` with
+    customers as documents, as lgs_fast weighs it (implicit's own BM25Recommender takes products
+    as documents)."""
+
+    def __init__(self, K: int) -> None:
+        from implicit.nearest_neighbours import ItemItemRecommender
+
+        self.model = ItemItemRecommender(K=K, num_threads=1)
+
+    def fit(self, user_items: sparse.csr_matrix, show_progress: bool = False) -> None:
+        from implicit.nearest_neighbours import bm25_weight
+
+        weighted = bm25_weight(user_items, K1=100, B=0.8).tocsr()
+        self.model.fit(weighted, show_progress=show_progress)
+
+    def recommend(self, *args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.recommend(*args, **kwargs)  # type: ignore[no-any-return]
+
+
 def peers() -> dict[str, Method]:
     from implicit.als import AlternatingLeastSquares
     from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
@@ -98,8 +118,11 @@ def peers() -> dict[str, Method]:
     return {
         "co-occurrence counts (customers as baskets)": _item_item(_binary),
         "cosine item-item": _item_item(_cosine),
-        "implicit BM25 item-item (K=200)": _implicit(
+        "implicit BM25Recommender, products as documents (K=200)": _implicit(
             lambda: BM25Recommender(K=200, K1=100, B=0.8, num_threads=1)
+        ),
+        "implicit item-item on BM25 with customers as documents (K=200)": _implicit(
+            lambda: _CustomerDocumentsBM25(K=200)
         ),
         "implicit cosine item-item (K=200)": _implicit(
             lambda: CosineRecommender(K=200, num_threads=1)

@@ -10,7 +10,8 @@ holding it, the day of the latest, whether the last purchase invoice holds it) a
   ordered before.
 - **new** (new to the customer): products they have not bought, scored by an item-item model
   over the customers × products matrix X of purchase invoices. X is weighted by BM25 (customers
-  as documents, K1 = 100, B = 0.8, as implicit's `bm25_weight`, idf never negative: `bm25`),
+  as documents, K1 = 100, B = 0.8, as implicit's `bm25_weight`, idf never negative: `bm25`;
+  implicit's BM25Recommender takes products as documents, which does half as well here),
   the similarity of two products is the dot product of their weighted columns, each product
   keeps its `NEIGHBOURS` most similar others, and score(c, p) = Σ over c's products a of
   X[c, a] · sim(a, p). The score is shown
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
 
 KINDS: Final = RECOMMENDATION_KINDS
 
-# BM25 weighting of the customers × products matrix: implicit's defaults, which did best of the
-# values tried on the shipped data's holdout (K1 from 1.2 to 100, B from 0.5 to 0.95).
+# BM25 weighting of the customers × products matrix: implicit's `bm25_weight` defaults, which did
+# best of the values tried on the shipped data's holdout (K1 from 1.2 to 100, B 0.5 to 0.95).
 BM25_K1: Final = 100.0
 BM25_B: Final = 0.8
 # Most similar products kept per product, and strongest products per customer counted in the
