@@ -21,7 +21,7 @@ from benchmarks.datasets import lake as benchmark_lake
 from lgs_fast import analyze
 from lgs_fast.analyze import compute_tables
 from lgs_fast.metrics import ANALYSES
-from tests.utils import assert_agree
+from tests.utils import assert_tables_agree
 
 
 def main() -> int:
@@ -44,7 +44,7 @@ def main() -> int:
         for name in ANALYSES:
             try:
                 assert tables[name].schema == reference[name].schema, "schemas differ"
-                assert_agree(tables[name], reference[name], f"{label}/{name}")
+                assert_tables_agree(name, tables[name], reference[name], f"{label}/{name}")
             except AssertionError as err:
                 differing += 1
                 print(f"DIFFERS {label} {name}: {str(err).splitlines()[0]}")

@@ -593,7 +593,7 @@ def customer_products(df: pd.DataFrame, options: Options) -> pd.DataFrame:
         on_last_invoice=("on_last", "any"),
     )
     g["last_purchase"] = g["last_purchase"].dt.date
-    return g.reset_index().sort_values(["customer_id", "stock_code"])[columns]
+    return g.reset_index()[columns]
 
 
 def product_names(df: pd.DataFrame, options: Options) -> pd.DataFrame:

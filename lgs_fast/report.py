@@ -131,7 +131,7 @@ def analysis_settings(
         ("Score bins", f"{options.bins}"),
         ("Segment map", f"{'shipped' if shipped else 'custom'}, {len(options.rules)} segments"),
         ("Top countries and products", f"{options.top}"),
-        ("Recommendations", f"{options.recommendations} each, for {', '.join(options.recommend_segments)}"
+        ("Recommendations", f"{options.recommendations} to re-order and {options.recommendations} new, each, for {', '.join(options.recommend_segments)}"
          if options.recommend_segments else NO_RECOMMENDATIONS),
     ]  # fmt: skip
     if clv is not None:

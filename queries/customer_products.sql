@@ -2,8 +2,9 @@
 -- product code (none after as_of): invoices = the purchase invoices holding it, last_purchase =
 -- the day of the latest, on_last_invoice = whether the customer's last purchase invoice (latest
 -- by date, then greatest number, from the invoice layer) holds it. The input of the
--- recommendation model (lgs_fast/models/recommend.py); no segment to recommend to: empty, and
--- no line read (the constant filter prunes the scan).
+-- recommendation model (lgs_fast/models/recommend.py); rows in no set order (sorting millions
+-- of them would cost more than computing them); no segment to recommend to: empty, and no line
+-- read (the constant filter prunes the scan).
 WITH last_invoices AS (
     SELECT customer_id, invoice_no AS last_invoice
     FROM invoices
@@ -28,4 +29,3 @@ WHERE NOT starts_with(p.invoice_no, 'C')
     AND (getvariable('as_of') IS NULL OR p.invoice_date <= getvariable('as_of')::TIMESTAMP)
     AND array_length(getvariable('recommend_segments')) > 0
 GROUP BY p.customer_id, p.stock_code
-ORDER BY p.customer_id, p.stock_code

@@ -11,7 +11,7 @@ from benchmarks import pandas_reference as reference
 from lgs_fast.analyze import compute_tables
 from lgs_fast.definitions import Options
 from lgs_fast.metrics import ANALYSES
-from tests.utils import assert_agree
+from tests.utils import assert_tables_agree
 
 CASES = {
     "standard": Options(),
@@ -38,7 +38,7 @@ def test_engines_agree_with_pandas(
     assert list(got) == list(ANALYSES)
     expected = _pandas(lake, case)
     for name in ANALYSES:
-        assert_agree(got[name], expected[name], f"{engine}/{data}/{case}/{name}")  # type: ignore[arg-type]
+        assert_tables_agree(name, got[name], expected[name], f"{engine}/{data}/{case}/{name}")  # type: ignore[arg-type]
 
 
 def test_engines_agree_exactly_on_schema(retail_lake: Path) -> None:
@@ -46,7 +46,7 @@ def test_engines_agree_exactly_on_schema(retail_lake: Path) -> None:
     duckdb = compute_tables(retail_lake, engine="duckdb")
     for name in ANALYSES:
         assert polars[name].schema == duckdb[name].schema, name
-        assert_agree(polars[name], duckdb[name], name)
+        assert_tables_agree(name, polars[name], duckdb[name], name)
 
 
 def test_date_range(retail_lake: Path, engine: str) -> None:
@@ -97,5 +97,7 @@ def test_streaming_path_agrees(retail_lake: Path) -> None:
     for rows, streaming in ((IN_MEMORY_ROWS, False), (1, True)):
         other = _collect(layers, Options(), rows=rows, streaming=streaming)
         for name in ANALYSES:
-            assert_agree(whole[name], other[name], f"{rows} rows, streaming {streaming}/{name}")
+            assert_tables_agree(
+                name, whole[name], other[name], f"{rows} rows, streaming {streaming}/{name}"
+            )
     assert dict(whole["data_quality"].iter_rows())["exact_duplicate_lines"] == 5_268

@@ -24,7 +24,7 @@ from lgs_fast.definitions import Options
 from lgs_fast.generate import generate
 from lgs_fast.metrics import ANALYSES
 from tests.test_properties import START, check_agreement
-from tests.utils import assert_agree
+from tests.utils import assert_tables_agree
 
 GENERATED_ROWS = 2_000_000
 
@@ -158,8 +158,8 @@ def test_engines_agree_on_every_table_of_generated_lines(
     assert duckdb["overview"]["lines"].item() == GENERATED_ROWS
     for name in ANALYSES:
         assert polars[name].schema == duckdb[name].schema, name
-        assert_agree(polars[name], duckdb[name], f"generated/{name}")
-        assert_agree(polars[name], streamed[name], f"generated/streaming/{name}")
+        assert_tables_agree(name, polars[name], duckdb[name], f"generated/{name}")
+        assert_tables_agree(name, polars[name], streamed[name], f"generated/streaming/{name}")
     for other in (polars, streamed):
         assert other["rfm"]["monetary"].to_list() == duckdb["rfm"]["monetary"].to_list()
         assert other["rfm"].drop("monetary").equals(duckdb["rfm"].drop("monetary"))

@@ -15,7 +15,7 @@ from lgs_fast.analyze import compute_tables
 from lgs_fast.definitions import Options
 from lgs_fast.dialect import to_spark
 from lgs_fast.metrics import ANALYSES
-from tests.utils import assert_agree
+from tests.utils import assert_tables_agree
 
 MASTER = "local[2]"
 
@@ -31,7 +31,7 @@ def _agree(got: dict[str, pl.DataFrame], expected: dict[str, pl.DataFrame], what
     assert list(got) == list(expected), what
     for name in expected:
         assert got[name].schema == expected[name].schema, f"{what}/{name}"
-        assert_agree(expected[name], got[name], f"{what}/{name}")
+        assert_tables_agree(name, expected[name], got[name], f"{what}/{name}")
 
 
 # The shipped lines whole (standard preset), and the Online Retail II month over a range that
