@@ -321,7 +321,8 @@ def generate_command(
         rows, lake, seed=seed, progress=_progress("generated"), customers=customers, years=years
     )
     _done_progress()
-    click.echo(f"lake {root}: {written:,} lines (seed {seed})")
+    preset = "" if customers is None else f", {customers:,} wholesale customers"
+    click.echo(f"lake {root}: {written:,} lines (seed {seed}{preset}), synthetic")
 
 
 @cli.command("verify")
