@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from lgs_fast.cli import cli
 from lgs_fast.errors import InputError
 from lgs_fast.generate import generate, generate_lines
-from lgs_fast.lake import scan, verify_lake
+from lgs_fast.lake import Manifest, scan, verify_lake
 from lgs_fast.schema import POLARS_SCHEMA
 from tests.conftest import EMBEDDED
 
@@ -99,3 +99,44 @@ def test_cli_generate(tmp_path: Path) -> None:
 def test_rows_must_be_positive() -> None:
     with pytest.raises(InputError):
         next(generate_lines(0))
+
+
+def test_wholesale_preset_reorders_from_ranges_over_two_years(tmp_path: Path) -> None:
+    """--customers: that many customers at most, two years of dates, and most of a customer's
+    lines from a range of their own, so they hold far fewer products than the standard
+    generator's customers of as many lines."""
+    result = CliRunner().invoke(
+        cli,
+        ["generate", "--rows", "300000", "--customers", "200", "--lake", str(tmp_path / "w")],
+    )
+    assert result.exit_code == 0, result.output
+    assert "300,000 lines (seed 0, 200 wholesale customers), synthetic" in result.output
+    lines = scan(tmp_path / "w").collect()
+    assert lines.height == 300_000
+    customers = lines["customer_id"].drop_nulls().n_unique()
+    assert 190 <= customers <= 200
+    span = lines["invoice_date"].max() - lines["invoice_date"].min()  # type: ignore[operator]
+    assert span.days > 700
+    bought = lines.filter(pl.col("customer_id").is_not_null(), pl.col("quantity") > 0)
+    per_customer = bought.group_by("customer_id").agg(
+        lines=pl.len(), products=pl.col("stock_code").n_unique()
+    )
+    busy = per_customer.filter(pl.col("lines") >= 1_000)
+    # A range of 200 plus a fifth of the lines from anywhere: well under one product a line.
+    assert busy.height > 50
+    assert (busy["products"] < 200 + 0.3 * busy["lines"]).all()
+    standard = pl.concat(list(generate_lines(300_000, seed=0)))
+    assert standard["customer_id"].drop_nulls().n_unique() > 5 * customers
+    assert Manifest.read(tmp_path / "w").source == [
+        "generated: 300000 lines, seed 0, 200 wholesale customers"
+    ]
+
+
+def test_wholesale_preset_is_deterministic_and_checked() -> None:
+    a = pl.concat(list(generate_lines(20_000, seed=5, customers=50)))
+    b = pl.concat(list(generate_lines(20_000, seed=5, customers=50)))
+    assert a.equals(b)
+    with pytest.raises(InputError, match="--customers must be between 1 and 1,000,000, not 0"):
+        next(generate_lines(10, customers=0))
+    with pytest.raises(InputError, match="--years must be between 1 and 10, not 11"):
+        next(generate_lines(10, customers=5, years=11))
