@@ -1,25 +1,27 @@
-"""Weekly net revenue forecast with prediction intervals, and its rolling-origin backtest.
+"""Weekly net revenue forecast with prediction intervals, chosen by a rolling-origin backtest.
 
 Input: the `weekly_sales` table of either engine, of which only the complete weeks are used
 (DESIGN.md "weekly sales and forecast"): a partial first or last week would read as a collapse.
 
-Model: exponential smoothing (ETS) with additive errors and no seasonal term, with no trend,
-an additive trend or a damped additive trend (ETS(A,N,N), ETS(A,A,N), ETS(A,Ad,N)), each
-fitted by maximum likelihood with statsmodels' `ETSModel`; the smallest AICc is used. Errors
-are additive because a week can hold nothing (the shop closes over Christmas) or net to less
-than nothing, which multiplicative errors cannot describe. There is no seasonal term because
-the only season weekly gift-ware sales have is the year: 52 weekly seasonal states need at
-least two years of weeks to be told apart from noise, and the shipped data holds one. The 80%
-and 95% intervals are the model's own, in closed form (exact for these linear models).
+Candidates (`METHODS`): the naive forecast (the last complete week repeated), the mean of the
+last 4 weeks, exponential smoothing (ETS with additive errors and no trend, an additive trend or
+a damped one, `CANDIDATES`, the smallest AICc of the three fitted by maximum likelihood with
+statsmodels' `ETSModel`), the Theta method (statsmodels' `ThetaModel`: simple exponential
+smoothing plus half the slope of a linear trend, no seasonal adjustment), and the mean of those
+four. Errors are additive because a week can hold nothing (the shop closes over Christmas) or
+net to less than nothing. There is no seasonal term because the only season weekly gift-ware
+sales have is the year, and the shipped data holds one.
 
 Backtest: rolling origin. Every week that leaves at least `MIN_TRAINING` weeks before it and
-the whole horizon after it is an origin; the model is chosen and fitted again on the weeks up
-to the origin and forecasts the next weeks, and so does the naive forecast (the last week's
-revenue, repeated). The baseline is the plain naive forecast, not the seasonal one, because a
-seasonal naive forecast repeats the same week a year before, which a year of data does not
-have for any origin. Errors: MASE (absolute error over the mean absolute one-week change in
-that origin's training weeks, the in-sample error of the naive forecast) and sMAPE (in percent,
-200 |y − ŷ| / (|y| + |ŷ|)).
+the whole horizon after it is an origin; every candidate is fitted again on the weeks up to the
+origin and forecasts the next weeks. Errors: MASE (absolute error over the mean absolute
+one-week change in that origin's training weeks, the in-sample error of the naive forecast) and
+sMAPE (in percent, 200 |y − ŷ| / (|y| + |ŷ|)). The published forecast is the candidate with the
+lowest MASE over all origins and horizons (the simpler on a tie), not the one a likelihood
+prefers: on the shipped data AICc picks ETS, which forecasts worse than naive. Its intervals are
+the model's own where it has them (ETS in closed form, Theta), else the backtest's errors at each
+horizon (their 2.5, 10, 90 and 97.5% quantiles around the forecast). With too few weeks for a
+backtest, the ETS candidate with the lowest AICc is published and the models table says why.
 
 statsmodels (and the pandas it needs) is imported inside the functions that fit, so that
 `import lgs_fast` stays light. The fits run with one BLAS thread (`lgs_fast.threads`):
@@ -60,6 +62,12 @@ CANDIDATES: Final[dict[str, dict[str, Any]]] = {
     "ETS(A,Ad,N)": {"trend": "add", "damped_trend": True},
 }
 NAIVE: Final = "naive"
+MEAN_4: Final = "mean of last 4 weeks"
+ETS: Final = "ETS"
+THETA: Final = "Theta"
+COMBINATION: Final = "mean of the four"
+# The backtest's candidates, simplest first (the first wins an exact tie in MASE).
+METHODS: Final = (NAIVE, MEAN_4, ETS, THETA, COMBINATION)
 _PARAMETERS: Final = {"smoothing_level": "alpha", "smoothing_trend": "beta", "damping_trend": "phi"}
 
 FORECAST_SCHEMA: Final = {
@@ -70,7 +78,8 @@ FORECAST_SCHEMA: Final = {
 BACKTEST_SCHEMA: Final = {
     "method": pl.String, "horizon": pl.Int32, "origins": pl.Int64,
     "first_origin": pl.Date, "last_origin": pl.Date,
-    "mase": pl.Float64, "smape": pl.Float64, "mae": pl.Float64, "models": pl.String,
+    "mase": pl.Float64, "smape": pl.Float64, "mae": pl.Float64,
+    "beats_naive": pl.Int64, "chosen": pl.Boolean, "models": pl.String,
 }  # fmt: skip
 MODELS_SCHEMA: Final = {
     "model": pl.String, "chosen": pl.Boolean, "aicc": pl.Float64,
@@ -158,60 +167,121 @@ def _smape(actual: Array, forecast: Array) -> Array:
     return np.where(denominator > 0, 200 * np.abs(actual - forecast) / safe, 0.0)
 
 
+def _theta(y: Array, horizon: int) -> dict[str, Array] | None:
+    """The Theta method's forecasts and intervals for the `horizon` weeks after `y` (statsmodels'
+    `ThetaModel`, θ = 2, no seasonal adjustment), in pounds; None when it cannot be fitted."""
+    import pandas as pd
+    from statsmodels.tsa.forecasting.theta import ThetaModel
+
+    scale = float(np.mean(np.abs(y))) or 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = ThetaModel(pd.Series(y / scale), period=1, deseasonalize=False).fit()
+            out = {"mean": np.asarray(result.forecast(horizon), dtype=float) * scale}
+            for level in LEVELS:
+                bounds = result.prediction_intervals(horizon, alpha=1 - level / 100)
+                out[f"lo_{level}"] = bounds["lower"].to_numpy(dtype=float) * scale
+                out[f"hi_{level}"] = bounds["upper"].to_numpy(dtype=float) * scale
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+    return out if np.all(np.isfinite(out["mean"])) else None
+
+
+def _forecasts(
+    y: Array, horizon: int
+) -> tuple[dict[str, dict[str, Array]], dict[str, _Fit | None]]:
+    """Every candidate's forecasts for the `horizon` weeks after `y` (with the model's intervals
+    where it has them; a candidate that cannot be fitted is left out), and the ETS fits."""
+    out: dict[str, dict[str, Array]] = {
+        NAIVE: {"mean": np.full(horizon, y[-1])},
+        MEAN_4: {"mean": np.full(horizon, float(np.mean(y[-4:])))},
+    }
+    fits = _candidates(y)
+    best = _best(fits)
+    if best is not None:
+        out[ETS] = _predict(best, len(y), horizon)
+    theta = _theta(y, horizon)
+    if theta is not None:
+        out[THETA] = theta
+    if ETS in out and THETA in out:
+        out[COMBINATION] = {"mean": np.mean([out[m]["mean"] for m in METHODS[:4]], axis=0)}
+    return out, fits
+
+
+@dataclass(frozen=True)
+class _Backtest:
+    table: pl.DataFrame
+    errors: dict[str, Array]  # per method: actual − forecast, origins × horizons (NaN: not fitted)
+    chosen: str | None
+
+
 def backtest(
     y: Sequence[float] | Array,
     weeks: Sequence[dt.date],
     horizon: int = HORIZON,
     min_training: int = MIN_TRAINING,
 ) -> pl.DataFrame:
-    """`forecast_backtest`: the model (chosen again by AICc at each origin) and the naive
-    forecast, scored by rolling origin on the weekly series `y` (one value per week of `weeks`).
+    """`forecast_backtest`: every candidate of `METHODS`, fitted again at each origin, scored by
+    rolling origin on the weekly series `y` (one value per week of `weeks`).
 
     Origins are the weeks that leave at least `min_training` weeks up to them and h weeks after
     them, h = min(horizon, weeks left after `min_training`): every origin scores the same
     horizons. One row per method and horizon, after a row per method over all horizons
     (`horizon` null); `origins` is how many origins each mean is over, `first_origin` and
-    `last_origin` the last training week of the first and last; `models`, for the model, which
-    candidate each origin chose. An origin whose training weeks never change has no MASE
-    scale: its MASE is left out of the means. Empty when no week is left to score.
+    `last_origin` the last training week of the first and last; `beats_naive`, in how many
+    origins the method's mean MASE was below the naive forecast's; `chosen`, the method with the
+    lowest overall MASE (its rows); `models`, for ETS, which candidate each origin chose. An
+    origin whose training weeks never change has no MASE scale: its MASE is left out of the
+    means. Empty when no week is left to score.
     """
-    values = np.asarray(y, dtype=float)
+    return _run_backtest(np.asarray(y, dtype=float), weeks, horizon, min_training).table
+
+
+def _run_backtest(
+    values: Array, weeks: Sequence[dt.date], horizon: int, min_training: int
+) -> _Backtest:
     n = len(values)
     h = min(horizon, n - min_training)
     if h < 1:
-        return pl.DataFrame(schema=BACKTEST_SCHEMA)
-    with one_blas_thread():
-        return _backtest(values, weeks, h, min_training)
-
-
-def _backtest(values: Array, weeks: Sequence[dt.date], h: int, min_training: int) -> pl.DataFrame:
-    n = len(values)
+        return _Backtest(pl.DataFrame(schema=BACKTEST_SCHEMA), {}, None)
     origins = range(min_training, n - h + 1)  # number of training weeks at each origin
-    errors: dict[str, list[Array]] = {"ets": [], NAIVE: []}
-    scaled: dict[str, list[Array]] = {"ets": [], NAIVE: []}
-    smape: dict[str, list[Array]] = {"ets": [], NAIVE: []}
-    chosen: Counter[str] = Counter()
-    for o in origins:
-        train, actual = values[:o], values[o : o + h]
-        scale = float(np.mean(np.abs(np.diff(train))))
-        best = _best(_candidates(train))
-        if best is None:
-            chosen["none"] += 1
-            model = np.full(h, np.nan)
-        else:
-            chosen[best.model] += 1
-            model = _predict(best, o, h)["mean"]
-        for method, forecast in (("ets", model), (NAIVE, np.full(h, train[-1]))):
-            errors[method].append(np.abs(actual - forecast))
-            scaled[method].append(errors[method][-1] / scale if scale > 0 else np.full(h, np.nan))
-            smape[method].append(_smape(actual, forecast))
-    used = ", ".join(f"{name} ×{count}" for name, count in chosen.most_common())
+    signed = {m: np.full((len(origins), h), np.nan) for m in METHODS}
+    scaled = {m: np.full((len(origins), h), np.nan) for m in METHODS}
+    smape = {m: np.full((len(origins), h), np.nan) for m in METHODS}
+    used: Counter[str] = Counter()
+    with one_blas_thread():
+        for i, o in enumerate(origins):
+            train, actual = values[:o], values[o : o + h]
+            scale = float(np.mean(np.abs(np.diff(train))))
+            forecasts, fits = _forecasts(train, h)
+            best = _best(fits)
+            used[best.model if best is not None else "none"] += 1
+            for method, forecast in forecasts.items():
+                signed[method][i] = actual - forecast["mean"]
+                if scale > 0:
+                    scaled[method][i] = np.abs(signed[method][i]) / scale
+                smape[method][i] = _smape(actual, forecast["mean"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN means: no value
+        per_origin = {m: np.nanmean(scaled[m], axis=1) for m in METHODS}
+        overall = {m: float(np.nanmean(scaled[m])) for m in METHODS}
+    scored = [m for m in METHODS if math.isfinite(overall[m])]
+    chosen = min(scored, key=lambda m: overall[m]) if scored else None
+    models = {
+        ETS: ", ".join(f"{name} ×{count}" for name, count in used.most_common()),
+        NAIVE: "last week repeated",
+        MEAN_4: "mean of the last 4 weeks repeated",
+        THETA: "simple exponential smoothing plus half the linear trend",
+        COMBINATION: "mean of naive, the 4-week mean, ETS and Theta",
+    }
     rows = []
-    for method in ("ets", NAIVE):
-        e, q, s = (np.vstack(x[method]) for x in (errors, scaled, smape))
+    for method in METHODS:
+        e, q, s = np.abs(signed[method]), scaled[method], smape[method]
+        beats = int(np.sum(per_origin[method] < per_origin[NAIVE]))
         for horizon_of_row, columns in [(None, slice(None)), *((k + 1, k) for k in range(h))]:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN means: no value
+                warnings.simplefilter("ignore", RuntimeWarning)
                 mase = float(np.nanmean(q[:, columns]))
                 smape_mean = float(np.nanmean(s[:, columns]))
                 mae = float(np.nanmean(e[:, columns]))
@@ -220,17 +290,38 @@ def _backtest(values: Array, weeks: Sequence[dt.date], h: int, min_training: int
                     "method": method, "horizon": horizon_of_row, "origins": len(origins),
                     "first_origin": weeks[origins[0] - 1], "last_origin": weeks[origins[-1] - 1],
                     "mase": mase, "smape": smape_mean, "mae": mae,
-                    "models": used if method == "ets" else "last week repeated",
+                    "beats_naive": None if method == NAIVE else beats,
+                    "chosen": method == chosen, "models": models[method],
                 }
             )  # fmt: skip
-    return pl.DataFrame(rows, schema=BACKTEST_SCHEMA).with_columns(
+    table = pl.DataFrame(rows, schema=BACKTEST_SCHEMA).with_columns(
         pl.col("mase", "smape", "mae").fill_nan(None)
     )
+    return _Backtest(table, signed, chosen)
+
+
+def _error_intervals(point: Array, errors: Array) -> dict[str, Array]:
+    """Intervals around `point` from the backtest's errors (actual − forecast) at each horizon:
+    their 10-90% and 2.5-97.5% quantiles, linearly interpolated."""
+    out: dict[str, Array] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for level in LEVELS:
+            tail = (100 - level) / 2
+            out[f"lo_{level}"] = point + np.nanpercentile(errors, tail, axis=0)
+            out[f"hi_{level}"] = point + np.nanpercentile(errors, 100 - tail, axis=0)
+    return out
 
 
 def _models_table(
-    fits: dict[str, _Fit | None], best: _Fit | None, weeks: pl.Series, note: str | None
+    fits: dict[str, _Fit | None],
+    best: _Fit | None,
+    weeks: pl.Series,
+    note: str | None,
+    published: str | None,
 ) -> pl.DataFrame:
+    """`forecast_models`: the ETS candidates fitted to every complete week; `chosen` marks the
+    one the forecast uses, when the published forecast is ETS."""
     first, last = (weeks.min(), weeks.max()) if len(weeks) else (None, None)
     common = {"weeks": len(weeks), "first_week": first, "last_week": last}
     lowest = best.aicc if best is not None else math.nan
@@ -242,21 +333,22 @@ def _models_table(
             )
             continue
         is_best = f is best
-        text = (
-            "lowest AICc: the forecast's model"
-            if is_best
-            else f"AICc {f.aicc - lowest:.1f} above the chosen model"
-        )
+        if not is_best:
+            text = f"AICc {f.aicc - lowest:.1f} above the lowest"
+        elif published == ETS:
+            text = "lowest AICc of the ETS models: the forecast's model"
+        else:
+            text = f"lowest AICc of the ETS models; the forecast is {published}, which did better in the backtest"
         if is_best and note:
             text = f"{text}; {note}"
         rows.append(
             {
-                "model": model, "chosen": is_best, "aicc": f.aicc, **f.parameters,
-                "sigma": f.sigma, **common, "note": text,
+                "model": model, "chosen": is_best and published == ETS, "aicc": f.aicc,
+                **f.parameters, "sigma": f.sigma, **common, "note": text,
             }
         )  # fmt: skip
     if best is None:
-        reason = "no candidate model converged: no forecast" if fits else note
+        reason = "no candidate model converged" if fits else note
         rows.append({"model": "none", "chosen": False, **common, "note": reason})
     return pl.DataFrame(rows, schema=MODELS_SCHEMA)
 
@@ -268,11 +360,12 @@ def sales_forecast(weekly: pl.DataFrame, horizon: int = HORIZON) -> dict[str, pl
 
     - `sales_forecast`: one row per week: the complete weeks (`kind` "actual") then the next
       `horizon` weeks (`kind` "forecast") with the point forecast in `net_revenue`, the 80%
-      and 95% prediction intervals (null on actual weeks) and the `model` used;
-    - `forecast_backtest`: the rolling-origin backtest of that choice against the naive
-      forecast (`backtest`), empty when there are fewer than `MIN_TRAINING` + 1 weeks;
-    - `forecast_models`: one row per candidate fitted to every complete week, with its AICc,
-      smoothing parameters (alpha, beta, phi), residual standard deviation and a one-line
+      and 95% prediction intervals (null on actual weeks) and the `model` used (the method, or
+      for ETS its candidate);
+    - `forecast_backtest`: every candidate's rolling-origin backtest (`backtest`), `chosen`
+      marking the published one; empty when there are fewer than `MIN_TRAINING` + 1 weeks;
+    - `forecast_models`: one row per ETS candidate fitted to every complete week, with its
+      AICc, smoothing parameters (alpha, beta, phi), residual standard deviation and a one-line
       `note`; with fewer than `MIN_WEEKS` complete weeks no model is fitted, and a single row
       (`model` "none") says why: the forecast then holds the actual weeks only.
     """
@@ -295,17 +388,33 @@ def sales_forecast(weekly: pl.DataFrame, horizon: int = HORIZON) -> dict[str, pl
         return {
             "sales_forecast": actual,
             "forecast_backtest": pl.DataFrame(schema=BACKTEST_SCHEMA),
-            "forecast_models": _models_table({}, None, weeks, reason),
+            "forecast_models": _models_table({}, None, weeks, reason, None),
         }
+    tested = _run_backtest(y, weeks.to_list(), horizon, MIN_TRAINING)
     with one_blas_thread():
-        fits = _candidates(y)
-        best = _best(fits)
+        forecasts, fits = _forecasts(y, horizon)
+    best = _best(fits)
     note = None
-    if n <= MIN_TRAINING:
+    if tested.chosen is None:
         note = f"no backtest: {n} complete weeks, it needs at least {MIN_TRAINING + 1}"
+    # The backtest's order, best first; without a backtest, ETS by AICc. A method that cannot
+    # be fitted to every week gives way to the next.
+    ranked = (
+        tested.table.filter(pl.col("horizon").is_null(), pl.col("mase").is_not_null())
+        .sort("mase", maintain_order=True)["method"]
+        .to_list()
+        if tested.chosen is not None
+        else [ETS]
+    )
+    published = next((m for m in ranked if m in forecasts), None)
     forecast = pl.DataFrame(schema=FORECAST_SCHEMA)
-    if best is not None:
-        predicted = _predict(best, n, horizon)
+    if published is not None:
+        predicted = forecasts[published]
+        if "lo_80" not in predicted:
+            errors = tested.errors[published]
+            # Horizons the backtest did not reach take the errors of its last one.
+            errors = errors[:, [min(k, errors.shape[1] - 1) for k in range(horizon)]]
+            predicted = predicted | _error_intervals(predicted["mean"], errors)
         last = weeks[-1]
         forecast = pl.DataFrame(
             {
@@ -313,12 +422,12 @@ def sales_forecast(weekly: pl.DataFrame, horizon: int = HORIZON) -> dict[str, pl
                 "kind": "forecast",
                 "net_revenue": predicted["mean"],
                 **{key: values for key, values in predicted.items() if key != "mean"},
-                "model": best.model,
+                "model": best.model if published == ETS and best is not None else published,
             },
             schema=FORECAST_SCHEMA,
         )
     return {
         "sales_forecast": pl.concat([actual, forecast]),
-        "forecast_backtest": backtest(y, weeks.to_list(), horizon),
-        "forecast_models": _models_table(fits, best, weeks, note),
+        "forecast_backtest": tested.table,
+        "forecast_models": _models_table(fits, best, weeks, note, published),
     }

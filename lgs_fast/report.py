@@ -477,8 +477,18 @@ def recommendations_section(
 BACKTEST_HORIZONS = (1, 4, 12)
 
 
+# How each forecast method is said to a reader (forecast_backtest's `method`).
+FORECAST_WORDS = {
+    "naive": "repeating the last complete week",
+    "mean of last 4 weeks": "the average of the last 4 complete weeks",
+    "ETS": "exponential smoothing",
+    "Theta": "the Theta method (smoothing plus half the trend)",
+    "mean of the four": "the average of four methods' forecasts",
+}
+
+
 def forecast_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
-    """Where weekly sales are heading, and how well the model did on the past."""
+    """Where weekly sales are heading, and how well each method did on the past."""
     if "sales_forecast" not in tables:
         return ""
     parts = [
@@ -486,13 +496,20 @@ def forecast_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
     ]
     backtest = tables.get("forecast_backtest")
     if backtest is not None and backtest.height:
+        parts.append(
+            "<p>For analysts, the backtest of every method (MASE below 1 beats the "
+            "average week-to-week change; the published one is marked):</p>"
+        )
         shown = (
             backtest.filter(
                 pl.col("horizon").is_null() | pl.col("horizon").is_in(BACKTEST_HORIZONS)
             )
-            .sort("horizon", "method", nulls_last=True)
+            .sort("horizon", nulls_last=False, maintain_order=True)
             .with_columns(
-                pl.col("method").replace({"ets": "model", "naive": "naive (last week)"}),
+                pl.when(pl.col("chosen"))
+                .then(pl.col("method") + " (published)")
+                .otherwise(pl.col("method"))
+                .alias("method"),
                 pl.col("horizon").cast(pl.String).fill_null("1–12 (all)"),
             )
         )
@@ -513,36 +530,56 @@ def forecast_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def _pounds(value: float) -> str:
+    """Money in prose: whole pounds (a forecast is not exact to the penny)."""
+    return f"-£{-value:,.0f}" if value < 0 else f"£{value:,.0f}"
+
+
 def forecast_sentences(tables: Tables) -> list[str]:
     """The forecast and its backtest in words, from the forecast tables."""
-    chosen = tables["forecast_models"].filter(pl.col("chosen"))
     ahead = tables["sales_forecast"].filter(pl.col("kind") == "forecast")
-    if ahead.height == 0 or chosen.height == 0:
+    if ahead.height == 0:
         notes = tables["forecast_models"]["note"].to_list()
         return [notes[0] if notes else "No forecast was made."]
-    model = chosen.row(0, named=True)
     first, last = ahead.row(0, named=True), ahead.row(-1, named=True)
     said = [
-        f"{model['model']} (exponential smoothing, chosen by AICc over the {model['weeks']} complete "
-        f"weeks from {model['first_week']:%d %b %Y}) forecasts {money(first['net_revenue'])} of "
-        f"net revenue for the week of {first['week']:%d %b %Y} (95% interval "
-        f"{money(first['lo_95'])} to {money(first['hi_95'])}), widening to "
-        f"{money(last['lo_95'])} to {money(last['hi_95'])} by the week of {last['week']:%d %b %Y}."
+        f"Expected net revenue: about {_pounds(first['net_revenue'])} in the week of "
+        f"{first['week']:%d %b %Y} (95% range {_pounds(first['lo_95'])} to "
+        f"{_pounds(first['hi_95'])}), and {_pounds(last['net_revenue'])} in the week of "
+        f"{last['week']:%d %b %Y} (95% range {_pounds(last['lo_95'])} to "
+        f"{_pounds(last['hi_95'])})."
     ]
     backtest = tables.get("forecast_backtest")
-    if backtest is not None and backtest.height:
-        overall = {
+    overall = (
+        {}
+        if backtest is None
+        else {
             r["method"]: r
             for r in backtest.filter(pl.col("horizon").is_null()).iter_rows(named=True)
         }
-        if {"ets", "naive"} <= overall.keys():
-            ets, naive = overall["ets"], overall["naive"]
-            verdict = "better than" if ets["mase"] < naive["mase"] else "no better than"
+    )
+    chosen = next((r for r in overall.values() if r["chosen"]), None)
+    if chosen is not None and "naive" in overall:
+        naive = overall["naive"]
+        how = FORECAST_WORDS.get(chosen["method"], chosen["method"])
+        if chosen["method"] == "naive":
             said.append(
-                f"Backtest: forecasting 1 to 12 weeks ahead from {ets['origins']} past points, the "
-                f"model scored MASE {ets['mase']:.2f} (sMAPE {ets['smape']:.1f}%), {verdict} "
-                f"repeating the last week (MASE {naive['mase']:.2f}, sMAPE {naive['smape']:.1f}%)."
+                f"It repeats the last complete week: tested on {naive['origins']} past weeks, "
+                "forecasting 1 to 12 weeks ahead, no other method did better."
             )
+        else:
+            gain = 1 - chosen["mase"] / naive["mase"]
+            said.append(
+                f"It is {how}, the method that forecast the past best: tested on "
+                f"{chosen['origins']} past weeks, forecasting 1 to 12 weeks ahead, its errors were "
+                f"{gain:.0%} smaller than repeating the last week's sales, and it did better in "
+                f"{chosen['beats_naive']} of the {chosen['origins']}."
+            )
+    else:
+        said.append(
+            "Too few weeks to test methods on the past: the forecast is exponential smoothing, "
+            "chosen by how well it fits."
+        )
     said.append(
         "One year of data cannot teach a model the yearly season (the autumn peak, the Christmas "
         "closure): read the forecast as where the level is now and how uncertain it is, not as a "

@@ -308,7 +308,15 @@ def test_report_and_lists_act_on_the_segments(output: Path) -> None:
     assert "Order again 408 49.3%" in offer and "New to you 164 19.8%" in offer
     assert "Best sellers not yet bought 80 9.7%" in offer
     heading = words.split("Where sales are heading")[1]
-    assert "ETS(A,N,N)" in heading and "no better than repeating the last week" in heading
+    # The first sentence in plain words and pounds; the method and its margin over naive next.
+    assert "Expected net revenue: about £338,757 in the week of 05 Dec 2011" in heading
+    assert (
+        "It is the average of the last 4 complete weeks, the method that forecast the past best"
+        in heading
+    )
+    assert "its errors were 7% smaller than repeating the last week's sales" in heading
+    assert "it did better in 10 of the 15" in heading
+    assert "mean of last 4 weeks (published)" in heading
     at_risk = pl.read_csv(output / "segments" / "at_risk.csv", infer_schema=False)
     assert at_risk.columns[11:19] == [
         "movement", "action", "reorder_1", "reorder_2", "reorder_3", "new_1", "new_2", "new_3",
