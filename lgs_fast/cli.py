@@ -422,11 +422,12 @@ def clv_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--model",
-            type=click.Choice(["auto", "bgnbd", "mbgnbd"]),
+            type=click.Choice(["auto", "bgnbd", "mbgnbd", "nbd"]),
             default="auto",
             show_default=True,
-            help="Purchase model; auto: the best that fits, or none (a named one is used even "
-            "when it does not fit, and said to be so).",
+            help="Purchase model; auto: the best that fits (a dropout model where the data "
+            "identify dropout, else nbd, no dropout), or none (a named one is used even when it "
+            "does not fit, and said to be so).",
         ),
         click.option(
             "--horizon",

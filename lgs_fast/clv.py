@@ -35,11 +35,12 @@ from lgs_fast.errors import InputError
 from lgs_fast.threads import one_blas_thread
 
 Array = NDArray[np.float64]
-PurchaseModel = Literal["bgnbd", "mbgnbd"]
-PURCHASE_MODELS: Final[tuple[PurchaseModel, ...]] = ("bgnbd", "mbgnbd")
+PurchaseModel = Literal["bgnbd", "mbgnbd", "nbd"]
+PURCHASE_MODELS: Final[tuple[PurchaseModel, ...]] = ("bgnbd", "mbgnbd", "nbd")
 MODEL_NAMES: Final[dict[str, str]] = {
     "bgnbd": "BG/NBD",
     "mbgnbd": "modified BG/NBD",
+    "nbd": "NBD (no dropout)",
     "gamma_gamma": "Gamma-Gamma",
 }
 # A month is a twelfth of a Julian year: CLV's months are calendar-neutral.
@@ -327,20 +328,27 @@ def _check_purchases(x: Array, tx: Array, T: Array) -> None:
 _PURCHASE_LL: Final[dict[str, Callable[..., tuple[Array, Gradient]]]] = {
     "bgnbd": _bgnbd_ll,
     "mbgnbd": _mbgnbd_ll,
+    "nbd": _nbd_ll,
 }
 _PURCHASE_PARAMS: Final = ("r", "alpha", "a", "b")
+_NBD_PARAMS: Final = ("r", "alpha")
 
 
 def fit_purchases(model: str, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Fit:
-    """Fit purchase model `model` ("bgnbd" or "mbgnbd") to the summary columns."""
+    """Fit purchase model `model` ("bgnbd", "mbgnbd" or "nbd") to the summary columns.
+
+    A dropout model whose dropout does not beat the NBD nested in it (likelihood-ratio test) is
+    marked not identified; the NBD itself has no dropout to test."""
     if model not in _PURCHASE_LL:
         raise InputError(f"unknown model {model!r}; choose one of {', '.join(PURCHASE_MODELS)}")
     x, tx, T_ = _floats(frequency, recency, T)
     _check_purchases(x, tx, T_)
     time_scale = max(float(T_.mean()), 1e-9)
     scales = np.array([1.0, time_scale, 1.0, 1.0])
+    no_dropout = _maximise("nbd", _NBD_PARAMS, _nbd_ll, [x, tx, T_], scales[:2], x.size)
+    if model == "nbd":
+        return no_dropout
     fitted = _maximise(model, _PURCHASE_PARAMS, _PURCHASE_LL[model], [x, tx, T_], scales, x.size)
-    no_dropout = _maximise("nbd", ("r", "alpha"), _nbd_ll, [x, tx, T_], scales[:2], x.size)
     ratio = 2 * (fitted.log_likelihood - no_dropout.log_likelihood)
     if ratio < DROPOUT_LR_LIMIT:
         problem = (
@@ -383,6 +391,8 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike) -> Fit:
 
 def _log_odds_dead(fit: Fit, x: Array, tx: Array, T: Array) -> Array:
     """log of P(dropped out)/P(alive) given the history; -inf when the model rules dropout out."""
+    if fit.model == "nbd":  # nobody drops out
+        return np.full(np.broadcast(x, tx, T).shape, -np.inf)
     r, alpha, a, b = (fit.params[k] for k in _PURCHASE_PARAMS)
     ratio = (r + x) * (np.log(alpha + T) - np.log(alpha + tx))
     shift = _SHIFT[fit.model]
@@ -409,6 +419,10 @@ def expected_purchases(
     """
     x, tx, T_ = _floats(frequency, recency, T)
     t_ = np.asarray(t, dtype=np.float64)
+    if fit.model == "nbd":
+        # Nobody drops out: the customer's rate, gamma(r + x, alpha + T) given the history,
+        # runs on; its mean times t.
+        return (fit.params["r"] + x) * t_ / (fit.params["alpha"] + T_)
     a = fit.params["a"]
     if abs(a - 1) < _A_NEAR_ONE:
         # At a = 1 the formula is 0/0 though its limit is finite: the mean of the two sides,
@@ -489,7 +503,7 @@ class ClvSettings:
     before it and checked on the rest).
     """
 
-    model: Literal["auto", "bgnbd", "mbgnbd"] = "auto"
+    model: Literal["auto", "bgnbd", "mbgnbd", "nbd"] = "auto"
     horizon_days: int = 90
     months: int = 12
     monthly_discount: float = 0.01
@@ -535,6 +549,13 @@ def _columns(frame: pl.DataFrame, *names: str) -> list[Array]:
     return [frame[n].cast(pl.Float64).fill_null(math.nan).to_numpy() for n in names]
 
 
+NBD_NOTE: Final = (
+    "predictions use the NBD, with no dropout: these data cannot tell a customer who stopped "
+    "buying for good from one buying at a slower pace, so expected purchases assume each "
+    "customer keeps their own pace, and the probability of still being a customer is 1 for all"
+)
+
+
 def _choose(purchases: dict[str, Fit], wanted: str) -> tuple[str | None, tuple[str, ...]]:
     if wanted != "auto":
         fit = purchases[wanted]
@@ -550,7 +571,11 @@ def _choose(purchases: dict[str, Fit], wanted: str) -> tuple[str | None, tuple[s
             "no purchase model fits these data, so no customer gets a probability alive, "
             "expected purchases or CLV",
         )
-    best = max(good, key=lambda f: f.log_likelihood)  # same number of parameters: AIC order
+    # A dropout model is identified only where it beats the NBD nested in it, so the highest
+    # likelihood is a dropout model where one fits, else the NBD.
+    best = max(good, key=lambda f: f.log_likelihood)
+    if best.model == "nbd":
+        return best.model, (NBD_NOTE,)
     return best.model, (f"predictions use {MODEL_NAMES[best.model]} (highest likelihood)",)
 
 

@@ -613,6 +613,12 @@ def clv_verdicts(tables: Tables) -> list[str]:
         row = used.row(0, named=True)
         caveat = "" if row["identified"] else ", although it does not fit: treat them as unreliable"
         said.append(f"Predictions use {row['model_name']}{caveat}.")
+        if row["model"] == "nbd":
+            said.append(
+                "Customers here rarely stop buying for good, as far as the data can tell: "
+                "expected purchases assume each keeps their own pace, and every customer's "
+                "probability of still buying is 1."
+            )
     return said
 
 

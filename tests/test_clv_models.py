@@ -113,19 +113,43 @@ def lgs_summary(retail_lake: Path) -> pl.DataFrame:
     return metrics.clv_summary(scan(retail_lake)).collect()
 
 
-def test_lgs_dropout_is_reported_not_identified(lgs_summary: pl.DataFrame) -> None:
+def test_lgs_dropout_is_not_identified_so_the_nbd_predicts(lgs_summary: pl.DataFrame) -> None:
+    """The shop's customers give no evidence of dropping out for good: both dropout models fail
+    the likelihood-ratio test against the NBD nested in them, and the NBD, which fits, gives
+    every customer expected purchases and a CLV (probability alive 1, as the model says)."""
     model = clv.fit(lgs_summary)
-    for name in clv.PURCHASE_MODELS:
+    for name in ("bgnbd", "mbgnbd"):
         assert not model.purchases[name].identified
         assert any("dropout not identified" in p for p in model.purchases[name].problems)
-    assert model.used is None
+    assert model.purchases["nbd"].identified and model.used == "nbd"
+    assert model.notes == (clv.NBD_NOTE,)
     table = clv.predict(model, lgs_summary)
-    assert table["clv"].null_count() == table.height  # never silently used
+    assert table.height == 4_339 and table["clv"].null_count() == 0
+    assert table["probability_alive"].unique().to_list() == [1.0]
+    # E[X(T, T + t)] = (r + x) t / (alpha + T): the posterior mean rate, times t.
+    r, alpha = model.purchases["nbd"]["r"], model.purchases["nbd"]["alpha"]
+    expected = (r + lgs_summary["frequency"]) * 90 / (alpha + lgs_summary["T"])
+    assert table["expected_purchases"].to_list() == pytest.approx(expected.to_list(), rel=1e-12)
     forced = clv.predict(clv.fit(lgs_summary, clv.ClvSettings(model="mbgnbd")), lgs_summary)
     assert forced["clv"].null_count() == 0
     assert "although it does not fit" in " ".join(
         clv.fit(lgs_summary, clv.ClvSettings(model="mbgnbd")).verdicts()
     )
+
+
+def test_lgs_nbd_holdout(retail_lake: Path) -> None:
+    """Calibration to 2011-09-01, 100 days of holdout, 3,317 customers: the NBD predicts 3,634
+    purchase days against 4,807 (the autumn peak), MAE 0.997 per customer."""
+    calibration = metrics.clv_summary(
+        scan(retail_lake).filter(pl.col("invoice_date") < dt.datetime(2011, 9, 1))
+    ).collect()
+    full = metrics.clv_summary(scan(retail_lake)).collect()
+    rows = {r["model"]: r for r in clv.holdout(calibration, full)["clv_holdout"].to_dicts()}
+    nbd = rows["nbd"]
+    assert nbd["identified"] and nbd["calibration_customers"] == 3_317
+    assert nbd["holdout_days"] == 100 and nbd["actual_purchases"] == 4_807
+    assert nbd["predicted_purchases"] == pytest.approx(3_633.9, abs=0.5)
+    assert nbd["mae"] == pytest.approx(0.997, abs=0.001)
 
 
 def test_lifetimes_agrees_on_lgs_data(lgs_summary: pl.DataFrame) -> None:
