@@ -667,6 +667,33 @@ def models_table(model: CustomerModel) -> pl.DataFrame:
 HOLDOUT_TOP_FREQUENCY: Final = 7
 
 
+OWN_RATE: Final = "own_rate"
+
+
+def _holdout_scores(
+    predicted: Array, actual: Array, customers: int, days: float
+) -> dict[str, float | int | None]:
+    """How `predicted` holdout purchases compare with `actual`: totals, MAE, bias, RMSE, rank
+    correlation (Spearman) and the share of the actual purchases made by the tenth of customers
+    predicted to buy most (ties by position, which is customer order)."""
+    from scipy.stats import spearmanr
+
+    error = predicted - actual
+    top = np.argsort(-predicted, kind="stable")[: max(1, len(predicted) // 10)]
+    total = float(actual.sum())
+    with np.errstate(invalid="ignore"):
+        rho = float(spearmanr(predicted, actual).statistic) if len(actual) > 1 else math.nan
+    return {
+        "calibration_customers": customers, "holdout_days": int(days),
+        "actual_purchases": total, "predicted_purchases": float(predicted.sum()),
+        "total_error_pct": 100 * (predicted.sum() / total - 1) if total else None,
+        "mae": float(np.abs(error).mean()), "bias": float(error.mean()),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "spearman": rho if math.isfinite(rho) else None,
+        "top_decile_share": float(actual[top].sum()) / total if total else None,
+    }  # fmt: skip
+
+
 def holdout(
     calibration: pl.LazyFrame | pl.DataFrame, full: pl.LazyFrame | pl.DataFrame
 ) -> dict[str, pl.DataFrame]:
@@ -675,7 +702,8 @@ def holdout(
     A calibration customer's actual holdout purchases are the purchase days after the
     calibration end: full frequency − calibration frequency (a day falls on one side). The
     holdout lasts from the calibration's end day to the full summary's, T_full − T_cal days.
-    Returns `clv_holdout` (per model: totals, MAE, bias, whether the model fits),
+    Returns `clv_holdout` (per model, then the customer's own past rate as a baseline: totals,
+    MAE, bias, RMSE, rank correlation, top-decile share, whether the model fits),
     `clv_holdout_customers` and `clv_holdout_by_frequency` (means per calibration frequency).
     """
     cal, whole = _frame(calibration), _frame(full)
@@ -693,15 +721,10 @@ def holdout(
     for name in PURCHASE_MODELS:
         f = fit_purchases(name, x, tx, T)
         predicted = expected_purchases(f, days, x, tx, T)
-        error = predicted - actual
         per_model.append(
             {
                 "model": name, "model_name": MODEL_NAMES[name], "identified": f.identified,
-                "verdict": f.verdict(), "calibration_customers": cal.height,
-                "holdout_days": int(days), "actual_purchases": float(actual.sum()),
-                "predicted_purchases": float(predicted.sum()),
-                "total_error_pct": 100 * (predicted.sum() / actual.sum() - 1) if actual.sum() else None,
-                "mae": float(np.abs(error).mean()), "bias": float(error.mean()),
+                "verdict": f.verdict(), **_holdout_scores(predicted, actual, cal.height, days),
             }
         )  # fmt: skip
         customers.append(
@@ -715,6 +738,16 @@ def holdout(
                 }
             )  # fmt: skip
         )
+    # The baseline a model must beat: each customer's own past pace, repeat purchase days per
+    # day since their first, carried over the holdout.
+    own_rate = np.where(T > 0, x / np.where(T > 0, T, 1.0), 0.0) * days
+    per_model.append(
+        {
+            "model": OWN_RATE, "model_name": "own past rate (baseline)", "identified": None,
+            "verdict": "baseline: each customer's repeat purchase days per day so far, carried on",
+            **_holdout_scores(own_rate, actual, cal.height, days),
+        }
+    )  # fmt: skip
     per_customer = pl.concat(customers)
     by_frequency = (
         per_customer.with_columns(

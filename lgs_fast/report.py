@@ -58,7 +58,9 @@ def _table(frame: pl.DataFrame, columns: dict[str, str], numeric: dict[str, str]
         cells = []
         for c in columns:
             value = row[c]
-            if c in numeric and value is not None:
+            if isinstance(value, bool):
+                cells.append(f"<td>{'yes' if value else 'no'}</td>")
+            elif c in numeric and value is not None:
                 cells.append(f'<td class="n">{_e(format(value, numeric[c]))}</td>')
             else:
                 cells.append(f"<td>{_e(value)}</td>")
@@ -626,14 +628,26 @@ def holdout_sentences(tables: Tables) -> list[str]:
     """One sentence per purchase model on its holdout check (needs --calibration-end)."""
     out = []
     for h in tables["clv_holdout"].iter_rows(named=True):
-        fits = "fits" if h["identified"] else "does not fit the calibration data"
+        fits = (
+            "a baseline"
+            if h["identified"] is None
+            else "fits"
+            if h["identified"]
+            else "does not fit the calibration data"
+        )
         error = h["total_error_pct"]
         out.append(
             f"{h['model_name']} ({fits}), fitted on the {h['calibration_customers']:,} customers "
             f"before the holdout, predicted {h['predicted_purchases']:,.0f} purchase days in the "
             f"{h['holdout_days']} days after it against {h['actual_purchases']:,.0f} actual"
             + (f" ({error:+.1f}%)" if error is not None else "")
-            + f"; per customer, mean absolute error {h['mae']:.2f}, bias {h['bias']:+.2f}."
+            + f"; per customer, mean absolute error {h['mae']:.2f}, bias {h['bias']:+.2f}"
+            + (
+                f"; the tenth of customers it expected most from made "
+                f"{h['top_decile_share']:.0%} of the purchases."
+                if h.get("top_decile_share") is not None
+                else "."
+            )
         )
     return out
 

@@ -150,6 +150,17 @@ def test_lgs_nbd_holdout(retail_lake: Path) -> None:
     assert nbd["holdout_days"] == 100 and nbd["actual_purchases"] == 4_807
     assert nbd["predicted_purchases"] == pytest.approx(3_633.9, abs=0.5)
     assert nbd["mae"] == pytest.approx(0.997, abs=0.001)
+    assert nbd["rmse"] == pytest.approx(1.630, abs=0.001)
+    assert nbd["spearman"] == pytest.approx(0.505, abs=0.001)
+    # The tenth of customers the NBD expected most from made 36.4% of the holdout purchases.
+    assert nbd["top_decile_share"] == pytest.approx(0.364, abs=0.001)
+    # The baseline: each customer's own past pace. The NBD does no better on these data.
+    own = rows[clv.OWN_RATE]
+    assert own["identified"] is None and own["predicted_purchases"] == pytest.approx(
+        3_364.2, abs=0.5
+    )
+    assert (own["mae"], own["rmse"]) == pytest.approx((0.967, 1.594), abs=0.001)
+    assert list(rows) == [*clv.PURCHASE_MODELS, clv.OWN_RATE]
 
 
 def test_lifetimes_agrees_on_lgs_data(lgs_summary: pl.DataFrame) -> None:

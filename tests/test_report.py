@@ -206,8 +206,9 @@ def test_segment_lists_carry_customer_value(output: Path) -> None:
     part = pl.read_csv(output / "segments" / "champions.csv")
     assert part.columns[-3:] == ["probability_alive", "expected_purchases", "clv"]
     holdout = pl.read_parquet(output / "tables" / "clv_holdout.parquet")
-    assert holdout["holdout_days"].to_list() == [100, 100]
-    assert holdout["actual_purchases"].to_list() == [4_807.0, 4_807.0]
+    assert holdout["model"].to_list() == ["bgnbd", "mbgnbd", "nbd", "own_rate"]
+    assert holdout["holdout_days"].to_list() == [100] * 4
+    assert holdout["actual_purchases"].to_list() == [4_807.0] * 4
 
 
 def _chromium() -> str | None:
