@@ -189,9 +189,12 @@ def test_worker_failure_leaves_the_previous_lake(
             with psycopg.connect(pg_dsn, autocommit=True) as conn:
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline and not killed:
+                    # Only this test's table: another worker may be exporting its own.
                     row = conn.execute(
                         "SELECT pid FROM pg_stat_activity WHERE application_name = 'lgs_fast' "
-                        "AND state = 'active' AND query LIKE 'COPY%%' ORDER BY backend_start DESC"
+                        "AND state = 'active' AND query LIKE 'COPY%%' AND query LIKE %s "
+                        "ORDER BY backend_start DESC",
+                        (f"%{pg_retail}%",),
                     ).fetchone()
                     if row:
                         conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))

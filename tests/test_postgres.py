@@ -219,9 +219,12 @@ def test_backend_killed_mid_export(pg_dsn: str, pg_retail: str, old_lake: Path) 
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not killed:
+                # Only this test's COPY: another worker's export (test_export_parallel) may be
+                # copying its own table from the same server at the same time.
                 row = conn.execute(
                     "SELECT pid FROM pg_stat_activity WHERE application_name = 'lgs_fast' "
-                    "AND state = 'active' AND query LIKE 'COPY%%'"
+                    "AND state = 'active' AND query LIKE 'COPY%%' AND query LIKE %s",
+                    (f"%{pg_retail}%",),
                 ).fetchone()
                 if row:
                     conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
