@@ -43,12 +43,16 @@ $(ANALYZE_STAMP): pyproject.toml | $(BIN)/python
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[charts]'
 	@touch $@
 
-analyze: $(ANALYZE_STAMP) ## Build the lake (export from PostgreSQL if LGS_PG_DSN is set, else the shipped real data), write tables, charts and report to out/; options: ARGS="--as-of 2011-12-01 --bins 4"
+# The shipped data goes only into a lake that does not exist yet: a lake the user imported or
+# generated is analysed as it is, never written over.
+analyze: $(ANALYZE_STAMP) ## Analyse the lake (export from PostgreSQL first if LGS_PG_DSN is set; a new lake starts from the shipped real data), write tables, charts and report to out/; options: ARGS="--as-of 2011-12-01 --bins 4"
 	@if [ -n "$$LGS_PG_DSN" ]; then \
-		echo "make analyze: exporting PostgreSQL ($$LGS_PG_DSN) into the lake $(LAKE)…"; \
+		echo "make analyze: exporting PostgreSQL into the lake $(LAKE)…"; \
 		$(BIN)/lgs-fast export --lake $(LAKE); \
+	elif [ -e "$(LAKE)/_manifest.json" ]; then \
+		echo "make analyze: analysing the lake $(LAKE) as it is (source: $$($(BIN)/python -c 'import json, sys; print("; ".join(json.load(open(sys.argv[1]))["source"])[:200])' $(LAKE)/_manifest.json)); make clean to start again from the shipped data"; \
 	else \
-		echo "make analyze: importing the shipped real data into the lake $(LAKE)…"; \
+		echo "make analyze: importing the shipped real data into the new lake $(LAKE)…"; \
 		$(BIN)/lgs-fast import $(EMBEDDED) --lake $(LAKE); \
 	fi
 	@echo "make analyze: lgs-fast analyze --lake $(LAKE) --out $(OUT) $(ARGS)"

@@ -304,9 +304,19 @@ def load_pg_command(files: tuple[Path, ...], dsn: str | None, table: str, append
     type=click.IntRange(1, 10),
     help="Years of invoices (default: 1; 2 with --customers).",
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Write over a lake of real (imported or exported) data; without it that is refused.",
+)
 @click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
 def generate_command(
-    rows: int, seed: int, customers: int | None, years: int | None, lake: Path | None
+    rows: int,
+    seed: int,
+    customers: int | None,
+    years: int | None,
+    replace: bool,
+    lake: Path | None,
 ) -> None:
     """Write a lake of synthetic lines that look like LGS's, for scale tests and benchmarks.
 
@@ -318,7 +328,13 @@ def generate_command(
     from lgs_fast.generate import generate
 
     root, written = generate(
-        rows, lake, seed=seed, progress=_progress("generated"), customers=customers, years=years
+        rows,
+        lake,
+        seed=seed,
+        progress=_progress("generated"),
+        customers=customers,
+        years=years,
+        replace=replace,
     )
     _done_progress()
     preset = "" if customers is None else f", {customers:,} wholesale customers"

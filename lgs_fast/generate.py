@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from lgs_fast.errors import InputError
-from lgs_fast.lake import Progress, default_lake, write_lake
+from lgs_fast.errors import InputError, LakeError
+from lgs_fast.lake import Manifest, Progress, default_lake, write_lake
 from lgs_fast.schema import POLARS_SCHEMA
 
 REAL = Path(__file__).resolve().parent / "data" / "online_retail.parquet"
@@ -265,6 +265,19 @@ def generate_lines(
         yield chunk
 
 
+def _check_not_real(root: Path, replace: bool) -> None:
+    try:
+        manifest = Manifest.read(root)
+    except LakeError:
+        return  # no lake there (or none lgs_fast can read: the writer says so)
+    if manifest.extra.get("kind") != "generate" and not replace:
+        source = "; ".join(manifest.source)[:120]
+        raise InputError(
+            f"{root} holds real data ({manifest.rows:,} lines from {source}): generate writes "
+            "synthetic lines over it only with --replace"
+        )
+
+
 def generate(
     rows: int,
     lake: str | Path | None = None,
@@ -273,10 +286,13 @@ def generate(
     progress: Progress | None = None,
     customers: int | None = None,
     years: int | None = None,
+    replace: bool = False,
 ) -> tuple[Path, int]:
     """Write `rows` synthetic lines as the lake (atomically, like an import); `customers` and
-    `years` as in `generate_lines`."""
+    `years` as in `generate_lines`. A lake of real data (imported or exported) is written over
+    only with `replace`: synthetic lines must never silently take the place of a user's."""
     root = Path(lake) if lake is not None else default_lake()
+    _check_not_real(root, replace)
     lines = generate_lines(rows, seed, customers=customers, years=years)
     preset = "" if customers is None else f", {customers} wholesale customers"
     manifest, _ = write_lake(

@@ -140,3 +140,27 @@ def test_wholesale_preset_is_deterministic_and_checked() -> None:
         next(generate_lines(10, customers=0))
     with pytest.raises(InputError, match="--years must be between 1 and 10, not 11"):
         next(generate_lines(10, customers=5, years=11))
+
+
+def test_generate_never_silently_replaces_real_data(tmp_path: Path) -> None:
+    """A lake of imported lines is written over only with --replace (it once was silently,
+    leaving a user analysing synthetic lines as theirs); a generated lake is replaced freely."""
+    from lgs_fast.sources import import_files
+
+    lake = tmp_path / "lake"
+    import_files([EMBEDDED], lake)
+    before = Manifest.read(lake).write_id
+    refused = CliRunner().invoke(cli, ["generate", "--rows", "1000", "--lake", str(lake)])
+    assert refused.exit_code == 2
+    assert refused.stderr.strip().endswith(
+        "holds real data (541,909 lines from online_retail.parquet): generate writes synthetic "
+        "lines over it only with --replace"
+    )
+    assert Manifest.read(lake).write_id == before and verify_lake(lake).rows == 541_909
+    replaced = CliRunner().invoke(
+        cli, ["generate", "--rows", "1000", "--lake", str(lake), "--replace"]
+    )
+    assert replaced.exit_code == 0, replaced.output
+    assert "1,000 lines (seed 0), synthetic" in replaced.output
+    again = CliRunner().invoke(cli, ["generate", "--rows", "2000", "--lake", str(lake)])
+    assert again.exit_code == 0 and Manifest.read(lake).rows == 2_000

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,7 @@ def _make(*args: str) -> str:
         capture_output=True,
         text=True,
         check=True,
-        timeout=60,
+        timeout=300,
     )
     return done.stdout
 
@@ -50,3 +51,19 @@ def test_notebook_opens_jupyterlab_from_its_extra() -> None:
     assert "-e '.[notebook]'" in recipe and "jupyter lab" in recipe
     extras = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^notebook = \[.*"jupyterlab', extras, re.MULTILINE)
+
+
+def test_analyze_keeps_a_lake_that_exists(tmp_path: Path) -> None:
+    """`make analyze` once imported the shipped data over whatever lake it was given, so a user
+    who had imported their own file got LGS's report: now an existing lake is analysed as is."""
+    from lgs_fast.generate import generate
+    from lgs_fast.lake import Manifest
+
+    lake, out = tmp_path / "lake", tmp_path / "out"
+    generate(20_000, lake, seed=3)
+    before = Manifest.read(lake).write_id
+    said = _make("analyze", f"LAKE={lake}", f"OUT={out}", "ARGS=--no-report")
+    assert f"analysing the lake {lake} as it is (source: generated: 20000 lines, seed 3)" in said
+    assert "importing the shipped real data" not in said
+    assert Manifest.read(lake).write_id == before
+    assert "20,000" in said  # the summary is of the user's lake, not the shipped one
