@@ -373,9 +373,11 @@ def test_server_lost_at_the_end_of_an_export(pg_dsn: str, pg_retail: str, tmp_pa
         with psycopg.connect(pg_dsn, autocommit=True) as admin:
             while not stop.is_set():
                 if Manifest.read(lake).write_id != before:
+                    # This export's backends only, not another xdist worker's.
                     admin.execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name = 'lgs_fast'"
+                        "WHERE application_name = 'lgs_fast' AND query LIKE %s",
+                        (f"%{pg_retail}%",),
                     )
                     return
                 time.sleep(0.001)
