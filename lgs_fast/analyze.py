@@ -295,6 +295,18 @@ def forecast_outputs(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]
     return sales_forecast(tables["weekly_sales"])
 
 
+def data_origin(version: Version) -> str:
+    """Where the lake's lines came from, as its manifest says, and whether they are synthetic
+    (`lgs-fast generate`): a report of generated lines must never read as a shop's."""
+    if not isinstance(version, Snapshot):
+        return f"the lake at {version.location}"
+    manifest = version.manifest
+    said = "; ".join(manifest.source)[:200] or "not recorded"
+    if manifest.extra.get("kind") == "generate":
+        return f"SYNTHETIC lines made by lgs-fast generate ({said}), not a shop's sales"
+    return said
+
+
 def recommendation_outputs(
     tables: dict[str, pl.DataFrame], options: Options
 ) -> dict[str, pl.DataFrame]:
@@ -452,7 +464,10 @@ def analyze(
             from lgs_fast.report import analysis_settings
 
             clv_used = (clv_settings or ClvSettings()) if "clv_models" in tables else None
-            settings = analysis_settings(options, engine, start, end, clv_used)
+            settings = (
+                *analysis_settings(options, engine, start, end, clv_used),
+                ("Source of the lines", data_origin(snap)),
+            )
         try:
             _build(tables, switch.build, settings, options.preset, say)
         except (LgsError, KeyboardInterrupt):

@@ -164,3 +164,15 @@ def test_generate_never_silently_replaces_real_data(tmp_path: Path) -> None:
     assert "1,000 lines (seed 0), synthetic" in replaced.output
     again = CliRunner().invoke(cli, ["generate", "--rows", "2000", "--lake", str(lake)])
     assert again.exit_code == 0 and Manifest.read(lake).rows == 2_000
+
+
+def test_a_report_of_generated_lines_says_they_are_synthetic(tmp_path: Path) -> None:
+    from lgs_fast.analyze import analyze
+
+    lake = tmp_path / "lake"
+    generate(20_000, lake, seed=4)
+    page = analyze(lake, tmp_path / "out").report.read_text()  # type: ignore[union-attr]
+    assert (
+        "SYNTHETIC lines made by lgs-fast generate (generated: 20000 lines, seed 4), "
+        "not a shop&#x27;s sales" in page
+    )

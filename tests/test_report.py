@@ -116,6 +116,8 @@ def test_report_says_what_marketing_needs(output: Path) -> None:
     assert "541,909 invoice lines, 01 Dec 2010 to 09 Dec 2011. Generated " in page
     assert "http://" not in page.split('<script type="module">')[0]  # nothing to fetch
     assert page.count('class="chart"') == len(CHARTS)
+    assert "<th>Source of the lines</th><td>online_retail.parquet</td>" in page
+    assert "SYNTHETIC" not in page
     assert "Predictions use NBD (no dropout)." in page
     assert "Customers here rarely stop buying for good, as far as the data can tell" in page
     assert "BG/NBD (does not fit the calibration data), fitted on the 3,317 customers" in page
