@@ -484,7 +484,7 @@ FORECAST_WORDS = {
     "naive": "repeating the last complete week",
     "mean of last 4 weeks": "the average of the last 4 complete weeks",
     "ETS": "exponential smoothing",
-    "Theta": "the Theta method (smoothing plus half the trend)",
+    "Theta": "a smoothed recent level plus half the year's trend (the Theta method)",
     "mean of the four": "the average of four methods' forecasts",
 }
 

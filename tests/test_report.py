@@ -313,14 +313,14 @@ def test_report_and_lists_act_on_the_segments(output: Path) -> None:
     assert "Best sellers not yet bought 80 9.7%" in offer
     heading = words.split("Where sales are heading")[1]
     # The first sentence in plain words and pounds; the method and its margin over naive next.
-    assert "Expected net revenue: about £338,757 in the week of 05 Dec 2011" in heading
+    assert "Expected net revenue: about £320,466 in the week of 05 Dec 2011" in heading
     assert (
-        "It is the average of the last 4 complete weeks, the method that forecast the past best"
-        in heading
+        "It is a smoothed recent level plus half the year's trend (the Theta method), the method "
+        "that forecast the past best" in heading
     )
-    assert "its errors were 7% smaller than repeating the last week's sales" in heading
+    assert "its errors were 12% smaller than repeating the last week's sales" in heading
     assert "it did better in 10 of the 15" in heading
-    assert "mean of last 4 weeks (published)" in heading
+    assert "Theta (published)" in heading
     at_risk = pl.read_csv(output / "segments" / "at_risk.csv", infer_schema=False)
     assert at_risk.columns[11:19] == [
         "movement", "action", "reorder_1", "reorder_2", "reorder_3", "new_1", "new_2", "new_3",
