@@ -193,11 +193,25 @@ def _compute(
         if calibration_end is not None:
             calibration = calibration_options(options, calibration_end)
             tables["clv_calibration"] = summary(snap, calibration, engine, start, end)
+            # The baseline "as many purchase days as in the same span before": the summary
+            # at the calibration's end less the holdout's length.
+            days = holdout_days(tables["clv_summary"], tables["clv_calibration"])
+            if days > 0:
+                earlier = calibration_options(options, calibration_end - dt.timedelta(days=days))
+                tables["clv_earlier"] = summary(snap, earlier, engine, start, end)
         return tables
     except (LgsError, KeyboardInterrupt, SystemExit, MemoryError):
         raise
     except BaseException as err:  # engines raise their own types, Polars even panics
         raise _read_failure(snap, engine, err) from None
+
+
+def holdout_days(summary: pl.DataFrame, calibration: pl.DataFrame) -> int:
+    """The holdout's length in days: the earliest customer is in both summaries, so it is the
+    difference of their largest T (0 when either is empty)."""
+    if summary.height == 0 or calibration.height == 0:
+        return 0
+    return int(summary["T"].max() - calibration["T"].max())  # type: ignore[operator]
 
 
 def calibration_options(options: Options, calibration_end: dt.date) -> Options:
@@ -262,8 +276,9 @@ def clv_outputs(
             "no data on or after it"
         )
     return models.clv_tables(
-        summary, settings, calibration=calibration, rfm_table=tables.get("rfm")
-    )
+        summary, settings, calibration=calibration, rfm_table=tables.get("rfm"),
+        earlier=tables.get("clv_earlier"),
+    )  # fmt: skip
 
 
 def clv(
@@ -451,6 +466,7 @@ def analyze(
             say("fitting the CLV models…")
             tables.update(clv_outputs(tables, clv_settings)[1])
         tables.pop("clv_calibration", None)
+        tables.pop("clv_earlier", None)
         if options.recommend_segments:
             say("recommending products…")
         tables.update(recommendation_outputs(tables, options))

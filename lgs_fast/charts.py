@@ -56,6 +56,7 @@ __all__ = [
     "build_charts",
     "clv_by_segment",
     "clv_holdout",
+    "clv_matrix",
     "cohort_retention",
     "invoice_box",
     "invoice_distribution",
@@ -699,10 +700,43 @@ def clv_holdout(tables: Tables) -> alt.Chart:
     )
 
 
-# Charts drawn only when their table exists (the holdout needs --calibration-end).
+def clv_matrix(tables: Tables) -> alt.Chart:
+    """What the model in use expects of a customer, by repeat purchase days and days since the
+    last purchase (lifetimes' frequency/recency matrix), for customers as old as the oldest."""
+    frame = tables["clv_matrix"]
+    age = int(frame["age"][0]) if frame.height else 0
+    horizon = int(frame["horizon_days"][0]) if frame.height else 0
+    return (
+        alt.Chart(_data(frame))
+        .mark_rect()
+        .encode(
+            x=alt.X("days_since_last:O", title="Days since the last purchase"),
+            y=alt.Y("frequency:O", title="Repeat purchase days so far", sort="descending"),
+            color=alt.Color(
+                "expected_purchases:Q",
+                title=f"Purchase days, next {horizon} days",
+                scale=alt.Scale(scheme="blues"),
+            ),
+            tooltip=[
+                alt.Tooltip("frequency:O", title="Repeat purchase days"),
+                alt.Tooltip("days_since_last:O", title="Days since the last"),
+                alt.Tooltip("expected_purchases:Q", title="Expected purchase days", format=".2f"),
+                alt.Tooltip("probability_alive:Q", title="Still buying", format=".0%"),
+            ],
+        )
+        .properties(
+            width=WIDTH - 200,
+            height=12 * max(frame["frequency"].n_unique(), 1),
+            title=f"What the model expects of a customer who first bought {age} days ago",
+        )
+    )
+
+
+# Charts drawn only when their table exists and has rows (the holdout needs --calibration-end).
 OPTIONAL_CHARTS: dict[str, str] = {
     "clv_by_segment": "clv_segments",
     "clv_holdout": "clv_holdout_by_frequency",
+    "clv_matrix": "clv_matrix",
     "segment_transitions": "segment_transitions",
     "recommended_products": "recommendations",
     "sales_forecast": "sales_forecast",
@@ -727,6 +761,7 @@ CHARTS: dict[str, Callable[[Tables], Any]] = {
     "sales_forecast": sales_forecast,
     "clv_by_segment": clv_by_segment,
     "clv_holdout": clv_holdout,
+    "clv_matrix": clv_matrix,
 }
 
 
@@ -755,11 +790,13 @@ def show_inline() -> None:
 
 
 def build_charts(tables: Tables) -> dict[str, Any]:
-    """Every chart of the report, by file name."""
+    """Every chart of the report, by file name; an optional chart only where its table has rows
+    (an empty chart tells a reader nothing)."""
     return {
         name: make(tables)
         for name, make in CHARTS.items()
-        if OPTIONAL_CHARTS.get(name, "overview") in tables
+        if name not in OPTIONAL_CHARTS
+        or tables.get(OPTIONAL_CHARTS[name], pl.DataFrame()).height > 0
     }
 
 

@@ -438,7 +438,7 @@ def clv_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--model",
-            type=click.Choice(["auto", "bgnbd", "mbgnbd", "nbd"]),
+            type=click.Choice(["auto", "bgnbd", "mbgnbd", "pnbd", "nbd"]),
             default="auto",
             show_default=True,
             help="Purchase model; auto: the best that fits (a dropout model where the data "
@@ -716,7 +716,7 @@ def clv_command(
     months: int,
     discount: float,
 ) -> None:
-    """Fit the CLV models alone: BG/NBD, modified BG/NBD and Gamma-Gamma on the CLV summary.
+    """Fit the CLV models alone: BG/NBD, modified BG/NBD, Pareto/NBD, NBD and Gamma-Gamma.
 
     Prints each model's estimates with standard errors and whether it fits (a model that does
     not identify its parameters is never used unless named with --model), and with
@@ -758,6 +758,19 @@ def clv_command(
         holdout_sentences(tables) if "clv_holdout" in tables else []
     ):
         click.echo(line)
+    if "clv_holdout" in tables:
+        _print_table(
+            "holdout (purchase days predicted, mean absolute error, RMSE, rank correlation):",
+            [
+                (
+                    r["model"],
+                    f"{r['predicted_purchases']:,.0f} of {r['actual_purchases']:,.0f}  "
+                    f"{r['mae']:.3f}  {r['rmse']:.3f}  "
+                    + ("–" if r["spearman"] is None else format(r["spearman"], ".3f")),
+                )
+                for r in tables["clv_holdout"].iter_rows(named=True)
+            ],
+        )
     if csv_path is not None:
         write_csv_file(tables["clv"], csv_path, "clv")
         click.echo(f"per-customer table: {csv_path}")

@@ -625,31 +625,61 @@ def clv_verdicts(tables: Tables) -> list[str]:
 
 
 def holdout_sentences(tables: Tables) -> list[str]:
-    """One sentence per purchase model on its holdout check (needs --calibration-end)."""
-    out = []
-    for h in tables["clv_holdout"].iter_rows(named=True):
-        fits = (
-            "a baseline"
-            if h["identified"] is None
-            else "fits"
-            if h["identified"]
-            else "does not fit the calibration data"
+    """The holdout check in plain words (needs --calibration-end): what the model in use
+    expected against what customers did, then the two simple rules it has to beat."""
+    rows = {h["model"]: h for h in tables["clv_holdout"].iter_rows(named=True)}
+    used = tables["clv_models"].filter(pl.col("used") & (pl.col("model") != "gamma_gamma"))
+    name = used["model"][0] if used.height else None
+    if name not in rows:
+        return ["No purchase model is used; the table below has each one's holdout check."]
+    h = rows[name]
+    said = [
+        f"Checked on the {h['holdout_days']} days after the calibration end: the model in use, "
+        f"{h['model_name']}, fitted on the {h['calibration_customers']:,} customers known "
+        f"then, expected {h['predicted_purchases']:,.0f} purchase days; they made "
+        f"{h['actual_purchases']:,.0f}"
+        + (f" ({h['total_error_pct']:+.0f}%)" if h["total_error_pct"] is not None else "")
+        + (
+            f". The tenth of customers it expected most from made {h['top_decile_share']:.0%} "
+            "of them."
+            if h["top_decile_share"] is not None
+            else "."
         )
-        error = h["total_error_pct"]
-        out.append(
-            f"{h['model_name']} ({fits}), fitted on the {h['calibration_customers']:,} customers "
-            f"before the holdout, predicted {h['predicted_purchases']:,.0f} purchase days in the "
-            f"{h['holdout_days']} days after it against {h['actual_purchases']:,.0f} actual"
-            + (f" ({error:+.1f}%)" if error is not None else "")
-            + f"; per customer, mean absolute error {h['mae']:.2f}, bias {h['bias']:+.2f}"
-            + (
-                f"; the tenth of customers it expected most from made "
-                f"{h['top_decile_share']:.0%} of the purchases."
-                if h.get("top_decile_share") is not None
-                else "."
-            )
-        )
-    return out
+    ]
+    baselines = [
+        f"{words} gave {rows[key]['predicted_purchases']:,.0f} (mean error per customer "
+        f"{rows[key]['mae']:.2f}, the model's {h['mae']:.2f})"
+        for key, words in HOLDOUT_BASELINES.items()
+        if key in rows
+    ]
+    if baselines:
+        said.append("For comparison, " + " and ".join(baselines) + ".")
+    return said
+
+
+# The holdout's simple rules, as a reader is told them (clv_holdout's `model`).
+HOLDOUT_BASELINES = {
+    "own_rate": "each customer's own past pace",
+    "equal_window": "repeating each customer's purchase days of the same span before",
+}
+HOLDOUT_COLUMNS = {
+    "model_name": "Model or rule",
+    "identified": "Fits",
+    "predicted_purchases": "Predicted",
+    "actual_purchases": "Actual",
+    "mae": "Mean abs. error",
+    "rmse": "RMSE",
+    "spearman": "Rank correlation",
+    "top_decile_share": "Top 10% share",
+}
+HOLDOUT_FORMATS = {
+    "predicted_purchases": ",.0f",
+    "actual_purchases": ",.0f",
+    "mae": ".3f",
+    "rmse": ".3f",
+    "spearman": ".3f",
+    "top_decile_share": ".1%",
+}
 
 
 def clv_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
@@ -678,10 +708,12 @@ def clv_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
                 },
             )  # fmt: skip
         )
+    parts.append(_chart("clv_matrix", specs))
     if "clv_holdout" in tables:
         parts.append("<h3>Holdout check</h3>")
         parts += [f'<p class="proposition">{_e(s)}</p>' for s in holdout_sentences(tables)]
         parts.append(_chart("clv_holdout", specs))
+        parts.append(_table(tables["clv_holdout"], HOLDOUT_COLUMNS, HOLDOUT_FORMATS))
     parts.append(
         _table(
             tables["clv_models"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import warnings
 from pathlib import Path
 
@@ -77,6 +78,32 @@ def test_cdnow_bgnbd_reproduces_fader_hardie_lee() -> None:
     assert clv.fit_mbgnbd(weeks["frequency"], weeks["recency"], weeks["T"]).identified
 
 
+def test_cdnow_pareto_nbd_reproduces_fader_hardie_and_lifetimes() -> None:
+    """r = 0.5533, alpha = 10.5780, s = 0.6061, beta = 11.6689, LL = -9594.98 (Fader and Hardie,
+    "A note on deriving the Pareto/NBD model", 2005); lifetimes' ParetoNBDFitter gives the same
+    probability alive and expected purchases over the 39 weeks of the holdout."""
+    lifetimes = pytest.importorskip("lifetimes")
+    weeks = pl.read_csv(shared(CDNOW / "cdnow_customers_summary.csv"))
+    x, tx, T = (weeks[c].to_numpy().astype(float) for c in ("frequency", "recency", "T"))
+    fit = clv.fit_purchases("pnbd", x, tx, T)
+    assert {k: round(v, 2) for k, v in fit.params.items()} == {
+        "r": 0.55, "alpha": 10.58, "s": 0.61, "beta": 11.67,
+    }  # fmt: skip
+    assert round(fit.log_likelihood, 2) == -9594.97
+    # The dropout beats no dropout by far, but beta is poorly pinned (standard error 6.2).
+    assert fit.problems == ("beta = 11.7 has standard error 6.21",)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = lifetimes.ParetoNBDFitter().fit(x, tx, T)
+    assert fit.params == pytest.approx(theirs.params_.to_dict(), rel=1e-3)
+    assert clv.probability_alive(fit, x, tx, T) == pytest.approx(
+        theirs.conditional_probability_alive(x, tx, T), abs=1e-4
+    )
+    assert clv.expected_purchases(fit, 39, x, tx, T) == pytest.approx(
+        theirs.conditional_expected_number_of_purchases_up_to_time(39, x, tx, T), abs=1e-3
+    )
+
+
 def test_cdnow_gamma_gamma_reproduces_fader_hardie(cdnow_summary: pl.DataFrame) -> None:
     """p = 6.25, q = 3.74, v = 15.44 on the 946 repeat customers (Fader and Hardie, 2013)."""
     fit = clv.fit_gamma_gamma(cdnow_summary["frequency"], cdnow_summary["monetary_value"])
@@ -118,9 +145,16 @@ def test_lgs_dropout_is_not_identified_so_the_nbd_predicts(lgs_summary: pl.DataF
     the likelihood-ratio test against the NBD nested in them, and the NBD, which fits, gives
     every customer expected purchases and a CLV (probability alive 1, as the model says)."""
     model = clv.fit(lgs_summary)
-    for name in ("bgnbd", "mbgnbd"):
+    for name in ("bgnbd", "mbgnbd", "pnbd"):
         assert not model.purchases[name].identified
         assert any("dropout not identified" in p for p in model.purchases[name].problems)
+    # Pareto/NBD's search heads for beta -> infinity, where each step costs 100 times more:
+    # it stops once fewer than 1 customer in 1,000 would drop out, at the NBD's likelihood.
+    pareto = model.purchases["pnbd"]
+    assert pareto.problems[0].startswith("search stopped early: the dropout rate heads to 0")
+    assert pareto["s"] / pareto["beta"] * lgs_summary["T"].mean() < clv.PARETO_FADED
+    assert pareto.log_likelihood == pytest.approx(model.purchases["nbd"].log_likelihood, abs=1)
+    assert all(math.isnan(v) for v in pareto.standard_errors.values())
     assert model.purchases["nbd"].identified and model.used == "nbd"
     assert model.notes == (clv.NBD_NOTE,)
     table = clv.predict(model, lgs_summary)
@@ -137,6 +171,33 @@ def test_lgs_dropout_is_not_identified_so_the_nbd_predicts(lgs_summary: pl.DataF
     )
 
 
+def test_expectation_matrix_draws_what_the_model_in_use_says(
+    lgs_summary: pl.DataFrame, cdnow_summary: pl.DataFrame
+) -> None:
+    """On the shop's data the NBD is used: every cell's probability alive is 1 and expected
+    purchases depend on the repeat days alone. On CDNOW (modified BG/NBD), the longer since the last
+    purchase, the less likely a repeat customer is still buying, as lifetimes' matrix shows."""
+    model = clv.fit(lgs_summary)
+    matrix = clv.expectation_matrix(model, lgs_summary)
+    assert matrix["age"].unique().to_list() == [373]
+    assert matrix["frequency"].max() == 20 and matrix.height == 1 + 20 * 9
+    assert matrix["probability_alive"].unique().to_list() == [1.0]
+    r, alpha = model.purchases["nbd"]["r"], model.purchases["nbd"]["alpha"]
+    assert matrix["expected_purchases"].to_list() == pytest.approx(
+        ((r + matrix["frequency"]) * 90 / (alpha + 373)).to_list(), rel=1e-12
+    )
+    cdnow = clv.fit(cdnow_summary)
+    assert cdnow.used == "mbgnbd"  # the highest likelihood of the identified models
+    repeat = clv.expectation_matrix(cdnow, cdnow_summary).filter(pl.col("frequency") == 3)
+    alive = repeat.sort("days_since_last")["probability_alive"].to_list()
+    # 3 repeat days, the last just now: 84% likely still buying; the last 38 weeks ago: 0.5%.
+    assert alive[0] == pytest.approx(0.838, abs=0.001)
+    assert alive[-1] == pytest.approx(0.0047, abs=0.0001)
+    assert alive == sorted(alive, reverse=True)
+    none = clv.CustomerModel(cdnow.purchases, cdnow.spend, None)
+    assert clv.expectation_matrix(none, cdnow_summary).height == 0
+
+
 def test_lgs_nbd_holdout(retail_lake: Path) -> None:
     """Calibration to 2011-09-01, 100 days of holdout, 3,317 customers: the NBD predicts 3,634
     purchase days against 4,807 (the autumn peak), MAE 0.997 per customer."""
@@ -144,7 +205,13 @@ def test_lgs_nbd_holdout(retail_lake: Path) -> None:
         scan(retail_lake).filter(pl.col("invoice_date") < dt.datetime(2011, 9, 1))
     ).collect()
     full = metrics.clv_summary(scan(retail_lake)).collect()
-    rows = {r["model"]: r for r in clv.holdout(calibration, full)["clv_holdout"].to_dicts()}
+    # The same span before the calibration end: 100 days, from 2011-05-24.
+    earlier = metrics.clv_summary(
+        scan(retail_lake).filter(pl.col("invoice_date") < dt.datetime(2011, 5, 24))
+    ).collect()
+    rows = {
+        r["model"]: r for r in clv.holdout(calibration, full, earlier)["clv_holdout"].to_dicts()
+    }
     nbd = rows["nbd"]
     assert nbd["identified"] and nbd["calibration_customers"] == 3_317
     assert nbd["holdout_days"] == 100 and nbd["actual_purchases"] == 4_807
@@ -160,7 +227,14 @@ def test_lgs_nbd_holdout(retail_lake: Path) -> None:
         3_364.2, abs=0.5
     )
     assert (own["mae"], own["rmse"]) == pytest.approx((0.967, 1.594), abs=0.001)
-    assert list(rows) == [*clv.PURCHASE_MODELS, clv.OWN_RATE]
+    # The other baseline: as many purchase days as in the 100 days before (the first purchase
+    # counts for customers who started then). Closest in total and RMSE, worst in rank.
+    window = rows[clv.EQUAL_WINDOW]
+    assert window["predicted_purchases"] == 3_917
+    assert (window["mae"], window["rmse"]) == pytest.approx((0.9864, 1.5615), abs=1e-4)
+    assert window["spearman"] == pytest.approx(0.457, abs=0.001)
+    assert window["spearman"] < nbd["spearman"]
+    assert list(rows) == [*clv.PURCHASE_MODELS, clv.OWN_RATE, clv.EQUAL_WINDOW]
 
 
 def test_lifetimes_agrees_on_lgs_data(lgs_summary: pl.DataFrame) -> None:
