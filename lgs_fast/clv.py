@@ -599,6 +599,26 @@ def expected_spend(fit: Fit, frequency: ArrayLike, monetary_value: ArrayLike) ->
     return p * (v + xs * ms) / (p * xs + q - 1)
 
 
+def discounted_purchases(
+    purchases: Fit,
+    frequency: ArrayLike,
+    recency: ArrayLike,
+    T: ArrayLike,
+    *,
+    months: int = 12,
+    monthly_discount: float = 0.01,
+    days_per_month: float = DAYS_PER_MONTH,
+) -> Array:
+    """Σ_{k=1..months} (E[X(k·m)] − E[X((k−1)·m)]) / (1 + d)^k per customer: the expected
+    purchases of each month, discounted monthly (m the month in the summary's time unit)."""
+    x, tx, T_ = _floats(frequency, recency, T)
+    cumulative = np.column_stack(
+        [expected_purchases(purchases, k * days_per_month, x, tx, T_) for k in range(months + 1)]
+    )
+    discount = (1 + monthly_discount) ** -np.arange(1, months + 1)
+    return np.diff(cumulative, axis=1) @ discount
+
+
 def lifetime_value(
     purchases: Fit,
     spend: Fit,
@@ -616,13 +636,20 @@ def lifetime_value(
     CLV = Σ_{k=1..months} spend · (E[X(k·m)] − E[X((k−1)·m)]) / (1 + d)^k, m the month in the
     summary's time unit (days by default), d the monthly discount rate.
     """
-    x, tx, T_, mv = _floats(frequency, recency, T, monetary_value)
-    cumulative = np.column_stack(
-        [expected_purchases(purchases, k * days_per_month, x, tx, T_) for k in range(months + 1)]
-    )
-    per_month = np.diff(cumulative, axis=1)
-    discount = (1 + monthly_discount) ** -np.arange(1, months + 1)
-    return expected_spend(spend, x, mv) * (per_month @ discount)
+    x, mv = _floats(frequency, monetary_value)
+    return expected_spend(spend, x, mv) * discounted_purchases(
+        purchases, x, recency, T, months=months, monthly_discount=monthly_discount,
+        days_per_month=days_per_month,
+    )  # fmt: skip
+
+
+def own_mean_spend(frequency: ArrayLike, monetary_value: ArrayLike) -> Array:
+    """Where Gamma-Gamma does not fit: each customer's own mean spend per repeat purchase day,
+    and for a customer without one the mean of those (NaN when no customer has one)."""
+    x, m = _floats(frequency, monetary_value)
+    known = (x > 0) & np.isfinite(m) & (m > 0)
+    fallback = float(m[known].mean()) if known.any() else math.nan
+    return np.where(known, m, fallback)
 
 
 # --- the customer model: summary in, fitted model and per-customer predictions out ------------
@@ -692,6 +719,12 @@ NBD_NOTE: Final = (
 )
 
 
+OWN_SPEND_NOTE: Final = (
+    "the spend model (Gamma-Gamma) does not fit, so expected spend is each customer's own mean "
+    "spend per purchase day (for a customer without a repeat day, the mean of the others)"
+)
+
+
 def _choose(purchases: dict[str, Fit], wanted: str) -> tuple[str | None, tuple[str, ...]]:
     if wanted != "auto":
         fit = purchases[wanted]
@@ -732,7 +765,7 @@ def fit(summary: pl.LazyFrame | pl.DataFrame, settings: ClvSettings | None = Non
     if spend is not None and not spend.identified:
         problem = "does not fit: " + "; ".join(spend.problems)
     if problem is not None and used is not None:
-        notes = (*notes, "no spend model fits, so expected spend and CLV are left empty")
+        notes = (*notes, OWN_SPEND_NOTE)
     return CustomerModel(purchases, spend, used, problem, notes)
 
 
@@ -748,8 +781,8 @@ def predict(
     model: CustomerModel, summary: pl.LazyFrame | pl.DataFrame, settings: ClvSettings | None = None
 ) -> pl.DataFrame:
     """The `clv` table: the summary and, per customer, probability alive, expected purchases in
-    the next `horizon_days`, expected spend per purchase day and CLV over `months` (empty when
-    the model that would give them does not fit)."""
+    the next `horizon_days`, expected spend per purchase day (Gamma-Gamma's, else the customer's
+    own mean) and CLV over `months` (empty when no purchase model is used)."""
     settings = settings or ClvSettings()
     frame = _frame(summary)
     x, tx, T, m = _columns(frame, "frequency", "recency", "T", "monetary_value")
@@ -761,10 +794,13 @@ def predict(
         values["expected_purchases"] = expected_purchases(
             purchases, settings.horizon_days, x, tx, T
         )
-    if purchases is not None and model.spend is not None and model.spend_problem is None:
-        values["expected_spend"] = expected_spend(model.spend, x, m)
-        values["clv"] = lifetime_value(
-            purchases, model.spend, x, tx, T, m,
+    if purchases is not None:
+        spend_fits = model.spend is not None and model.spend_problem is None
+        values["expected_spend"] = (
+            expected_spend(model.spend, x, m) if spend_fits else own_mean_spend(x, m)  # type: ignore[arg-type]
+        )
+        values["clv"] = values["expected_spend"] * discounted_purchases(
+            purchases, x, tx, T,
             months=settings.months, monthly_discount=settings.monthly_discount,
         )  # fmt: skip
     extra = pl.DataFrame(values, schema=_CLV_SCHEMA).with_columns(pl.all().fill_nan(None))

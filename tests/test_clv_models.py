@@ -171,6 +171,35 @@ def test_lgs_dropout_is_not_identified_so_the_nbd_predicts(lgs_summary: pl.DataF
     )
 
 
+def test_without_a_spend_model_clv_uses_each_customers_own_mean(
+    lgs_summary: pl.DataFrame,
+) -> None:
+    """Gamma-Gamma cannot be fitted (only 2 customers keep a mean spend): CLV is still given to
+    every customer, at their own mean spend per purchase day (the others' mean without one),
+    and the notes say so."""
+    keep = lgs_summary.filter(pl.col("frequency") > 0)["customer_id"].head(2).to_list()
+    summary = lgs_summary.with_columns(
+        monetary_value=pl.when(pl.col("customer_id").is_in(keep)).then(pl.col("monetary_value"))
+    )
+    model = clv.fit(summary)
+    assert model.used == "nbd" and model.spend_problem is not None
+    assert model.notes[-1] == clv.OWN_SPEND_NOTE
+    table = clv.predict(model, summary)
+    assert table["clv"].null_count() == 0
+    own = summary.filter(pl.col("customer_id").is_in(keep))["monetary_value"]
+    spend = dict(table.select("customer_id", "expected_spend").iter_rows())
+    assert [spend[c] for c in keep] == own.to_list()
+    assert spend[table.filter(~pl.col("customer_id").is_in(keep))["customer_id"][0]] == (
+        pytest.approx(own.mean(), rel=1e-12)
+    )
+    months = clv.discounted_purchases(
+        model.purchases["nbd"], table["frequency"], table["recency"], table["T"]
+    )
+    assert table["clv"].to_list() == pytest.approx(
+        (table["expected_spend"].to_numpy() * months).tolist(), rel=1e-12
+    )
+
+
 def test_expectation_matrix_draws_what_the_model_in_use_says(
     lgs_summary: pl.DataFrame, cdnow_summary: pl.DataFrame
 ) -> None:
