@@ -131,14 +131,13 @@ def floor(lake: Path) -> Work:
 
 
 def _clv(engine: str) -> Callable[[Path], Work]:
-    """CLV from the lake: summary by `engine`, every model fitted, per-customer predictions (with
-    BG/NBD named, so the predictions are computed even where no model fits)."""
+    """CLV from the lake: summary by `engine`, every model fitted (BG/NBD, modified BG/NBD,
+    Pareto/NBD, NBD, Gamma-Gamma), the per-customer predictions of the model `auto` picks."""
 
     def prepare(lake: Path) -> Work:
         from lgs_fast.analyze import clv
-        from lgs_fast.clv import ClvSettings
 
-        return lambda: clv(lake, engine=engine, settings=ClvSettings(model="bgnbd"))  # type: ignore[arg-type]
+        return lambda: clv(lake, engine=engine)  # type: ignore[arg-type]
 
     return prepare
 

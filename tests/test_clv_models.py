@@ -151,8 +151,8 @@ def test_lgs_dropout_is_not_identified_so_the_nbd_predicts(lgs_summary: pl.DataF
     # Pareto/NBD's search heads for beta -> infinity, where each step costs 100 times more:
     # it stops once fewer than 1 customer in 1,000 would drop out, at the NBD's likelihood.
     pareto = model.purchases["pnbd"]
-    assert pareto.problems[0].startswith("search stopped early: the dropout rate heads to 0")
-    assert pareto["s"] / pareto["beta"] * lgs_summary["T"].mean() < clv.PARETO_FADED
+    assert pareto.problems[0].startswith("search stopped early: the dropout fades out")
+    assert pareto["s"] / pareto["beta"] * lgs_summary["T"].mean() < clv.FADED
     assert pareto.log_likelihood == pytest.approx(model.purchases["nbd"].log_likelihood, abs=1)
     assert all(math.isnan(v) for v in pareto.standard_errors.values())
     assert model.purchases["nbd"].identified and model.used == "nbd"
