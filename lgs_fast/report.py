@@ -335,7 +335,9 @@ def render_report(
             },
         ),  # fmt: skip
         reversed_table=_reversed_table(tables),
-        clv_section=clv_section(tables, specs),
+        clv_section=clv_section(
+            tables, specs, dict(context.settings).get("CLV horizon") if context else None
+        ),
         movement_section=movement_section(tables, specs),
         recommendations_section=recommendations_section(
             tables,
@@ -498,9 +500,9 @@ def forecast_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
     ]
     backtest = tables.get("forecast_backtest")
     if backtest is not None and backtest.height:
-        parts.append(
-            "<p>For analysts, the backtest of every method (MASE below 1 beats the "
-            "average week-to-week change; the published one is marked):</p>"
+        explained = (
+            "<p>The backtest of every method (MASE below 1 beats the average week-to-week "
+            "change; the published one is marked):</p>"
         )
         shown = (
             backtest.filter(
@@ -515,7 +517,7 @@ def forecast_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
                 pl.col("horizon").cast(pl.String).fill_null("1–12 (all)"),
             )
         )
-        parts.append(
+        table = (
             _table(
                 shown,
                 {
@@ -528,6 +530,9 @@ def forecast_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
                 },
                 {"origins": ",", "mase": ".2f", "smape": ".1f", "mae": ",.0f"},
             )  # fmt: skip
+        )
+        parts.append(
+            _details("For analysts: how each method forecast the past", [explained, table])
         )
     return "\n".join(p for p in parts if p)
 
@@ -682,11 +687,58 @@ HOLDOUT_FORMATS = {
 }
 
 
-def clv_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
-    """The report's CLV section, from the clv tables (nothing when no model was fitted)."""
+def clv_lead(tables: Tables, horizon: str | None) -> list[str]:
+    """The CLV section's first sentences, in plain words: what the customers are expected to be
+    worth, which segment holds most of it, and the one assumption a reader must know."""
+    clv_table = tables.get("clv")
+    used = tables["clv_models"].filter(pl.col("used") & (pl.col("model") != "gamma_gamma"))
+    if clv_table is None or used.height == 0 or clv_table["clv"].null_count() == clv_table.height:
+        return [
+            "No model of how often customers buy fits these data, so no customer is given "
+            "expected purchases or a lifetime value: the columns are left empty rather than "
+            "filled with numbers the data do not support."
+        ]
+    valued = clv_table.filter(pl.col("clv").is_not_null())
+    over = f"over the next {horizon}" if horizon else "over the CLV horizon"
+    said = [
+        f"{valued.height:,} customers are expected to bring about {_pounds(valued['clv'].sum())} "
+        f"{over} (each customer's expected purchases times their expected spend, discounted)."
+    ]
+    segments = tables.get("clv_segments")
+    if segments is not None and segments.height and segments["total_clv"][0] is not None:
+        top = segments.row(0, named=True)
+        said.append(
+            f"{top['segment']} customers ({top['customers']:,}) hold the most: "
+            f"{_pounds(top['total_clv'])}, {_pounds(top['mean_clv'])} each on average."
+        )
+    if used["model"][0] == "nbd":
+        said.append(
+            "Customers here rarely stop buying for good, as far as the data can tell: expected "
+            "purchases assume each keeps their own pace, and every customer's probability of "
+            "still buying is 1."
+        )
+    elif not used["identified"][0]:
+        said.append("The model in use does not fit these data: treat its figures as unreliable.")
+    return said
+
+
+def _details(summary: str, parts: list[str]) -> str:
+    """Technical detail folded under a one-line summary, for analysts."""
+    body = "\n".join(p for p in parts if p)
+    return f"<details><summary>{_e(summary)}</summary>\n{body}\n</details>" if body else ""
+
+
+def clv_section(
+    tables: Tables, specs: dict[str, dict[str, Any]], horizon: str | None = None
+) -> str:
+    """The report's CLV section, from the clv tables (nothing when no model was fitted): the
+    plain lead, value by segment, the expectation matrix and the holdout, then for analysts the
+    models' verdicts, the holdout table and the estimates."""
     if "clv_models" not in tables:
         return ""
-    parts = [_section("Customer lifetime value", clv_verdicts(tables), specs, "clv_by_segment")]
+    parts = [
+        _section("Customer lifetime value", clv_lead(tables, horizon), specs, "clv_by_segment")
+    ]
     if "clv_segments" in tables:
         parts.append(
             _table(
@@ -694,7 +746,7 @@ def clv_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
                 {
                     "segment": "Segment",
                     "customers": "Customers",
-                    "mean_probability_alive": "Mean P(alive)",
+                    "mean_probability_alive": "Still buying (mean)",
                     "expected_purchases": "Expected purchase days",
                     "mean_clv": "Mean CLV £",
                     "total_clv": "Total CLV £",
@@ -703,18 +755,19 @@ def clv_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
                     "customers": ",",
                     "mean_probability_alive": ".1%",
                     "expected_purchases": ",.0f",
-                    "mean_clv": ",.2f",
+                    "mean_clv": ",.0f",
                     "total_clv": ",.0f",
                 },
             )  # fmt: skip
         )
     parts.append(_chart("clv_matrix", specs))
+    technical = [f"<p>{_e(s)}</p>" for s in clv_verdicts(tables)]
     if "clv_holdout" in tables:
         parts.append("<h3>Holdout check</h3>")
         parts += [f'<p class="proposition">{_e(s)}</p>' for s in holdout_sentences(tables)]
         parts.append(_chart("clv_holdout", specs))
-        parts.append(_table(tables["clv_holdout"], HOLDOUT_COLUMNS, HOLDOUT_FORMATS))
-    parts.append(
+        technical.append(_table(tables["clv_holdout"], HOLDOUT_COLUMNS, HOLDOUT_FORMATS))
+    technical.append(
         _table(
             tables["clv_models"],
             {
@@ -728,6 +781,7 @@ def clv_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
             {"estimate": ",.4g", "standard_error": ",.3g"},
         )  # fmt: skip
     )
+    parts.append(_details("For analysts: the models, their fit and the holdout table", technical))
     return "\n".join(p for p in parts if p)
 
 

@@ -121,6 +121,15 @@ def test_report_says_what_marketing_needs(output: Path) -> None:
     assert "Predictions use NBD (no dropout)." in page
     assert "Customers here rarely stop buying for good, as far as the data can tell" in page
     words = " ".join(_text(page).split())
+    # The CLV section leads in plain words and pounds; the models' verdicts are folded below.
+    lead = words.split("Customer lifetime value")[1]
+    assert lead.startswith(
+        " 4,339 customers are expected to bring about £8,786,338 over the next 12 months at 1.0% "
+        "a month (each customer's expected purchases times their expected spend, discounted). "
+        "Champions customers (633) hold the most: £3,779,394, £5,971 each on average."
+    )
+    assert "For analysts: the models, their fit and the holdout table" in lead
+    assert lead.index("For analysts") < lead.index("BG/NBD does not fit")
     assert (
         "Checked on the 100 days after the calibration end: the model in use, NBD (no dropout), "
         "fitted on the 3,317 customers known then, expected 3,634 purchase days; they made "
