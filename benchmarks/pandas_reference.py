@@ -326,6 +326,8 @@ def segments(table: pd.DataFrame, options: Options) -> pd.DataFrame:
                 "action": names.get(segment, (0, ""))[1],
             }
         )
+    # Largest total net spend first, empty segments last by name (DESIGN.md's one order).
+    rows.sort(key=lambda r: (r["customers"] == 0, -r["total_monetary"], r["segment"]))
     return pd.DataFrame(rows)
 
 

@@ -196,6 +196,31 @@ def campaign_counts(tables: Tables) -> pl.DataFrame:
     return order.join(counts, on="segment", how="left", maintain_order="left")
 
 
+def campaign_overview(tables: Tables) -> pl.DataFrame:
+    """Per segment, in the report's order (largest net spend first): the customers on its list,
+    the value at stake (their CLV over the horizon where it was computed, else their net spend
+    so far, as `value_kind` says), the action and the list's file."""
+    lists = campaign_lists(tables)  # in the segment table's order
+    actions = dict(tables["segments"].select("segment", "action").iter_rows())
+    rows = []
+    for segment, listed in lists.items():
+        has_clv = listed.height > 0 and listed["clv"].null_count() < listed.height
+        value = listed["clv"].sum() if has_clv else listed["monetary"].sum()
+        rows.append(
+            {
+                "segment": segment, "customers": listed.height,
+                "value_at_stake": float(value or 0.0),
+                "value_kind": "expected value" if has_clv else "net spend so far",
+                "action": actions.get(segment), "file": f"segments/{slug(segment)}.csv",
+            }
+        )  # fmt: skip
+    schema = {
+        "segment": pl.String, "customers": pl.Int64, "value_at_stake": pl.Float64,
+        "value_kind": pl.String, "action": pl.String, "file": pl.String,
+    }  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
+
+
 def campaign_note(tables: Tables) -> str:
     """One line for the report: the rule of the campaign lists and who it left out."""
     counts = campaign_counts(tables).filter(pl.col("left_out") > 0)

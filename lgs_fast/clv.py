@@ -1047,9 +1047,12 @@ def expectation_matrix(
 
 
 def value_by_segment(clv_table: pl.DataFrame, rfm_table: pl.DataFrame) -> pl.DataFrame:
-    """`clv_segments`: customers, mean probability alive, expected purchases and CLV per segment."""
+    """`clv_segments`: customers, mean probability alive, expected purchases and CLV per segment,
+    in the one order of segments (largest total net spend first, as the segment table)."""
     return (
-        clv_table.join(rfm_table.select("customer_id", "segment"), on="customer_id", how="left")
+        clv_table.join(
+            rfm_table.select("customer_id", "segment", "monetary"), on="customer_id", how="left"
+        )
         .group_by("segment")
         .agg(
             customers=pl.len().cast(pl.Int64),
@@ -1057,6 +1060,7 @@ def value_by_segment(clv_table: pl.DataFrame, rfm_table: pl.DataFrame) -> pl.Dat
             expected_purchases=pl.col("expected_purchases").sum(),
             mean_clv=pl.col("clv").mean(),
             total_clv=pl.col("clv").sum(),
+            net_spend=pl.col("monetary").sum(),
         )
         .with_columns(
             pl.when(pl.col("mean_clv").is_not_null()).then(pl.col("total_clv")).alias("total_clv"),
@@ -1064,7 +1068,8 @@ def value_by_segment(clv_table: pl.DataFrame, rfm_table: pl.DataFrame) -> pl.Dat
             .then(pl.col("expected_purchases"))
             .alias("expected_purchases"),
         )
-        .sort("total_clv", "segment", descending=[True, False], nulls_last=True)
+        .sort("net_spend", "segment", descending=[True, False], nulls_last=True)
+        .drop("net_spend")
     )
 
 

@@ -506,8 +506,9 @@ def rfm_at(invoices: pl.LazyFrame, options: Options, reference: pl.LazyFrame) ->
 def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
     """Segment summary from an `rfm` table: size, share, means, total monetary, action.
 
-    Every segment of the map appears, in map order, empty ones with 0 customers; customers no
-    rule matches are counted as `Unclassified`, last.
+    Every segment of the map appears, empty ones with 0 customers, customers no rule matches
+    counted as `Unclassified`; largest total net spend first, then the empty ones by name: the
+    one order of segments in every table, list, sheet and chart.
     """
     rules = (
         segment_rules_frame(options.rules)
@@ -527,7 +528,6 @@ def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
         .with_columns(
             pl.col("customers").fill_null(0),
             pl.col("total_monetary").fill_null(0.0),
-            pl.col("priority").fill_null(10_000),
             pl.col("action").fill_null(""),
         )
         .with_columns(
@@ -535,7 +535,10 @@ def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
                 pl.col("customers") / pl.col("customers").sum()
             )
         )
-        .sort("priority", "segment")
+        .sort(
+            [pl.col("customers") > 0, "total_monetary", "segment"],
+            descending=[True, True, False],
+        )
         .select(
             "segment",
             "customers",

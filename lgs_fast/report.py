@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from lgs_fast.campaigns import campaign_note
+from lgs_fast.campaigns import campaign_note, campaign_overview
 from lgs_fast.definitions import COMPARE_DAYS, Options, load_segment_rules
 from lgs_fast.wording import (
     QUALITY_LABELS,
@@ -83,19 +83,6 @@ def _cards(tables: Tables) -> str:
         + "</div>"
         for row in rows
     )
-
-
-def propositions(tables: Tables) -> list[str]:
-    """One sentence per non-empty segment, by value, written from the segment table."""
-    out = []
-    for s in segments_by_value(tables).filter(pl.col("customers") > 0).iter_rows(named=True):
-        out.append(
-            f"{s['segment']}: {s['customers']:,} customers ({s['share']:.1%}) spent "
-            f"{money(s['total_monetary'])} net in total ({money(s['mean_monetary'])} each), "
-            f"bought {s['mean_frequency']:.1f} times on average, last {s['mean_recency']:.0f} days ago. "
-            f"Action: {s['action'] or 'none set'}"
-        )
-    return out
 
 
 @dataclass(frozen=True)
@@ -225,14 +212,90 @@ def _spec_json(spec: dict[str, Any]) -> str:
 _MONEY_CELL = ",.2f"
 
 
+def rfm_box(tables: Tables) -> str:
+    """How to read RFM, in a few plain sentences (the score range follows the bins)."""
+    bins = int(tables["rfm"]["r_score"].max() or 5)
+    return (
+        f"How to read RFM: every customer gets three scores from 1 to {bins}, each against the "
+        f"other customers ({bins} is the best {100 // bins}%): R, how recently they last bought; "
+        "F, how often they bought; M, how much they spent net. The segments use R and F only "
+        f"(M is on every list): Champions bought recently and often (R {bins}, F high), Can't "
+        "Lose bought often but not for a long time (R low, F top), Hibernating neither."
+    )
+
+
+def week_lead(tables: Tables) -> str:
+    """The report's first sentence: who to contact and what is at stake, per the lists."""
+    overview = campaign_overview(tables)
+    listed = overview.filter(pl.col("customers") > 0)
+    if listed.height == 0:
+        return "No customer has a net spend above £0: there is nobody to contact yet."
+    top = listed.sort("value_at_stake", descending=True).row(0, named=True)
+    return (
+        f"{int(listed['customers'].sum()):,} customers are on {listed.height} campaign lists, one "
+        f"per segment, each with its action; the most at stake is {top['segment']} "
+        f"({top['customers']:,} customers, {_pounds(top['value_at_stake'])} of "
+        f"{top['value_kind']}). Lists are in segments/ and in the workbook."
+    )
+
+
+def campaign_table(tables: Tables) -> str:
+    """Per campaign list: customers, value at stake, the action, and a link to the file."""
+    overview = campaign_overview(tables)
+    kinds = overview["value_kind"].unique().to_list()
+    columns = {
+        "segment": "Campaign (segment)",
+        "customers": "Customers",
+        # One kind of value for every list (the usual case) goes in the heading.
+        "value_at_stake": f"Value at stake £ ({kinds[0]})"
+        if len(kinds) == 1
+        else "Value at stake £",
+        "value_kind": "Value is",
+        "action": "What to do",
+        "file": "List",
+    }
+    if len(kinds) == 1:
+        del columns["value_kind"]
+    table = _table(overview, columns, {"customers": ",", "value_at_stake": ",.0f"})
+    # The list's file name is ours (a slug), safe to link: every cell was escaped by _table.
+    for path in overview["file"].to_list():
+        table = table.replace(
+            f"<td>{_e(path)}</td>", f'<td><a href="{_e(path)}">{_e(path)}</a></td>'
+        )
+    return table
+
+
+# The page's sections, in reading order: what to do first, the detail last. (anchor, heading)
+SECTIONS = (
+    ("this-week", "This week: who to contact"),
+    ("segments", "Customer segments"),
+    ("movement", "Who moved between segments"),
+    ("offers", "What to offer"),
+    ("sales", "Sales month by month"),
+    ("forecast", "Where sales are heading"),
+    ("value", "Customer lifetime value"),
+    ("where", "Where the sales come from"),
+    ("cohorts", "Do customers come back?"),
+    ("invoices", "Invoice amounts"),
+    ("quality", "Data quality"),
+    ("about", "About this report"),
+)
+
+
+def _anchored(anchor: str, html: str) -> str:
+    """A section's HTML with its first heading given `anchor` as id (for the contents)."""
+    return html.replace("<h2>", f'<h2 id="{anchor}">', 1)
+
+
 def render_report(
     tables: Tables,
     specs: dict[str, dict[str, Any]],
     javascript: str,
     context: ReportContext | None = None,
 ) -> str:
-    """The report page: overview, every chart, segment table, propositions, data quality, and
-    (from `context`) when and how it was made, with a link to every output file."""
+    """The report page: contents, who to contact this week, segments and movement, offers,
+    sales and forecast, customers' value, then the detail; (from `context`) when and how it
+    was made, with a link to every output file."""
     o = tables["overview"].row(0, named=True)
     preset = context.preset if context else "standard"
     span = (
@@ -244,115 +307,197 @@ def render_report(
     quality = tables["data_quality"].with_columns(
         pl.col("check").replace(QUALITY_LABELS).alias("check")
     )
+    headings = dict(SECTIONS)
+
+    def plain(anchor: str, *parts: str) -> str:
+        body = "\n".join(p for p in parts if p)
+        return f'<h2 id="{anchor}">{_e(headings[anchor])}</h2>\n{body}'
+
+    def chart(name: str) -> str:
+        return _chart(name, specs)
+
+    sections = {
+        "this-week": plain(
+            "this-week",
+            f"<p>{_e(week_lead(tables))}</p>",
+            f'<div class="wide">{campaign_table(tables)}</div>',
+            f'<p class="muted">{_e(campaign_note(tables))}</p>',
+            "<h3>The shop at a glance</h3>",
+            _cards(tables),
+            '<ul class="reconcile">'
+            + "".join(f"<li>{_e(s)}</li>" for s in reconciliation(tables, preset))
+            + "</ul>",
+        ),
+        "segments": plain(
+            "segments",
+            f'<p class="box">{_e(rfm_box(tables))}</p>',
+            f"<p>{_e(rfm_note(tables))}</p>",
+            chart("segment_sizes"),
+            chart("rf_grid"),
+            f'<div class="wide">{_segments_table(tables)}</div>',
+        ),
+        "movement": _anchored("movement", movement_section(tables, specs)),
+        "offers": _anchored(
+            "offers",
+            recommendations_section(
+                tables,
+                specs,
+                asked=context is None
+                or dict(context.settings).get("Recommendations") != NO_RECOMMENDATIONS,
+            ),
+        ),
+        "sales": plain(
+            "sales",
+            f"<p>{_e(monthly_note(tables))}</p>",
+            *(chart(n) for n in ("monthly_sales", "sales_growth", "orders_per_month")),
+            *(chart(n) for n in ("active_customers", "new_vs_existing")),
+        ),
+        "forecast": _anchored("forecast", forecast_section(tables, specs)),
+        "value": _anchored(
+            "value",
+            clv_section(
+                tables, specs, dict(context.settings).get("CLV horizon") if context else None
+            ),
+        ),
+        "where": plain(
+            "where",
+            chart("top_countries"),
+            f'<div class="wide">{_countries_table(tables)}</div>',
+            chart("top_products"),
+            "<p>Products are ranked by net revenue: their lines with the credit notes that "
+            "cancelled them, so an order cancelled minutes after it was placed is not a best "
+            "seller.</p>",
+            f'<div class="wide">{_products_table(tables)}</div>',
+            "<h3>Orders reversed by a credit note</h3>",
+            f'<div class="wide">{_reversed_table(tables)}</div>',
+        ),
+        "cohorts": plain("cohorts", chart("cohort_retention")),
+        "invoices": plain(
+            "invoices",
+            f"<p>{_e(amounts_note(tables))}</p>",
+            *(chart(n) for n in ("invoice_amounts_all", "invoice_amounts_p85", "invoice_box")),
+            f'<div class="wide">{_amounts_table(tables)}</div>',
+        ),
+        "quality": plain(
+            "quality",
+            "<p>Counts over the lines analysed; none are dropped unless the lake was imported "
+            "with <code>--dedupe</code>.</p>",
+            _table(quality, {"check": "Check", "count": "Count"}, {"count": ","}),
+        ),
+        "about": plain("about", _about(context, tables)),
+    }
+    present = [(a, t) for a, t in SECTIONS if sections[a]]
+    toc = " · ".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in present)
     template = Template(resources.files("lgs_fast").joinpath("templates/report.html").read_text())
     return template.substitute(
+        title=_e(REPORT_TITLE),
         subtitle=_e(f"{o['lines']:,} invoice lines, {span}.{generated}"),
-        cards=_cards(tables),
-        reconciliation="".join(f"<li>{_e(s)}</li>" for s in reconciliation(tables, preset)),
-        amounts_note=_e(amounts_note(tables)),
-        amounts_table=_table(
-            tables["invoice_amounts"].with_columns(
-                pl.col("view").replace({"all": "all invoices", "le_p85": "≤ 85th percentile"})
-            ),
-            {
-                "view": "View",
-                "count": "Count",
-                "min": "Min £",
-                "p25": "P25 £",
-                "median": "Median £",
-                "mean": "Mean £",
-                "mode": "Mode £",
-                "p75": "P75 £",
-                "p95": "P95 £",
-                "max": "Max £",
-            },
-            {
-                "count": ",",
-                **dict.fromkeys(
-                    ("min", "p25", "median", "mean", "mode", "p75", "p95", "max"), _MONEY_CELL
-                ),
-            },
-        ),  # fmt: skip
-        monthly_note=_e(monthly_note(tables)),
-        rfm_note=_e(
-            f"{tables['rfm'].height:,} customers scored 1–{tables['rfm']['r_score'].max() or 5} on "
-            "recency, frequency and monetary value; segments follow from the recency and "
-            "frequency scores and are listed by their total net spend."
-        ),
-        segments_table=_table(
-            segments_by_value(tables),
-            {
-                "segment": "Segment",
-                "customers": "Customers",
-                "share": "Share",
-                "mean_recency": "Mean recency (days)",
-                "mean_frequency": "Mean frequency",
-                "mean_monetary": "Mean net spend £",
-                "total_monetary": "Total net spend £",
-                "action": "Recommended action",
-            },
-            {
-                "customers": ",",
-                "share": ".1%",
-                "mean_recency": ",.0f",
-                "mean_frequency": ",.1f",
-                "mean_monetary": _MONEY_CELL,
-                "total_monetary": _MONEY_CELL,
-            },
-        )  # fmt: skip
-        + f"<p>{_e(campaign_note(tables))}</p>",
-        propositions="".join(f'<p class="proposition">{_e(p)}</p>' for p in propositions(tables)),
-        countries_table=_table(
-            tables["top_countries"],
-            {
-                "rank": "#",
-                "country": "Country",
-                "sales": "Placed sales £",
-                "share": "Share",
-                "orders": "Purchase invoices",
-                "customers": "Customers",
-            },
-            {"sales": _MONEY_CELL, "share": ".1%", "orders": ",", "customers": ","},
-        ),  # fmt: skip
-        products_table=_table(
-            tables["top_products"],
-            {
-                "rank": "#",
-                "stock_code": "Code",
-                "description": "Description",
-                "net_revenue": "Net revenue £",
-                "placed_sales": "Placed sales £",
-                "cancelled_value": "Cancelled value £",
-                "quantity": "Units",
-                "purchase_invoices": "Purchase invoices",
-            },
-            {
-                "net_revenue": _MONEY_CELL,
-                "placed_sales": _MONEY_CELL,
-                "cancelled_value": _MONEY_CELL,
-                "quantity": ",",
-                "purchase_invoices": ",",
-            },
-        ),  # fmt: skip
-        reversed_table=_reversed_table(tables),
-        clv_section=clv_section(
-            tables, specs, dict(context.settings).get("CLV horizon") if context else None
-        ),
-        movement_section=movement_section(tables, specs),
-        recommendations_section=recommendations_section(
-            tables,
-            specs,
-            asked=context is None
-            or dict(context.settings).get("Recommendations") != NO_RECOMMENDATIONS,
-        ),
-        forecast_section=forecast_section(tables, specs),
-        quality_table=_table(quality, {"check": "Check", "count": "Count"}, {"count": ","}),
-        about=_about(context, tables),
+        toc=toc,
+        body="\n\n".join(f"<section>{sections[a]}</section>" for a, _ in present),
         specs="\n".join(
             f'<script type="application/json" id="spec-{_e(name)}">{_spec_json(spec)}</script>'
             for name, spec in specs.items()
         ),
         javascript=javascript,
+    )
+
+
+REPORT_TITLE = "London Gift Shop: customer analytics"
+
+
+def rfm_note(tables: Tables) -> str:
+    return (
+        f"{tables['rfm'].height:,} customers scored 1–{tables['rfm']['r_score'].max() or 5} on "
+        "recency, frequency and monetary value; segments follow from the recency and frequency "
+        "scores and are listed by their total net spend, here and in every file."
+    )
+
+
+def _segments_table(tables: Tables) -> str:
+    return _table(
+        segments_by_value(tables),
+        {
+            "segment": "Segment",
+            "customers": "Customers",
+            "share": "Share",
+            "mean_recency": "Mean recency (days)",
+            "mean_frequency": "Mean frequency",
+            "mean_monetary": "Mean net spend £",
+            "total_monetary": "Total net spend £",
+            "action": "What to do",
+        },
+        {
+            "customers": ",",
+            "share": ".1%",
+            "mean_recency": ",.0f",
+            "mean_frequency": ",.1f",
+            "mean_monetary": _MONEY_CELL,
+            "total_monetary": _MONEY_CELL,
+        },
+    )
+
+
+def _countries_table(tables: Tables) -> str:
+    return _table(
+        tables["top_countries"],
+        {
+            "rank": "#",
+            "country": "Country",
+            "sales": "Placed sales £",
+            "share": "Share",
+            "orders": "Purchase invoices",
+            "customers": "Customers",
+        },
+        {"sales": _MONEY_CELL, "share": ".1%", "orders": ",", "customers": ","},
+    )
+
+
+def _products_table(tables: Tables) -> str:
+    return _table(
+        tables["top_products"],
+        {
+            "rank": "#",
+            "stock_code": "Code",
+            "description": "Description",
+            "net_revenue": "Net revenue £",
+            "placed_sales": "Placed sales £",
+            "cancelled_value": "Cancelled value £",
+            "quantity": "Units",
+            "purchase_invoices": "Purchase invoices",
+        },
+        {
+            "net_revenue": _MONEY_CELL,
+            "placed_sales": _MONEY_CELL,
+            "cancelled_value": _MONEY_CELL,
+            "quantity": ",",
+            "purchase_invoices": ",",
+        },
+    )
+
+
+def _amounts_table(tables: Tables) -> str:
+    return _table(
+        tables["invoice_amounts"].with_columns(
+            pl.col("view").replace({"all": "all invoices", "le_p85": "≤ 85th percentile"})
+        ),
+        {
+            "view": "View",
+            "count": "Count",
+            "min": "Min £",
+            "p25": "P25 £",
+            "median": "Median £",
+            "mean": "Mean £",
+            "mode": "Mode £",
+            "p75": "P75 £",
+            "p95": "P95 £",
+            "max": "Max £",
+        },
+        {
+            "count": ",",
+            **dict.fromkeys(
+                ("min", "p25", "median", "mean", "mode", "p75", "p95", "max"), _MONEY_CELL
+            ),
+        },
     )
 
 
@@ -705,8 +850,8 @@ def clv_lead(tables: Tables, horizon: str | None) -> list[str]:
         f"{over} (each customer's expected purchases times their expected spend, discounted)."
     ]
     segments = tables.get("clv_segments")
-    if segments is not None and segments.height and segments["total_clv"][0] is not None:
-        top = segments.row(0, named=True)
+    if segments is not None and segments["total_clv"].drop_nulls().len():
+        top = segments.sort("total_clv", descending=True, nulls_last=True).row(0, named=True)
         said.append(
             f"{top['segment']} customers ({top['customers']:,}) hold the most: "
             f"{_pounds(top['total_clv'])}, {_pounds(top['mean_clv'])} each on average."

@@ -1,7 +1,8 @@
 """`OUT/lgs_report.xlsx`: every output table and every campaign list in one Excel workbook.
 
-A sheet per table and per segment list, after a Contents sheet. Money is shown in pounds to the
-penny while the cell keeps the full value; dates are dates; each sheet has a frozen header row
+A Contents sheet that links every other sheet, then a sheet per segment list (campaigns first),
+then per table (how the models were fitted and checked last). Money is shown in pounds to the
+penny and fractions as percentages while the cell keeps the full value; dates are dates; each sheet has a frozen header row
 and a filter. No cell runs as a formula: text is always written as text, and text that a
 spreadsheet would run gets the same leading `'` as in the CSV files (`campaigns.spreadsheet_safe`),
 so a value reads the same in both.
@@ -26,7 +27,28 @@ WORKBOOK_NAME = "lgs_report.xlsx"
 MONEY_FORMAT = "£#,##0.00;-£#,##0.00"
 DATE_FORMAT = "yyyy-mm-dd"
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+PERCENT_FORMAT = "0.0%"
+DECIMAL_FORMAT = "#,##0.00"
 CONTENTS = "Contents"
+
+# Fractions shown as percentages (the cell keeps the fraction).
+PERCENT_COLUMNS = frozenset(
+    {"share", "hit_rate", "retention", "probability_alive", "mean_probability_alive",
+     "top_decile_share"}
+)  # fmt: skip
+# Means, counts expected and errors: two decimals. Model estimates (alpha, aicc, estimate…)
+# keep Excel's General format: their size varies too much for a fixed number of decimals.
+DECIMAL_COLUMNS = frozenset(
+    {"mean_recency", "mean_frequency", "expected_purchases", "actual_purchases",
+     "predicted_purchases", "mae", "rmse", "bias", "mase", "smape", "sales_growth_pct",
+     "total_error_pct", "score", "spearman"}
+)  # fmt: skip
+# Tables that describe how the models were fitted and checked: after everything a marketer
+# or analyst reads first.
+MODEL_DETAIL = (
+    "clv_models", "clv_matrix", "clv_holdout", "clv_holdout_customers",
+    "clv_holdout_by_frequency", "forecast_backtest", "forecast_models", "recommendation_holdout",
+)  # fmt: skip
 
 # Excel refuses these in a sheet name, and names longer than 31 characters.
 _FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
@@ -78,6 +100,8 @@ def _write_sheet(book: Any, name: str, frame: pl.DataFrame, money: tuple[str, ..
         "money": book.add_format({"num_format": MONEY_FORMAT}),
         "date": book.add_format({"num_format": DATE_FORMAT}),
         "datetime": book.add_format({"num_format": DATETIME_FORMAT}),
+        "percent": book.add_format({"num_format": PERCENT_FORMAT}),
+        "decimal": book.add_format({"num_format": DECIMAL_FORMAT}),
     }
     # Only the text is neutralised here: numbers keep their full value under the £ format.
     shown = spreadsheet_safe(frame)
@@ -89,6 +113,11 @@ def _write_sheet(book: Any, name: str, frame: pl.DataFrame, money: tuple[str, ..
             _write_cell(sheet, row, col, value, formats.get(kind))
     sheet.freeze_panes(1, 0)
     sheet.autofilter(0, 0, max(shown.height, 1), max(shown.width - 1, 0))
+    if name == CONTENTS:
+        # Each sheet's name links to it.
+        for row, target in enumerate(shown.get_column("sheet").to_list(), start=1):
+            quoted = str(target).replace("'", "''")
+            sheet.write_url(row, 0, f"internal:'{quoted}'!A1", string=str(target))
 
 
 def _kind(column: str, dtype: pl.DataType, money: tuple[str, ...]) -> str:
@@ -98,6 +127,10 @@ def _kind(column: str, dtype: pl.DataType, money: tuple[str, ...]) -> str:
         return "date"
     if isinstance(dtype, pl.Datetime):
         return "datetime"
+    if column in PERCENT_COLUMNS and dtype.is_numeric():
+        return "percent"
+    if column in DECIMAL_COLUMNS and dtype.is_float():
+        return "decimal"
     return "plain"
 
 
@@ -147,8 +180,11 @@ def write_workbook(tables: Tables, path: Path) -> dict[str, int]:
 
     lists = campaign_lists(tables)
     taken = {CONTENTS.casefold()}
-    sheets: dict[Source, str] = {("table", t): sheet_name(t, taken) for t in tables}
-    sheets |= {("segment", s): sheet_name(s, taken) for s in lists}
+    # The campaign lists first (in the one order of segments), then the tables, the models'
+    # fitting and checking last.
+    ordered = sorted(tables, key=lambda t: t in MODEL_DETAIL)
+    sheets: dict[Source, str] = {("segment", s): sheet_name(s, taken) for s in lists}
+    sheets |= {("table", t): sheet_name(t, taken) for t in ordered}
     frames = {("table", t): frame for t, frame in tables.items()}
     frames |= {("segment", s): frame for s, frame in lists.items()}
     options = {

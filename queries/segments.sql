@@ -1,5 +1,6 @@
--- segments: summary of the rfm view per segment, in segment-map order; every segment of the
--- map is listed (empty ones with 0 customers), customers no rule matched as 'Unclassified'.
+-- segments: summary of the rfm view per segment; every segment of the map is listed (empty ones
+-- with 0 customers), customers no rule matched as 'Unclassified'. Largest total net spend
+-- first, then the empty ones by name: the one order of segments everywhere.
 WITH rules AS (
     SELECT segment, min(priority) AS priority, arg_min(action, priority) AS action
     FROM segment_rules
@@ -27,4 +28,4 @@ SELECT
     coalesce(action, '') AS action
 FROM rules
 FULL JOIN sized USING (segment)
-ORDER BY coalesce(priority, 10000), segment
+ORDER BY coalesce(customers, 0) > 0 DESC, coalesce(total_monetary, 0.0) DESC, segment

@@ -112,7 +112,22 @@ def test_report_content_is_escaped(retail_lake: Path, tmp_path: Path) -> None:
 
 def test_report_says_what_marketing_needs(output: Path) -> None:
     page = (output / "report.html").read_text()
-    assert "Can&#x27;t Lose: 63 customers (1.5%) spent £172,343.36 net in total" in page
+    # The page opens with who to contact: every campaign list, its value, its action, its file.
+    week = _section_words(page, "this-week")
+    assert week.startswith(
+        "This week: who to contact 4,317 customers are on 10 campaign lists, one per segment, "
+        "each with its action; the most at stake is Champions (633 customers, £3,779,394 of "
+        "expected value)."
+    )
+    assert (
+        "Can't Lose 63 152,648 Priority call from a senior account manager; offer tailored "
+        "volume terms to win back a large buyer before a competitor does. segments/cant_lose.csv"
+    ) in week
+    assert '<a href="segments/cant_lose.csv">' in page
+    # The contents link every section, in reading order, and each anchor exists.
+    toc = re.findall(r'<a href="#([a-z-]+)">', page.split("</nav>")[0])
+    assert toc[:4] == ["this-week", "segments", "movement", "offers"] and toc[-1] == "about"
+    assert all(f'<h2 id="{anchor}">' in page for anchor in toc)
     assert "541,909 invoice lines, 01 Dec 2010 to 09 Dec 2011. Generated " in page
     assert "http://" not in page.split('<script type="module">')[0]  # nothing to fetch
     assert page.count('class="chart"') == len(CHARTS)
@@ -122,7 +137,7 @@ def test_report_says_what_marketing_needs(output: Path) -> None:
     assert "Customers here rarely stop buying for good, as far as the data can tell" in page
     words = " ".join(_text(page).split())
     # The CLV section leads in plain words and pounds; the models' verdicts are folded below.
-    lead = words.split("Customer lifetime value")[1]
+    lead = _section_words(page, "value").removeprefix("Customer lifetime value")
     assert lead.startswith(
         " 4,339 customers are expected to bring about £8,786,338 over the next 12 months at 1.0% "
         "a month (each customer's expected purchases times their expected spend, discounted). "
@@ -142,6 +157,12 @@ def test_report_says_what_marketing_needs(output: Path) -> None:
     )
     # The analysts' table: every model and rule, with the rank correlation and top-decile share.
     assert "same span before (baseline) 3,917 4,807 0.986 1.562 0.457 34.8%" in words
+
+
+def _section_words(page: str, anchor: str) -> str:
+    """The words of the report's section `anchor`, from its heading to the next section's."""
+    part = page.split(f'<h2 id="{anchor}">', 1)[1].split("<h2 ", 1)[0]
+    return " ".join(_text(part).split())
 
 
 def _text(page: str) -> str:
@@ -178,7 +199,9 @@ def test_report_uses_one_vocabulary_and_says_why_totals_differ(output: Path) -> 
     assert "Dec 2011 (1–9) is covered only in part" in words
     assert "In the first month of the data no customer's history is known" in words
     assert "Lines without a customer id 135,080" in words and "no_customer_id" not in words
-    segments = words.split("Recommended action")[1]
+    segments = _section_words((output / "report.html").read_text(), "segments").split("What to do")[
+        1
+    ]
     order = [segments.index(s) for s in ("Champions", "Loyal Customers", "At Risk", "Hibernating")]
     assert order == sorted(order)  # by total net spend, not by the map's order
 
@@ -189,7 +212,7 @@ def test_report_tells_how_it_was_made_and_links_every_file(output: Path) -> None
     assert "Score bins 5" in words and "Preset standard" in words and "Engine polars" in words
     assert "Holdout from 2011-09-01" in words
     assert "Data 01 Dec 2010 08:26 to 09 Dec 2011 12:50" in words
-    linked = set(re.findall(r'<a href="([^"]+)">', page))
+    linked = {a for a in re.findall(r'<a href="([^"]+)">', page) if not a.startswith("#")}
     files = {
         p.relative_to(output).as_posix()
         for p in output.rglob("*")
@@ -331,14 +354,15 @@ def test_report_fits_the_window(output: Path, tmp_path: Path, width: int) -> Non
 def test_report_and_lists_act_on_the_segments(output: Path) -> None:
     """Movement, recommendations and the forecast reach the page and the campaign lists."""
     words = " ".join(_text((output / "report.html").read_text()).split())
-    moved = words.split("Who moved between segments")[1]
+    page = (output / "report.html").read_text()
+    moved = _section_words(page, "movement")
     assert "Of the 4,339 customers scored now" in moved and "The largest moves:" in moved
-    offer = words.split("What to offer")[1]
+    offer = _section_words(page, "offers")
     assert "(At Risk 580, Need Attention 186, Can't Lose 63) get two short lists" in offer
     # The holdout on this data, as the table recommendation_holdout has it.
     assert "Order again 408 49.3%" in offer and "New to you 164 19.8%" in offer
     assert "Best sellers not yet bought 80 9.7%" in offer
-    heading = words.split("Where sales are heading")[1]
+    heading = _section_words(page, "forecast")
     # The first sentence in plain words and pounds; the method and its margin over naive next.
     assert "Expected net revenue: about £320,466 in the week of 05 Dec 2011" in heading
     assert (

@@ -15,12 +15,13 @@ import lgs_fast as lgs
 from lgs_fast.analyze import analyze, tables_of
 from lgs_fast.campaigns import spreadsheet_safe
 from lgs_fast.definitions import MONEY_COLUMNS, Options, load_segment_rules
-from lgs_fast.workbook import MONEY_FORMAT, WORKBOOK_NAME, sheet_name, write_workbook
+from lgs_fast.workbook import MODEL_DETAIL, MONEY_FORMAT, WORKBOOK_NAME, sheet_name, write_workbook
 from tests.utils import hostile_lines, write_segment_map
 
+# The one order of segments: largest total net spend first.
 SEGMENTS = [
-    "Hibernating", "At Risk", "Can't Lose", "About to Sleep", "Need Attention",
-    "Loyal Customers", "Promising", "New Customers", "Potential Loyalists", "Champions",
+    "Champions", "Loyal Customers", "At Risk", "Hibernating", "Potential Loyalists",
+    "Can't Lose", "Need Attention", "About to Sleep", "Promising", "New Customers",
 ]  # fmt: skip
 # The real customers whose net spend is £0.00 or less, per segment (22 of 4,339).
 LEFT_OUT = {
@@ -64,10 +65,21 @@ def test_a_sheet_per_table_and_per_segment(out: Path, book: openpyxl.Workbook) -
     tables = _tables(out)
     names = book.sheetnames
     assert names[0] == "Contents"
-    assert set(names[1 : 1 + len(tables)]) == set(tables)
-    assert names[1 + len(tables) :] == SEGMENTS
+    # The campaign lists first, then the tables, how the models were fitted and checked last.
+    assert names[1 : 1 + len(SEGMENTS)] == SEGMENTS
+    assert set(names[1 + len(SEGMENTS) :]) == set(tables)
+    detail = [n for n in names if n in MODEL_DETAIL]
+    assert detail and names[-len(detail) :] == detail
     contents = pl.read_excel(out / WORKBOOK_NAME, sheet_name="Contents")
     assert contents["sheet"].to_list() == names[1:]
+    # Every sheet's name in Contents links to the sheet.
+    links = [c.hyperlink.location for c in book["Contents"]["A"][1:]]
+    assert links == [f"'{n}'!A1".replace("Can't", "Can''t") for n in names[1:]]
+    # Fractions as percentages, means to two decimals.
+    segments = book["segments"]
+    header = _header(segments)
+    assert segments.cell(2, header.index("share") + 1).number_format == "0.0%"
+    assert segments.cell(2, header.index("mean_recency") + 1).number_format == "#,##0.00"
     lists = contents.filter(pl.col("contents").str.starts_with("campaign list"))
     assert dict(lists.select("sheet", "left_out").iter_rows()) == {
         s: LEFT_OUT.get(s, 0) for s in SEGMENTS
@@ -162,7 +174,10 @@ def test_campaign_lists_by_net_spend_without_customers_who_spent_nothing(out: Pa
         "action": None,
     }
     page = (out / "report.html").read_text()
-    assert "22 customers with a net spend of £0 or less are left out (Hibernating 12," in page
+    assert (
+        "22 customers with a net spend of £0 or less are left out (At Risk 1, Hibernating 12,"
+        in page
+    )
 
 
 def test_no_cell_is_a_formula_even_with_hostile_text(retail_lake: Path, tmp_path: Path) -> None:
@@ -181,7 +196,7 @@ def test_no_cell_is_a_formula_even_with_hostile_text(retail_lake: Path, tmp_path
         for name in sheets:
             assert b"<f>" not in archive.read(name), name
     book = openpyxl.load_workbook(target)
-    assert book.sheetnames[-2:] == ['=HYPERLINK("httpexample.comx","', "+Rest"]
+    assert set(book.sheetnames[1:3]) == {'=HYPERLINK("httpexample.comx","', "+Rest"}
     texts = []
     for sheet in book.worksheets:
         for row in sheet.iter_rows():
