@@ -353,7 +353,6 @@ def test_report_fits_the_window(output: Path, tmp_path: Path, width: int) -> Non
 
 def test_report_and_lists_act_on_the_segments(output: Path) -> None:
     """Movement, recommendations and the forecast reach the page and the campaign lists."""
-    words = " ".join(_text((output / "report.html").read_text()).split())
     page = (output / "report.html").read_text()
     moved = _section_words(page, "movement")
     assert "Of the 4,339 customers scored now" in moved and "The largest moves:" in moved
