@@ -213,16 +213,31 @@ def invoice_box(tables: Tables) -> alt.LayerChart:
 
 
 def _months(tables: Tables) -> tuple[pl.DataFrame, alt.X, alt.Tooltip]:
-    """The monthly table labelled by `labelled_months`, its x axis in month order, and a tooltip.
+    """The complete months of the monthly table labelled by `labelled_months`, its x axis in
+    month order, and a tooltip.
 
-    A month the data covers only in part is named with the days it covers, `Dec 2011 (1–9)`,
-    on the axis itself, so no reader takes its low bar for a collapse.
+    A month the data covers only in part is left out of the monthly charts: a few days drawn
+    beside whole months read as a collapse, whatever the label says. The charts' titles name
+    what was left out (`_left_out`). Where no month is complete, every month is drawn, named
+    with the days it covers, `Dec 2011 (1–9)`, and faint.
     """
-    frame = labelled_months(tables)
+    labelled = labelled_months(tables)
+    frame = labelled.filter(pl.col("complete")) if labelled["complete"].any() else labelled
     x = alt.X(
         "label:N", title="Month", sort=frame["label"].to_list(), axis=alt.Axis(labelAngle=-40)
     )
     return frame, x, alt.Tooltip("label:N", title="Month")
+
+
+def _left_out(tables: Tables, title: str) -> str | list[str]:
+    """`title`, with a second line naming the partial months the chart leaves out."""
+    labelled = labelled_months(tables)
+    if not labelled["complete"].any():
+        return title
+    partial = labelled.filter(~pl.col("complete"))["label"].to_list()
+    if not partial:
+        return title
+    return [title, f"{' and '.join(partial)} left out: only part of the month is in the data"]
 
 
 PERIOD = alt.Opacity(
@@ -260,12 +275,16 @@ def orders_per_month(tables: Tables) -> alt.Chart:
             opacity=PERIOD,
             tooltip=[tip, "kind:N", alt.Tooltip("invoices:Q", format=",")],
         )
-        .properties(width=WIDTH, height=260, title="Purchase invoices and credit notes per month")
+        .properties(
+            width=WIDTH,
+            height=260,
+            title=_left_out(tables, "Purchase invoices and credit notes per month"),
+        )
     )
 
 
 def monthly_sales(tables: Tables) -> alt.LayerChart:
-    """Placed sales per month: a line through the complete months, partial months hollow."""
+    """Placed sales per month: a line through the complete months (partial ones left out)."""
     months, x, tip = _months(tables)
     base = alt.Chart(_data(months)).encode(
         x=x,
@@ -281,22 +300,32 @@ def monthly_sales(tables: Tables) -> alt.LayerChart:
         )
     )
     return alt.layer(line, points).properties(
-        width=WIDTH, height=260, title="Placed sales per month (hollow: partial month)"
+        width=WIDTH, height=260, title=_left_out(tables, "Placed sales per month")
     )
 
 
 def sales_growth(tables: Tables) -> alt.Chart:
-    """Placed sales growth on the previous month in %. A change that involves a partial month
-    is grey and named so: its height compares days with a whole month, not trade."""
+    """Placed sales growth on the previous month in %, between complete months only: a change
+    to or from a partial month compares days with a whole month, not trade (left out, named in
+    the title)."""
     months, x, tip = _months(tables)
-    frame = months.with_columns(
-        change=pl.when(~pl.col("complete") | ~pl.col("complete").shift(1).fill_null(True))
-        .then(pl.lit("involves a partial month"))
-        .when(pl.col("sales_growth_pct") >= 0)
-        .then(pl.lit("rise"))
-        .otherwise(pl.lit("fall"))
-    ).drop_nulls("sales_growth_pct")
-    kinds = ["rise", "fall", "involves a partial month"]
+    frame = (
+        labelled_months(tables)
+        .with_columns(
+            change=pl.when(~pl.col("complete") | ~pl.col("complete").shift(1).fill_null(True))
+            .then(pl.lit("involves a partial month"))
+            .when(pl.col("sales_growth_pct") >= 0)
+            .then(pl.lit("rise"))
+            .otherwise(pl.lit("fall"))
+        )
+        .drop_nulls("sales_growth_pct")
+        .filter(pl.col("label").is_in(months["label"].implode()))
+    )
+    if months["complete"].all():
+        frame = frame.filter(pl.col("change") != "involves a partial month")
+    kinds = ["rise", "fall", "involves a partial month"][
+        : 3 if (frame["change"] == "involves a partial month").any() else 2
+    ]
     return (
         alt.Chart(_data(frame))
         .mark_bar()
@@ -306,7 +335,7 @@ def sales_growth(tables: Tables) -> alt.Chart:
             color=alt.Color(
                 "change:N",
                 title="Change",
-                scale=alt.Scale(domain=kinds, range=[DARK, ACCENT, GREY]),
+                scale=alt.Scale(domain=kinds, range=[DARK, ACCENT, GREY][: len(kinds)]),
             ),
             tooltip=[
                 tip,
@@ -314,12 +343,16 @@ def sales_growth(tables: Tables) -> alt.Chart:
                 alt.Tooltip("change:N", title="Change"),
             ],
         )
-        .properties(width=WIDTH, height=220, title="Placed sales growth on the previous month")
+        .properties(
+            width=WIDTH,
+            height=220,
+            title=_left_out(tables, "Placed sales growth on the previous month"),
+        )
     )
 
 
 def active_customers(tables: Tables) -> alt.Chart:
-    """Customers with a line in each month (partial months faint)."""
+    """Customers with a line in each month (complete months)."""
     months, x, tip = _months(tables)
     return (
         alt.Chart(_data(months))
@@ -330,7 +363,7 @@ def active_customers(tables: Tables) -> alt.Chart:
             opacity=PERIOD,
             tooltip=[tip, alt.Tooltip("active_customers:Q", format=",")],
         )
-        .properties(width=WIDTH, height=220, title="Active customers per month")
+        .properties(width=WIDTH, height=220, title=_left_out(tables, "Active customers per month"))
     )
 
 
@@ -362,7 +395,9 @@ def new_vs_existing(tables: Tables) -> alt.Chart:
         .properties(
             width=WIDTH,
             height=240,
-            title="New and existing customers per month (first month: history not known)",
+            title=_left_out(
+                tables, "New and existing customers per month (first month: history not known)"
+            ),
         )
     )
 
@@ -505,28 +540,43 @@ def top_products(tables: Tables) -> alt.LayerChart:
 
 def cohort_retention(tables: Tables) -> alt.LayerChart:
     """Share of each monthly cohort active again 1, 2, … months after its first month, every
-    cell labelled. The first cohort holds everyone already a customer when the data starts, and
-    cells of a partial month are faint."""
+    cell labelled. The first cohort holds everyone already a customer when the data starts. A
+    cell in a month the data covers only in part gets no colour on the scale (a few days would
+    read as customers lost): it says which days it covers instead."""
     first = pl.col("cohort") == pl.col("cohort").min()
+    covered = labelled_months(tables).select(
+        pl.col("month").alias("cell_month"),
+        days=pl.col("label").str.extract(r"\((.*)\)"),
+    )
     frame = (
         tables["cohorts"]
         .with_columns(
             label=pl.col("cohort").dt.strftime("%b %Y")
             + pl.when(first).then(pl.lit(" and before")).otherwise(pl.lit("")),
-            period=pl.when(pl.col("complete"))
-            .then(pl.lit("complete"))
-            .otherwise(pl.lit("partial")),
+            cell_month=pl.col("cohort").dt.offset_by(pl.format("{}mo", pl.col("months_since"))),
         )
         .filter(pl.col("months_since") > 0)
+        .join(covered, on="cell_month", how="left")
+        .with_columns(
+            text=pl.when(pl.col("complete"))
+            .then(pl.lit(None, pl.String))
+            .otherwise(pl.lit("days ") + pl.col("days").fill_null("?"))
+        )
+        .drop("cell_month", "days")
     )
     order = frame.sort("cohort")["label"].unique(maintain_order=True).to_list()
-    strongest = float(frame["retention"].max() or 0.0)
-    base = alt.Chart(_data(frame)).encode(
-        x=alt.X(
-            "months_since:O", title="Months after the first month", axis=alt.Axis(labelAngle=0)
-        ),
-        y=alt.Y("label:N", title="Cohort (first month)", sort=order),
-    )
+    complete = frame.filter(pl.col("complete"))
+    strongest = float(complete["retention"].max() or 0.0)
+    x = alt.X("months_since:O", title="Months after the first month", axis=alt.Axis(labelAngle=0))
+    y = alt.Y("label:N", title="Cohort (first month)", sort=order)
+    tooltip = [
+        alt.Tooltip("label:N", title="Cohort"),
+        "months_since:O",
+        alt.Tooltip("retention:Q", format=".1%"),
+        alt.Tooltip("customers:Q", format=","),
+        alt.Tooltip("cohort_size:Q", format=","),
+    ]
+    base = alt.Chart(_data(complete)).encode(x=x, y=y)
     cells = base.mark_rect().encode(
         color=alt.Color(
             "retention:Q",
@@ -534,15 +584,7 @@ def cohort_retention(tables: Tables) -> alt.LayerChart:
             scale=alt.Scale(scheme="blues"),
             legend=alt.Legend(format=".0%"),
         ),
-        opacity=PERIOD,
-        tooltip=[
-            alt.Tooltip("label:N", title="Cohort"),
-            "months_since:O",
-            alt.Tooltip("retention:Q", format=".1%"),
-            alt.Tooltip("customers:Q", format=","),
-            alt.Tooltip("cohort_size:Q", format=","),
-            alt.Tooltip("period:N", title="Month"),
-        ],
+        tooltip=tooltip,
     )
     text = base.mark_text(fontSize=10).encode(
         text=alt.Text("retention:Q", format=".0%"),
@@ -550,10 +592,18 @@ def cohort_retention(tables: Tables) -> alt.LayerChart:
             f"datum.retention > {strongest * 0.6}", alt.value("white"), alt.value("black")
         ),
     )
-    return alt.layer(cells, text).properties(
+    partial = (
+        alt.Chart(_data(frame.filter(~pl.col("complete"))))
+        .mark_text(fontSize=9, color="#555")
+        .encode(x=x, y=y, text="text:N", tooltip=tooltip)
+    )
+    return alt.layer(cells, text, partial).properties(
         width=WIDTH - 120,
         height=26 * max(len(order), 1),
-        title="Monthly cohort retention (faint: partial month)",
+        title=[
+            "Monthly cohort retention",
+            "A month the data covers only in part shows its days, not a share",
+        ],
     )
 
 

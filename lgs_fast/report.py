@@ -164,10 +164,16 @@ def monthly_note(tables: Tables) -> str:
     parts = []
     if partial:
         one = len(partial) == 1
+        complete = bool(tables["monthly"]["complete"].any())
+        how = (
+            f"left out of the monthly charts and of growth (a few days cannot be compared with "
+            f"a month); the tables keep {'it' if one else 'them'}, flagged as partial"
+            if complete
+            else "drawn faint, and growth to or from them is grey, not a rise or a fall"
+        )
         parts.append(
             f"{' and '.join(partial)} {'is' if one else 'are'} covered only in part (the days in "
-            f"brackets): {'that month is' if one else 'those months are'} drawn faint or hollow, "
-            f"and growth to or from {'it' if one else 'them'} is grey, not a rise or a fall."
+            f"brackets): {'that month is' if one else 'those months are'} {how}."
         )
     if unknown:
         parts.append(

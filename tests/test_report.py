@@ -74,7 +74,7 @@ def test_chart_files_validate_and_hold_only_aggregates(output: Path) -> None:
         rows = _data_rows(spec)
         assert rows and max(rows) <= 200, (name, rows)  # never the 541,909 raw lines
     monthly = json.loads((output / "charts" / "monthly_sales.vl.json").read_text())
-    assert _data_rows(monthly) == [13]
+    assert _data_rows(monthly) == [12]  # the 12 complete months; Dec 2011 (1–9) left out
     grid = json.loads((output / "charts" / "rf_grid.vl.json").read_text())
     assert _data_rows(grid) == [25]
 
@@ -226,10 +226,23 @@ def test_charts_read_true(output: Path) -> None:
     specs = {p.name.removesuffix(".vl.json"): json.loads(p.read_text())
              for p in (output / "charts").glob("*.vl.json")}  # fmt: skip
     assert "symlog" not in json.dumps(specs)
+    # A partial month is never a bar, a point or a coloured cell on a value scale: it is left out
+    # of the monthly charts (their titles say so) and shows its days in the cohort grid.
     growth = _data_rows_of(specs["sales_growth"])
-    december = next(r for r in growth if r["label"] == "Dec 2011 (1–9)")
-    assert december["change"] == "involves a partial month"
-    assert {r["change"] for r in growth if r["label"] != "Dec 2011 (1–9)"} == {"rise", "fall"}
+    assert {r["change"] for r in growth} == {"rise", "fall"}
+    for name in ("sales_growth", "monthly_sales", "orders_per_month", "active_customers",
+                 "new_vs_existing"):  # fmt: skip
+        assert all(r.get("period") != "partial" for r in _data_rows_of(specs[name])), name
+        assert "Dec 2011 (1–9) left out" in " ".join(
+            specs[name]["title"]["text"]
+            if isinstance(specs[name]["title"], dict)
+            else specs[name]["title"]
+        ), name
+    cohort_layers = specs["cohort_retention"]["layer"]
+    cells = [r for r in _data_rows_of(cohort_layers[0]) if "retention" in r]
+    assert cells and all(r["complete"] for r in cells)
+    partial = [r for r in _data_rows_of(cohort_layers[2]) if "text" in r]
+    assert len(partial) == 12 and {r["text"] for r in partial} == {"days 1–9"}
     first = [r for r in _data_rows_of(specs["new_vs_existing"]) if r["label"] == "Dec 2010"]
     assert [r["kind"] for r in first] == ["Not known"]
     # Ten segments, ten different colours, listed by value in the legend.
