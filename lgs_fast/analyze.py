@@ -26,6 +26,7 @@ from lgs_fast.metrics import MODEL_INPUTS
 from lgs_fast.outputs import OutputSwitch, check_apart
 
 if TYPE_CHECKING:
+    from lgs_fast.campaigns import ListSettings
     from lgs_fast.clv import ClvSettings, CustomerModel
     from lgs_fast.layers import Layers
     from lgs_fast.spark import SparkLake
@@ -396,6 +397,7 @@ def _build(
     settings: tuple[tuple[str, str], ...] | None,
     preset: str,
     say: Callable[[str], None],
+    lists: ListSettings | None = None,
 ) -> None:
     """Tables, then (unless `settings` is None: --no-report) charts, lists, workbook, report."""
     write_tables(tables, build / "tables")
@@ -407,8 +409,12 @@ def _build(
 
     say(f"drawing {len(charting.CHARTS)} charts…")
     specs = charting.write_charts(charting.build_charts(tables), build / "charts")
-    campaigns.write_segment_exports(tables, build / "segments")
-    workbook.write_workbook(tables, build / workbook.WORKBOOK_NAME)
+    campaigns.write_segment_exports(tables, build / "segments", lists)
+    if lists is not None and lists.contacts is not None:
+        listed, missing = campaigns.without_contact(tables, lists)
+        say(f"contacts joined onto the lists: {listed - missing:,} of {listed:,} customers "
+            f"matched, {missing:,} without a contact row")  # fmt: skip
+    workbook.write_workbook(tables, build / workbook.WORKBOOK_NAME, lists)
     say("writing the report…")
     files = sorted(
         p.relative_to(build).as_posix()
@@ -437,11 +443,13 @@ def analyze(
     progress: Callable[[str], None] | None = None,
     clv_settings: ClvSettings | None = None,
     spark_master: str | None = None,
+    lists: ListSettings | None = None,
 ) -> AnalysisResult:
     """Compute every table with `engine`; write tables, charts, segment exports and the report.
 
     Everything is built in a directory beside OUT and switched in with one atomic rename
     (`lgs_fast.outputs`): a failure or a kill leaves the previous outputs as they were.
+    `lists`: how the campaign lists are written (contacts joined on, people's headings).
     """
     say = progress or (lambda _: None)
     target = Path(out)
@@ -485,7 +493,7 @@ def analyze(
                 ("Source of the lines", data_origin(snap)),
             )
         try:
-            _build(tables, switch.build, settings, options.preset, say)
+            _build(tables, switch.build, settings, options.preset, say, lists)
         except (LgsError, KeyboardInterrupt):
             raise
         except Exception as err:  # a full disk, say, met inside Polars or the chart renderer

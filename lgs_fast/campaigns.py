@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -237,9 +238,107 @@ def campaign_note(tables: Tables) -> str:
     return rule + f"{left_out:,} {noun} with a net spend of £0 or less are left out ({where})."
 
 
-def write_segment_exports(tables: Tables, directory: Path) -> dict[str, int]:
-    """`SEGMENT.csv` per segment for the campaign team (`campaign_lists`); returns rows written
-    per file.
+# Column headings for people (`--human-headers`): what a mail tool or a spreadsheet user reads.
+HUMAN_HEADERS = {
+    "customer_id": "Customer ID", "country": "Country", "last_purchase": "Last purchase",
+    "recency": "Days since last purchase", "frequency": "Purchase invoices",
+    "monetary": "Net spend £", "r_score": "R score", "f_score": "F score", "m_score": "M score",
+    "rfm_score": "RFM score", "segment": "Segment", "movement": "Segment change",
+    "probability_alive": "Still buying (probability)", "expected_purchases": "Expected purchases",
+    "clv": "Expected value £",
+}  # fmt: skip
+
+
+def human_header(column: str) -> str:
+    """`customer_id` → `Customer ID`; `reorder_2` → `Re-order 2`; `new_1` → `New to you 1`."""
+    if column in HUMAN_HEADERS:
+        return HUMAN_HEADERS[column]
+    kind, _, rank = column.rpartition("_")
+    if kind == "reorder" and rank.isdigit():
+        return f"Re-order {rank}"
+    if kind == "new" and rank.isdigit():
+        return f"New to you {rank}"
+    return column.replace("_", " ").capitalize()
+
+
+@dataclass(frozen=True)
+class ListSettings:
+    """How the campaign lists are written: `contacts` (a table keyed by customer_id, from
+    `read_contacts`) joined on after customer_id; `human_headers` for people's headings."""
+
+    contacts: pl.DataFrame | None = None
+    human_headers: bool = False
+
+
+def read_contacts(path: Path) -> pl.DataFrame:
+    """A contacts CSV: a `customer_id` column (whole numbers, each once) and any others (email,
+    name, company…), kept as text. Bad input is one line naming the file, row and column."""
+    try:
+        frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such contacts file") from None
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError) as err:
+        raise InputError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    key = next((c for c in frame.columns if c.strip().casefold() == "customer_id"), None)
+    if key is None:
+        raise InputError(f"{path}: no customer_id column (columns: {', '.join(frame.columns)})")
+    frame = frame.rename({key: "customer_id"})
+    ids = frame["customer_id"].str.strip_chars().cast(pl.Int64, strict=False)
+    bad = frame.with_row_index("row").filter(ids.is_null())
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise InputError(
+            f"{path}: row {row['row'] + 2}, column customer_id: {row['customer_id']!r} is not a "
+            "customer id (a whole number)"
+        )
+    frame = frame.with_columns(customer_id=ids)
+    repeated = frame.with_row_index("row").filter(pl.col("customer_id").is_duplicated())
+    if repeated.height:
+        second = repeated.filter(pl.col("customer_id") == repeated["customer_id"][0]).row(
+            1, named=True
+        )
+        raise InputError(
+            f"{path}: row {second['row'] + 2}, column customer_id: customer {second['customer_id']} "
+            "is listed twice; keep one row per customer"
+        )
+    return frame
+
+
+def export_list(
+    rows: pl.DataFrame, settings: ListSettings | None = None, *, to_the_penny: bool = True
+) -> pl.DataFrame:
+    """A campaign list as its file shows it: spreadsheet-safe, the contacts joined on after
+    customer_id, no `action` column (the same on every row: it is in the report, the workbook's
+    Contents and the segment table), no column that is empty on every row, headings as asked.
+    Money is rounded to the penny unless `to_the_penny` is false (the workbook formats it)."""
+    settings = settings or ListSettings()
+    money = MONEY_COLUMNS["campaign_list"] if to_the_penny else ()
+    shown = spreadsheet_safe(rows, money).drop("action")
+    if settings.contacts is not None:
+        contacts = settings.contacts.rename(
+            {
+                c: f"contact_{c}"
+                for c in settings.contacts.columns
+                if c in shown.columns and c != "customer_id"
+            }
+        )
+        shown = shown.join(
+            spreadsheet_safe(contacts), on="customer_id", how="left", maintain_order="left"
+        ).select("customer_id", *contacts.columns[1:], *shown.columns[1:])
+    shown = shown.select(
+        [c for c in shown.columns if shown[c].null_count() < shown.height or c == "customer_id"]
+    )
+    if settings.human_headers:
+        shown = shown.rename({c: human_header(c) for c in shown.columns})
+    return shown
+
+
+def write_segment_exports(
+    tables: Tables, directory: Path, settings: ListSettings | None = None
+) -> dict[str, int]:
+    """`SEGMENT.csv` per segment for the campaign team (`campaign_lists`, as `export_list`
+    shows them), UTF-8 with a byte-order mark so that Excel reads `£` and `→` right; returns
+    rows written per file.
 
     Distinct segments never share a file: names that would (`Hi There`, `hi-there`) are refused
     when the segment map is loaded, and here again for tables built some other way.
@@ -249,6 +348,15 @@ def write_segment_exports(tables: Tables, directory: Path) -> dict[str, int]:
     written = {}
     for segment, rows in lists.items():
         path = directory / f"{slug(segment)}.csv"
-        write_csv(rows, path, "campaign_list")
+        export_list(rows, settings).write_csv(path, include_bom=True)
         written[path.name] = rows.height
     return written
+
+
+def without_contact(tables: Tables, settings: ListSettings | None) -> tuple[int, int]:
+    """(customers on the lists, of them without a row in the contacts file)."""
+    listed = pl.concat([rows.select("customer_id") for rows in campaign_lists(tables).values()])
+    if settings is None or settings.contacts is None:
+        return listed.height, listed.height
+    missing = listed.join(settings.contacts.select("customer_id"), on="customer_id", how="anti")
+    return listed.height, missing.height

@@ -591,6 +591,20 @@ def _lake(value: str | None) -> str | Path | None:
     is_flag=True,
     help="Write the tables only (no charts, segment files, workbook or report).",
 )
+@click.option(
+    "--contacts",
+    "contacts_file",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="A CSV with a customer_id column and any others (email, name, company…), joined onto "
+    "every campaign list after customer_id; the run says how many listed customers have none.",
+)
+@click.option(
+    "--human-headers",
+    is_flag=True,
+    help="Campaign lists with headings for people (Customer ID, Net spend £…) instead of "
+    "snake_case column names.",
+)
 @clv_options
 def analyze_command(
     lake: str | None,
@@ -609,6 +623,8 @@ def analyze_command(
     end: str | None,
     top: int,
     no_report: bool,
+    contacts_file: Path | None,
+    human_headers: bool,
     calibration_end: str | None,
     model: str,
     horizon: int,
@@ -625,8 +641,10 @@ def analyze_command(
     sales_forecast, forecast_backtest, forecast_models; OUT/charts/NAME.vl.json, NAME.svg and
     NAME.png; OUT/segments/SEGMENT.csv for campaigns (customers with a net spend above £0,
     highest spend first, with their last purchase date, segment movement and recommended
-    products: reorder_1…, their own products to order again, and new_1…, products new to them); OUT/lgs_report.xlsx, an Excel workbook with a sheet per table and per segment
-    list; OUT/report.html (opens offline).
+    products: reorder_1…, their own products to order again, and new_1…, products new to them;
+    UTF-8 with a byte-order mark for Excel; --contacts joins your contact columns on);
+    OUT/lgs_report.xlsx, an Excel workbook with a sheet per segment list and per table;
+    OUT/report.html (opens offline).
     Charts, segment lists, workbook and report are written together (none with --no-report).
 
     --engine spark runs the same queries on Apache Spark (pip install 'lgs-fast[spark]', Java
@@ -660,6 +678,12 @@ def analyze_command(
             f"(its segments: {', '.join(known)})"
         )
     settings = _clv_settings(calibration_day, model, horizon, months, discount)
+    from lgs_fast.campaigns import ListSettings, read_contacts
+
+    lists = ListSettings(
+        contacts=read_contacts(contacts_file) if contacts_file is not None else None,
+        human_headers=human_headers,
+    )
     from lgs_fast.analyze import analyze
 
     result = analyze(
@@ -670,6 +694,7 @@ def analyze_command(
         progress=lambda step: click.echo(step, err=True),
         clv_settings=settings,
         spark_master=spark_master,
+        lists=lists,
     )  # fmt: skip
     _print_summary(result.tables)
     click.echo(f"tables: {result.out / 'tables'}")

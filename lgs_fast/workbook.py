@@ -18,7 +18,14 @@ from typing import Any
 
 import polars as pl
 
-from lgs_fast.campaigns import campaign_counts, campaign_lists, spreadsheet_safe
+from lgs_fast.campaigns import (
+    ListSettings,
+    campaign_counts,
+    campaign_lists,
+    export_list,
+    human_header,
+    spreadsheet_safe,
+)
 from lgs_fast.definitions import MONEY_COLUMNS
 
 Tables = dict[str, pl.DataFrame]
@@ -158,15 +165,18 @@ Source = tuple[str, str]
 
 def contents(tables: Tables, sheets: dict[Source, str]) -> pl.DataFrame:
     """The first sheet: each other sheet, what it holds, its rows and, for a campaign list, how
-    many customers of the segment were left out (net spend of £0 or less)."""
+    many customers of the segment were left out (net spend of £0 or less); a list's action is
+    said here once, not on each of its rows."""
     counts = {r["segment"]: r for r in campaign_counts(tables).iter_rows(named=True)}
+    actions = dict(tables["segments"].select("segment", "action").iter_rows())
     rows = []
     for (kind, key), name in sheets.items():
         if kind == "table":
             rows.append((name, f"table {key}", tables[key].height, None))
         else:
             c = counts[key]
-            rows.append((name, f"campaign list: {key}", c["listed"], c["left_out"]))
+            action = actions.get(key) or "no action set"
+            rows.append((name, f"campaign list: {key}. {action}", c["listed"], c["left_out"]))
     return pl.DataFrame(
         rows,
         schema={"sheet": pl.String, "contents": pl.String, "rows": pl.Int64, "left_out": pl.Int64},
@@ -174,8 +184,11 @@ def contents(tables: Tables, sheets: dict[Source, str]) -> pl.DataFrame:
     )
 
 
-def write_workbook(tables: Tables, path: Path) -> dict[str, int]:
-    """Write the workbook to `path`; returns rows per sheet (the Contents sheet excepted)."""
+def write_workbook(
+    tables: Tables, path: Path, settings: ListSettings | None = None
+) -> dict[str, int]:
+    """Write the workbook to `path`, its lists as the CSV files show them (`settings`); returns
+    rows per sheet (the Contents sheet excepted)."""
     import xlsxwriter
 
     lists = campaign_lists(tables)
@@ -186,7 +199,14 @@ def write_workbook(tables: Tables, path: Path) -> dict[str, int]:
     sheets: dict[Source, str] = {("segment", s): sheet_name(s, taken) for s in lists}
     sheets |= {("table", t): sheet_name(t, taken) for t in ordered}
     frames = {("table", t): frame for t, frame in tables.items()}
-    frames |= {("segment", s): frame for s, frame in lists.items()}
+    frames |= {
+        ("segment", s): export_list(frame, settings, to_the_penny=False)
+        for s, frame in lists.items()
+    }
+    human = settings is not None and settings.human_headers
+    list_money = tuple(
+        human_header(c) if human else c for c in MONEY_COLUMNS.get("campaign_list", ())
+    )
     options = {
         # Belt and braces: text is written with write_string, which never parses it anyway.
         "strings_to_formulas": False,
@@ -196,6 +216,6 @@ def write_workbook(tables: Tables, path: Path) -> dict[str, int]:
     with xlsxwriter.Workbook(str(path), options) as book:
         _write_sheet(book, CONTENTS, contents(tables, sheets), ())
         for (kind, key), name in sheets.items():
-            money = MONEY_COLUMNS.get(key if kind == "table" else "campaign_list", ())
+            money = MONEY_COLUMNS.get(key, ()) if kind == "table" else list_money
             _write_sheet(book, name, frames[kind, key], money)
     return {name: frames[source].height for source, name in sheets.items()}

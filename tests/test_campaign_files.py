@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -21,7 +23,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # the lists start with a BOM
         return list(csv.DictReader(f))
 
 
@@ -94,9 +96,7 @@ def test_one_file_per_segment_on_the_real_data(retail_lake: Path, tmp_path: Path
     assert sizes["Best"] - listed["Best"] == 2
     assert sum(written.values()) == 4_339 - 22
     best = _rows(tmp_path / "segments" / "best.csv")
-    assert {r["segment"] for r in best} == {"Best"} and {r["action"] for r in best} == {
-        "Thank them."
-    }
+    assert {r["segment"] for r in best} == {"Best"} and "action" not in best[0]
 
 
 def test_no_csv_cell_runs_as_a_formula(retail_lake: Path, tmp_path: Path) -> None:
@@ -134,7 +134,6 @@ def test_no_csv_cell_runs_as_a_formula(retail_lake: Path, tmp_path: Path) -> Non
     }
     best = _rows(tmp_path / "segments" / "hyperlink_http_example_com_x_best.csv")
     assert len(best) == 633
-    assert {r["action"] for r in best} == {"'@SUM(1+1)"}
     rest = _rows(tmp_path / "segments" / "rest.csv")
     assert any(r["country"] == "'=EIRE" for r in rest + best)
     spends = [float(r["monetary"]) for r in rest + best]
@@ -179,3 +178,70 @@ def test_campaign_lists_by_net_spend_with_last_purchase(retail_lake: Path, tmp_p
     for row in _rows(tmp_path / "champions.csv")[:50]:
         last = dt.date.fromisoformat(row["last_purchase"])
         assert (dt.date(2011, 12, 9) - last).days - int(row["recency"]) in (0, 1)
+
+
+def test_contacts_join_onto_every_list_for_a_mail_tool(retail_lake: Path, tmp_path: Path) -> None:
+    """--contacts joins the team's contact columns on after customer_id, says how many listed
+    customers have none; --human-headers gives people's headings; the file starts with a BOM so
+    Excel reads £ and accents, carries no per-row action and no column empty for the whole list."""
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(
+        "Customer_ID,email,company,country\n14646,buyer@example.nl,Groothandel BV,NL\n"
+        "17450,ops@example.co.uk,=cmd|' /C calc'!A0,UK\n99999,nobody@example.com,Gone Ltd,UK\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "lgs_fast", "analyze", "--lake", str(retail_lake), "--out",
+         str(out), "--contacts", str(contacts), "--human-headers"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "contacts joined onto the lists: 2 of 4,317 customers matched, 4,315 without" in (
+        run.stderr
+    )
+    raw = (out / "segments" / "champions.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = _rows(out / "segments" / "champions.csv")
+    header = list(rows[0])
+    # The contact columns after the customer id; a clash with a list column is prefixed.
+    assert header[:5] == ["Customer ID", "Email", "Company", "Contact country", "Country"]
+    assert "Action" not in header and "Re-order 1" not in header  # Champions get no offers
+    first = rows[0]
+    assert (first["Customer ID"], first["Email"], first["Company"]) == (
+        "14646", "buyer@example.nl", "Groothandel BV",
+    )  # fmt: skip
+    assert first["Net spend £"] == "279489.02"
+    others = {r["Customer ID"]: r for r in rows}
+    # The contacts' text is made safe like any other cell.
+    assert others["17450"]["Company"] == "'=cmd|' /C calc'!A0"
+    assert all(r["Email"] == "" for r in rows if r["Customer ID"] not in {"14646", "17450"})
+    at_risk = list(_rows(out / "segments" / "at_risk.csv")[0])
+    assert "Re-order 1" in at_risk and "New to you 1" in at_risk
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("email\na@b.c\n", "no customer_id column (columns: email)"),
+        ("customer_id,email\n12347,a@b.c\nabc,b@c.d\n", "row 3, column customer_id: 'abc' is not"),
+        ("customer_id,email\n12347,a@b.c\n12348,x@y.z\n12347,b@c.d\n",
+         "row 4, column customer_id: customer 12347 is listed twice"),
+    ],
+    ids=["no-id-column", "not-a-number", "twice"],
+)  # fmt: skip
+def test_a_bad_contacts_file_is_one_line_before_any_work(
+    retail_lake: Path, tmp_path: Path, text: str, message: str
+) -> None:
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(text)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "lgs_fast", "analyze", "--lake", str(retail_lake), "--out",
+         str(out), "--contacts", str(contacts)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert f"{contacts}: {message}" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+    assert not out.exists()
