@@ -67,6 +67,16 @@ def default_dsn() -> str | None:
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+# What follows `password` anywhere in a DSN or a message quoting one: libpq takes a dbname such
+# as 'test password=S3cret' literally and quotes it back, and a URI may spell it `password%3D…`.
+_PASSWORD_VALUE = re.compile(
+    r"(password\s*(?:=|%3D)\s*)('(?:[^'\\]|\\.)*'?|[^\s&\"',;]+)", re.IGNORECASE
+)
+
+
+def mask_passwords(text: str) -> str:
+    """`text` with every value that follows `password` (key=value and URI forms) as ***."""
+    return _PASSWORD_VALUE.sub(r"\1***", text)
 
 
 def redact(dsn: str) -> str:
@@ -90,7 +100,7 @@ def _mask(value: str, password: object) -> str:
     """A value with any URI's user information and the password itself replaced by ***."""
     if isinstance(password, str) and password and password in value:
         value = value.replace(password, "***")
-    return _USERINFO.sub("***@", value)
+    return mask_passwords(_USERINFO.sub("***@", value))
 
 
 def _connect(dsn: str | None) -> Any:
@@ -123,13 +133,13 @@ def _scrub(message: str, dsn: str, password: object) -> str:
         secrets += [password, quote(password, safe=""), quote(password)]
     for secret in sorted(set(secrets), key=len, reverse=True):
         message = message.replace(secret, "***")
-    return _USERINFO.sub("***@", message)
+    return mask_passwords(_USERINFO.sub("***@", message))
 
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     # libpq messages may quote the connection string; keep only the first line, no secrets.
-    return text.splitlines()[0] if text else type(err).__name__
+    return mask_passwords(text.splitlines()[0]) if text else type(err).__name__
 
 
 def _columns(conn: Any, table: str) -> dict[str, str]:

@@ -468,6 +468,10 @@ SECRET_DSNS = [
     "host=127.0.0.1 port=1 user=postgres password=S3cret dbname=test",
     "host=127.0.0.1 port=5432 user=postgres password=S3cret dbname=test bogus=1",
     "host=127.0.0.1 password='S3cret",
+    # libpq takes such a dbname literally, and its message quotes it back.
+    "host=127.0.0.1 port=5432 user=postgres dbname='test password=S3cret'",
+    "postgresql://postgres@127.0.0.1:5432/test%20password%3DS3cret",
+    "host=127.0.0.1 port=5432 user=postgres dbname='test PASSWORD = S3cret'",
 ]
 
 
