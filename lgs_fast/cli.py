@@ -26,6 +26,17 @@ from lgs_fast.errors import InputError, LgsError
 
 LAKE_HELP = "Lake directory (default: $LGS_LAKE or data/lake)."
 ALLOW_EMPTY_HELP = "Write the lake even when the input holds no line (refused by default)."
+DATE_FORMAT_HELP = (
+    "How slash dates are written, e.g. '%d/%m/%Y %H:%M' (day-first, UK) or '%m/%d/%Y %H:%M' "
+    "(month-first, US). ISO dates are always read. Without it, each file's slash dates are read "
+    "as all of them show (a first field above 12: day-first; a second above 12: month-first); a "
+    "file where every one reads both ways is refused, unless its header is UCI's (month-first)."
+)
+
+
+def date_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--date-format`, for every command that reads files."""
+    return click.option("--date-format", metavar="FORMAT", help=DATE_FORMAT_HELP)(command)
 
 
 class _Cli(click.Group):
@@ -142,8 +153,13 @@ def cli() -> None:
 @click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
 @click.option("--dedupe", is_flag=True, help="Drop exact duplicate lines (kept by default).")
 @click.option("--allow-empty", is_flag=True, help=ALLOW_EMPTY_HELP)
+@date_format_option
 def import_command(
-    files: tuple[Path, ...], lake: Path | None, dedupe: bool, allow_empty: bool
+    files: tuple[Path, ...],
+    lake: Path | None,
+    dedupe: bool,
+    allow_empty: bool,
+    date_format: str | None,
 ) -> None:
     """Build the lake from FILES (CSV/.csv.gz, UCI .xlsx, pg_dump .sql, Parquet).
 
@@ -156,7 +172,12 @@ def import_command(
     from lgs_fast.sources import import_files
 
     result = import_files(
-        files, lake, dedupe=dedupe, allow_empty=allow_empty, progress=_progress("imported")
+        files,
+        lake,
+        dedupe=dedupe,
+        allow_empty=allow_empty,
+        progress=_progress("imported"),
+        date_format=date_format,
     )
     _done_progress()
     state = "written" if result.changed else "unchanged (same data)"
@@ -267,14 +288,24 @@ def export_command(
     help="Target table, created with the LGS columns if missing.",
 )
 @click.option("--append", is_flag=True, help="Add to the table's rows instead of replacing them.")
-def load_pg_command(files: tuple[Path, ...], dsn: str | None, table: str, append: bool) -> None:
+@date_format_option
+def load_pg_command(
+    files: tuple[Path, ...], dsn: str | None, table: str, append: bool, date_format: str | None
+) -> None:
     """Load FILES (any form `import` reads) into a PostgreSQL table with COPY FROM STDIN.
 
     One transaction: on bad input or a lost connection the table is left as it was.
     """
     from lgs_fast.postgres import load_pg
 
-    rows = load_pg(files, dsn, table=table, append=append, progress=_progress("loaded"))
+    rows = load_pg(
+        files,
+        dsn,
+        table=table,
+        append=append,
+        progress=_progress("loaded"),
+        date_format=date_format,
+    )
     _done_progress()
     click.echo(f"loaded {rows:,} lines into {table}")
 

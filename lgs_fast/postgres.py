@@ -1246,10 +1246,12 @@ def load_pg(
     table: str = DEFAULT_TABLE,
     append: bool = False,
     progress: Progress | None = None,
+    date_format: str | None = None,
 ) -> int:
     """Create `table` (the LGS DDL) if needed and load the files into it, in one transaction.
 
     Without `append` the table's old rows are replaced. Returns the number of rows loaded.
+    Slash dates are read as `import` reads them (`date_format`, or each file's own order).
     """
     import psycopg
     from psycopg import sql
@@ -1257,7 +1259,8 @@ def load_pg(
     from lgs_fast.sources import read_source
 
     for path in paths:
-        read_source(path)  # checks paths and file types before touching the database
+        # Checks paths, file types and the date format before touching the database.
+        read_source(path, date_format=date_format)
     dsn = dsn or default_dsn()
     conn = _connect(dsn)
     ident = _table_ident(table)
@@ -1275,7 +1278,7 @@ def load_pg(
             )
             with conn.cursor().copy(copy_sql) as copy:
                 for path in paths:
-                    for frame in read_source(path):
+                    for frame in read_source(path, date_format=date_format):
                         buffer = io.BytesIO()
                         frame.write_csv(
                             buffer, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f"
