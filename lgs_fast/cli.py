@@ -150,13 +150,13 @@ def cli() -> None:
 
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
 @click.option("--dedupe", is_flag=True, help="Drop exact duplicate lines (kept by default).")
 @click.option("--allow-empty", is_flag=True, help=ALLOW_EMPTY_HELP)
 @date_format_option
 def import_command(
     files: tuple[Path, ...],
-    lake: Path | None,
+    lake: str | None,
     dedupe: bool,
     allow_empty: bool,
     date_format: str | None,
@@ -213,7 +213,7 @@ def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--table", default="retail", show_default=True, help="Source table (schema.table allowed)."
 )
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
 @click.option(
     "--full",
     is_flag=True,
@@ -237,7 +237,7 @@ def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
 def export_command(
     dsn: str | None,
     table: str,
-    lake: Path | None,
+    lake: str | None,
     full: bool,
     column_pairs: tuple[str, ...],
     allow_empty: bool,
@@ -340,14 +340,14 @@ def load_pg_command(
     is_flag=True,
     help="Write over a lake of real (imported or exported) data; without it that is refused.",
 )
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
 def generate_command(
     rows: int,
     seed: int,
     customers: int | None,
     years: int | None,
     replace: bool,
-    lake: Path | None,
+    lake: str | None,
 ) -> None:
     """Write a lake of synthetic lines that look like LGS's, for scale tests and benchmarks.
 
@@ -373,8 +373,8 @@ def generate_command(
 
 
 @cli.command("verify")
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
-def verify_command(lake: Path | None) -> None:
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
+def verify_command(lake: str | None) -> None:
     """Check every file of the lake (lines and derived layers) against its manifest: present,
     size, rows and checksum.
 
@@ -399,8 +399,8 @@ def verify_command(lake: Path | None) -> None:
 
 
 @cli.command("upgrade")
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
-def upgrade_command(lake: Path | None) -> None:
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
+def upgrade_command(lake: str | None) -> None:
     """Store the derived layers (invoices, products, quality counts) of every month that lacks
     them, as a lake written by an older lgs_fast does.
 

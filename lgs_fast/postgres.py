@@ -37,7 +37,7 @@ from lgs_fast.lake import (
     LakeWriter,
     Manifest,
     Progress,
-    default_lake,
+    local_lake,
     month_of,
     partition_key,
     sha256_file,
@@ -1048,7 +1048,7 @@ def export(
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise InputError(f"jobs must be 1 or more, not {jobs}")
-    root = Path(lake) if lake is not None else default_lake()
+    root = local_lake(lake, "export writes")
     mapping = dict(columns or {})
     source = [f"postgresql {redact(dsn or '')} table {table}"]
     with LakeWriter(root) as writer:

@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lgs_fast.errors import InputError
-from lgs_fast.lake import Progress, default_lake, write_lake
+from lgs_fast.lake import Progress, local_lake, write_lake
 from lgs_fast.schema import (
     COLUMNS,
     ISO_DATE_FORMATS,
@@ -538,7 +538,7 @@ def import_files(
     """
     if not paths:
         raise InputError("no input files given")
-    root = Path(lake) if lake is not None else default_lake()
+    root = local_lake(lake, "import writes")
     for path in paths:
         # Checks path, file type and date format now, before any work; reads nothing.
         read_source(path, date_format=date_format)

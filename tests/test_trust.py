@@ -701,3 +701,35 @@ def test_builds_of_killed_runs_are_removed_whatever_the_moment(
     (build / MARKER).write_text("{}")
     _remove_build(build)
     assert not build.exists()
+
+
+# Third round --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        (["import", str(EMBEDDED)], "import writes"),
+        (["generate", "--rows", "100"], "generate writes"),
+        (["export", "--dsn", "host=127.0.0.1 port=1"], "export writes"),
+        (["verify"], "verify checks"),
+        (["upgrade"], "upgrade writes"),
+    ],
+)
+@pytest.mark.parametrize("lake", ["file:///tmp/lgs-uri-lake", "s3a://bucket/lake"])
+def test_uri_lake_for_local_commands_is_one_true_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], what: str, lake: str
+) -> None:
+    """`--lake file:///x` became the relative path `file:/x`: import made `./file:` here, and
+    verify said "no lake here" of a lake Spark reads."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*command, "--lake", lake])
+    assert _one_line(result, 2) == (
+        f"lgs-fast: error: {lake}: a lake at a URI is read by the Spark engine only "
+        f"(analyze or clv --engine spark); {what} a lake in a local directory"
+    )
+    assert list(tmp_path.iterdir()) == [] and not Path("/tmp/lgs-uri-lake").exists()
+    # The same from the environment.
+    result = CliRunner().invoke(cli, command, env={"LGS_LAKE": lake})
+    assert f"{lake}: a lake at a URI is read by the Spark engine only" in _one_line(result, 2)
+    assert list(tmp_path.iterdir()) == []
