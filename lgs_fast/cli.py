@@ -600,7 +600,8 @@ def _lake(value: str | None) -> str | Path | None:
     type=click.IntRange(2, 9),
     default=5,
     show_default=True,
-    help="Score bins per R, F and M (5 = quintiles, 4 = quartiles).",
+    help="Score bins per R, F and M (5 = quintiles, 4 = quartiles). The shipped segment maps "
+    "fit 5 and 4; other counts need a map of their own (--segments).",
 )
 @click.option(
     "--segments",
@@ -664,7 +665,7 @@ def analyze_command(
     17+), locally or on a cluster (--spark-master, $SPARK_REMOTE), over a local lake or one at
     a URI.
     """
-    from lgs_fast.definitions import Options, load_segment_rules
+    from lgs_fast.definitions import Options, check_score_range, load_segment_rules
 
     # Plain argument errors first, before any engine is imported.
     _check_spark_master(engine, spark_master)
@@ -672,12 +673,15 @@ def analyze_command(
     calibration_day = _parse_day(calibration_end, "--calibration-end")
     if no_recommendations and recommend_segments:
         raise InputError("--no-recommendations and --recommend contradict each other; give one")
+    rules = load_segment_rules(segments_file) if segments_file else ()
+    if rules:
+        check_score_range(rules, bins, str(segments_file))  # a message that names the file
     options = Options(
         preset=preset,  # type: ignore[arg-type]
         as_of=_parse_when(as_of, "--as-of"),
         compare_as_of=_parse_when(compare_as_of, "--compare-as-of"),
         bins=bins,
-        rules=load_segment_rules(segments_file) if segments_file else (),
+        rules=rules,
         top=top,
         recommendations=recommendations,
         **({"recommend_segments": recommend_segments} if recommend_segments else {}),

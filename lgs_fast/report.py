@@ -29,6 +29,7 @@ from lgs_fast.wording import (
     partial_months,
     reconciliation,
     segments_by_value,
+    shown_tables,
 )
 
 if TYPE_CHECKING:
@@ -232,7 +233,11 @@ def render_report(
     context: ReportContext | None = None,
 ) -> str:
     """The report page: overview, every chart, segment table, propositions, data quality, and
-    (from `context`) when and how it was made, with a link to every output file."""
+    (from `context`) when and how it was made, with a link to every output file.
+
+    Text from the data is shown as `shown_tables` shows it: one line, cut when long.
+    """
+    tables = shown_tables(tables)
     o = tables["overview"].row(0, named=True)
     preset = context.preset if context else "standard"
     span = (
