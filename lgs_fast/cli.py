@@ -165,6 +165,8 @@ def import_command(
 
     The lake is replaced atomically by exactly these files: on any bad input nothing changes.
     Headers may be UCI (InvoiceNo,…), UCI II (Invoice,…,Customer ID,…) or snake_case.
+    Dates: ISO, or slash dates read day-first or month-first as all of a file's dates show
+    (see --date-format); accepted from 1900-01-01 to 2099-12-31.
     LAKE must be new, empty, or a lake lgs_fast made; one writer at a time (exit 5 if busy).
     """
     from lgs_fast.lake import scan_layers
