@@ -310,7 +310,7 @@ def _check_compare_time(options: Options, end: dt.date | None, version: Version)
             f"--compare-as-of {then} is not before --to {end}: segment movement compares "
             "with a time before the reference time (the last invoice); give an earlier date"
         )
-    last = version.manifest.watermark if isinstance(version, Snapshot) else None
+    last = version.manifest.watermark  # a local lake's and a URI lake's manifest alike
     latest = dt.datetime.fromisoformat(last) if last is not None else None
     if latest is not None and then >= latest:
         raise InputError(
