@@ -126,9 +126,14 @@ def _slash_fields(dates: pl.Series) -> pl.DataFrame | None:
     when there is none."""
     if not (dates.dtype == pl.String or dates.dtype == pl.Categorical):
         return None
-    fields = dates.cast(pl.String).str.extract_groups(_SLASH_DATE).struct.unnest()
+    text = dates.cast(pl.String)
+    # Every batch of every file passes here: an ISO file costs one literal search, a third of
+    # the regular expression's time.
+    if not text.str.contains("/", literal=True).any():
+        return None
+    fields = text.str.extract_groups(_SLASH_DATE).struct.unnest()
     fields = fields.select(
-        value=dates.cast(pl.String),
+        value=text,
         first=fields["1"].cast(pl.Int32),
         second=fields["2"].cast(pl.Int32),
     )
