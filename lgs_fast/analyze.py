@@ -311,6 +311,30 @@ def forecast_outputs(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]
     return sales_forecast(tables["weekly_sales"])
 
 
+def _check_compare_time(options: Options, end: dt.date | None, version: Version) -> None:
+    """Refuse a --compare-as-of that is not before the data's last line (or --to), when the
+    reference time T comes from the data: T0 would be T itself, everyone `same`, while the
+    report showed the date given. With --as-of, `Options` compares the two itself."""
+    then = options.compare_as_of
+    if then is None or options.as_of is not None:
+        return
+    until = (
+        end if end is None or isinstance(end, dt.datetime) else dt.datetime.combine(end, dt.time())
+    )
+    if until is not None and then >= until:
+        raise InputError(
+            f"--compare-as-of {then} is not before --to {end}: segment movement compares "
+            "with a time before the reference time (the last invoice); give an earlier date"
+        )
+    last = version.manifest.watermark  # a local lake's and a URI lake's manifest alike
+    latest = dt.datetime.fromisoformat(last) if last is not None else None
+    if latest is not None and then >= latest:
+        raise InputError(
+            f"--compare-as-of {then} is not before the data's last invoice ({latest}): segment "
+            "movement compares with a time before the reference time; give an earlier date"
+        )
+
+
 def data_origin(version: Version) -> str:
     """Where the lake's lines came from, as its manifest says, and whether they are synthetic
     (`lgs-fast generate`): a report of generated lines must never read as a shop's."""
@@ -465,6 +489,7 @@ def analyze(
     # The lake is checked and OUT claimed before the long work, so that a damaged lake or a
     # busy or foreign OUT fails at once.
     with lake_version(lake, engine, spark_master) as snap, OutputSwitch(target) as switch:
+        _check_compare_time(options, end, snap)
         say(f"computing tables with {engine}…")
         calibration_end = clv_settings.calibration_end if clv_settings else None
         tables = _compute(

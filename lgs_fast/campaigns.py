@@ -7,6 +7,7 @@ highest first, with their last purchase date and customer value (`campaign_lists
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ import polars as pl
 from lgs_fast.definitions import (
     MONEY_COLUMNS,
     RECOMMENDATION_KINDS,
+    UNCLASSIFIED,
     SegmentRule,
     check_segment_files,
     segment_slug,
 )
-from lgs_fast.errors import InputError
+from lgs_fast.errors import InputError, target_error
 
 Tables = dict[str, pl.DataFrame]
 
@@ -87,8 +89,14 @@ def write_csv_file(frame: pl.DataFrame, path: Path, table: str) -> None:
     try:
         write_csv(frame, tmp, table)
         os.replace(tmp, path)
+    except OSError as err:
+        # The temporary name means nothing to the user: name the file they asked for.
+        raise target_error(err, path, tmp) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        # Only ever a cleanup: its own failure (the name too long to exist, say) must not hide
+        # the error above.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 _VALUE_COLUMNS = ("probability_alive", "expected_purchases", "clv")
@@ -171,7 +179,9 @@ def campaign_lists(tables: Tables) -> dict[str, pl.DataFrame]:
     so every segment still has its file."""
     customers = campaign_customers(tables)
     names = _segment_order(tables, customers["segment"].unique().to_list())
-    check_segment_files(tuple(SegmentRule(0, n, "", "") for n in names), "rfm table")
+    # The table's own Unclassified is the fallback, which the check adds itself.
+    rules = tuple(SegmentRule(0, n, "", "") for n in names if n != UNCLASSIFIED)
+    check_segment_files(rules, "rfm table")
     listed = customers.filter(LISTED).sort(
         ["monetary", "customer_id"], descending=[True, False], nulls_last=True
     )

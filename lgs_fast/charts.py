@@ -27,7 +27,13 @@ from typing import Any
 import altair as alt
 import polars as pl
 
-from lgs_fast.wording import labelled_months, largest_reversal, money, segments_by_value
+from lgs_fast.wording import (
+    labelled_months,
+    largest_reversal,
+    money,
+    segments_by_value,
+    shown_tables,
+)
 
 # Two-way comparisons use a dark and a light blue (ColorBrewer "Blues"), which also read apart
 # in greyscale; falls and reversals take the orange, which no colour blindness confuses with
@@ -841,7 +847,9 @@ def show_inline() -> None:
 
 def build_charts(tables: Tables) -> dict[str, Any]:
     """Every chart of the report, by file name; an optional chart only where its table has rows
-    (an empty chart tells a reader nothing)."""
+    (an empty chart tells a reader nothing); text as `shown_tables` shows it (one line, cut
+    when long)."""
+    tables = shown_tables(tables)
     return {
         name: make(tables)
         for name, make in CHARTS.items()

@@ -26,6 +26,17 @@ from lgs_fast.errors import InputError, LgsError
 
 LAKE_HELP = "Lake directory (default: $LGS_LAKE or data/lake)."
 ALLOW_EMPTY_HELP = "Write the lake even when the input holds no line (refused by default)."
+DATE_FORMAT_HELP = (
+    "How slash dates are written, e.g. '%d/%m/%Y %H:%M' (day-first, UK) or '%m/%d/%Y %H:%M' "
+    "(month-first, US). ISO dates are always read. Without it, each file's slash dates are read "
+    "as all of them show (a first field above 12: day-first; a second above 12: month-first); a "
+    "file where every one reads both ways is refused, unless its header is UCI's (month-first)."
+)
+
+
+def date_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--date-format`, for every command that reads files."""
+    return click.option("--date-format", metavar="FORMAT", help=DATE_FORMAT_HELP)(command)
 
 
 class _Cli(click.Group):
@@ -139,16 +150,23 @@ def cli() -> None:
 
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
 @click.option("--dedupe", is_flag=True, help="Drop exact duplicate lines (kept by default).")
 @click.option("--allow-empty", is_flag=True, help=ALLOW_EMPTY_HELP)
+@date_format_option
 def import_command(
-    files: tuple[Path, ...], lake: Path | None, dedupe: bool, allow_empty: bool
+    files: tuple[Path, ...],
+    lake: str | None,
+    dedupe: bool,
+    allow_empty: bool,
+    date_format: str | None,
 ) -> None:
     """Build the lake from FILES (CSV/.csv.gz, UCI .xlsx, pg_dump .sql, Parquet).
 
     The lake is replaced atomically by exactly these files: on any bad input nothing changes.
     Headers may be UCI (InvoiceNo,…), UCI II (Invoice,…,Customer ID,…) or snake_case.
+    Dates: ISO, or slash dates read day-first or month-first as all of a file's dates show
+    (see --date-format); accepted from 1900-01-01 to 2099-12-31.
     LAKE must be new, empty, or a lake lgs_fast made; one writer at a time (exit 5 if busy).
     """
     from lgs_fast.lake import scan_layers
@@ -156,7 +174,12 @@ def import_command(
     from lgs_fast.sources import import_files
 
     result = import_files(
-        files, lake, dedupe=dedupe, allow_empty=allow_empty, progress=_progress("imported")
+        files,
+        lake,
+        dedupe=dedupe,
+        allow_empty=allow_empty,
+        progress=_progress("imported"),
+        date_format=date_format,
     )
     _done_progress()
     state = "written" if result.changed else "unchanged (same data)"
@@ -192,7 +215,7 @@ def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--table", default="retail", show_default=True, help="Source table (schema.table allowed)."
 )
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
 @click.option(
     "--full",
     is_flag=True,
@@ -216,7 +239,7 @@ def _parse_columns(pairs: tuple[str, ...]) -> dict[str, str]:
 def export_command(
     dsn: str | None,
     table: str,
-    lake: Path | None,
+    lake: str | None,
     full: bool,
     column_pairs: tuple[str, ...],
     allow_empty: bool,
@@ -267,14 +290,24 @@ def export_command(
     help="Target table, created with the LGS columns if missing.",
 )
 @click.option("--append", is_flag=True, help="Add to the table's rows instead of replacing them.")
-def load_pg_command(files: tuple[Path, ...], dsn: str | None, table: str, append: bool) -> None:
+@date_format_option
+def load_pg_command(
+    files: tuple[Path, ...], dsn: str | None, table: str, append: bool, date_format: str | None
+) -> None:
     """Load FILES (any form `import` reads) into a PostgreSQL table with COPY FROM STDIN.
 
     One transaction: on bad input or a lost connection the table is left as it was.
     """
     from lgs_fast.postgres import load_pg
 
-    rows = load_pg(files, dsn, table=table, append=append, progress=_progress("loaded"))
+    rows = load_pg(
+        files,
+        dsn,
+        table=table,
+        append=append,
+        progress=_progress("loaded"),
+        date_format=date_format,
+    )
     _done_progress()
     click.echo(f"loaded {rows:,} lines into {table}")
 
@@ -309,14 +342,14 @@ def load_pg_command(files: tuple[Path, ...], dsn: str | None, table: str, append
     is_flag=True,
     help="Write over a lake of real (imported or exported) data; without it that is refused.",
 )
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
 def generate_command(
     rows: int,
     seed: int,
     customers: int | None,
     years: int | None,
     replace: bool,
-    lake: Path | None,
+    lake: str | None,
 ) -> None:
     """Write a lake of synthetic lines that look like LGS's, for scale tests and benchmarks.
 
@@ -342,8 +375,8 @@ def generate_command(
 
 
 @cli.command("verify")
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
-def verify_command(lake: Path | None) -> None:
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
+def verify_command(lake: str | None) -> None:
     """Check every file of the lake (lines and derived layers) against its manifest: present,
     size, rows and checksum.
 
@@ -368,8 +401,8 @@ def verify_command(lake: Path | None) -> None:
 
 
 @cli.command("upgrade")
-@click.option("--lake", type=click.Path(path_type=Path), help=LAKE_HELP)
-def upgrade_command(lake: Path | None) -> None:
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
+def upgrade_command(lake: str | None) -> None:
     """Store the derived layers (invoices, products, quality counts) of every month that lacks
     them, as a lake written by an older lgs_fast does.
 
@@ -569,7 +602,8 @@ def _lake(value: str | None) -> str | Path | None:
     type=click.IntRange(2, 9),
     default=5,
     show_default=True,
-    help="Score bins per R, F and M (5 = quintiles, 4 = quartiles).",
+    help="Score bins per R, F and M (5 = quintiles, 4 = quartiles). The shipped segment maps "
+    "fit 5 and 4; other counts need a map of their own (--segments).",
 )
 @click.option(
     "--segments",
@@ -651,7 +685,7 @@ def analyze_command(
     17+), locally or on a cluster (--spark-master, $SPARK_REMOTE), over a local lake or one at
     a URI.
     """
-    from lgs_fast.definitions import Options, load_segment_rules
+    from lgs_fast.definitions import Options, check_score_range, load_segment_rules
 
     # Plain argument errors first, before any engine is imported.
     _check_spark_master(engine, spark_master)
@@ -659,12 +693,15 @@ def analyze_command(
     calibration_day = _parse_day(calibration_end, "--calibration-end")
     if no_recommendations and recommend_segments:
         raise InputError("--no-recommendations and --recommend contradict each other; give one")
+    rules = load_segment_rules(segments_file) if segments_file else ()
+    if rules:
+        check_score_range(rules, bins, str(segments_file))  # a message that names the file
     options = Options(
         preset=preset,  # type: ignore[arg-type]
         as_of=_parse_when(as_of, "--as-of"),
         compare_as_of=_parse_when(compare_as_of, "--compare-as-of"),
         bins=bins,
-        rules=load_segment_rules(segments_file) if segments_file else (),
+        rules=rules,
         top=top,
         recommendations=recommendations,
         **({"recommend_segments": recommend_segments} if recommend_segments else {}),

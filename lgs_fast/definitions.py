@@ -106,6 +106,9 @@ def segment_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", ascii_name.lower().replace("'", "")).strip("_") or "segment"
 
 
+# The longest file name (in bytes) Linux, macOS and Windows file systems all take.
+NAME_MAX: Final = 255
+
 # The values of segment_movement that are not segments: no segment may take their names.
 MOVEMENT_MARKERS: Final = ("new", "same")
 
@@ -118,6 +121,19 @@ def check_segment_files(rules: tuple[SegmentRule, ...], origin: str = "segment m
     them guessing which list is which. `Unclassified` (customers no rule matches) counts too.
     """
     for rule in rules:
+        if rule.name == UNCLASSIFIED:
+            raise InputError(
+                f"{origin}: a segment may not be called {UNCLASSIFIED!r}: it holds the customers "
+                "no rule matches, and the two would merge; rename it"
+            )
+        file_name = f"{segment_slug(rule.name)}.csv"
+        if len(file_name.encode()) > NAME_MAX:
+            # Checked here, before any work: the file system would refuse it only at the end.
+            raise InputError(
+                f"{origin}: segment {rule.name[:40]!r}… makes a campaign file name of "
+                f"{len(file_name):,} characters, beyond the {NAME_MAX} a file system allows; "
+                "shorten it"
+            )
         if rule.name in MOVEMENT_MARKERS:
             raise InputError(
                 f"{origin}: a segment may not be called {rule.name!r}: segment movement uses "
@@ -133,6 +149,48 @@ def check_segment_files(rules: tuple[SegmentRule, ...], origin: str = "segment m
                 f"{origin}: segments {other!r} and {name!r} would share the campaign file "
                 f"{slug}.csv; rename one of them"
             )
+
+
+def check_score_range(
+    rules: tuple[SegmentRule, ...], bins: int, origin: str = "the segment map"
+) -> None:
+    """A segment map must fit the scores of `bins` bins (R and F from 1 to `bins`).
+
+    The map's patterns must reach scores as high as `bins` (the quintile map with --bins 7
+    left the pairs with a 6 or 7, 796 of 1,776 customers, Unclassified), and every segment the
+    map can reach with scores up to 9 must be reachable with these (the quintile map with
+    --bins 2 put every customer in Hibernating). Either is refused in one line, before any
+    work. Pairs a map leaves unmatched within its own range are its choice: Unclassified.
+    """
+    import polars as pl  # the engine's own regex dialect, as the segments are assigned
+
+    pairs = [f"{r}{f}" for r in range(1, 10) for f in range(1, 10)]
+    winners: list[str | None] = [None] * len(pairs)
+    scores = pl.Series(pairs)
+    for rule in rules:  # first match wins
+        for i, matched in enumerate(scores.str.contains(rule.regex).to_list()):
+            if matched and winners[i] is None:
+                winners[i] = rule.name
+    highest = [max(int(pair[0]), int(pair[1])) for pair in pairs]
+    within = [i for i in range(len(pairs)) if highest[i] <= bins]
+    top = max((highest[i] for i in range(len(pairs)) if winners[i] is not None), default=0)
+    unmatched = [pairs[i] for i in within if winners[i] is None]
+    if top < bins:
+        raise InputError(
+            f"{origin}: its patterns reach scores up to {top}; with --bins {bins}, "
+            f"{len(unmatched)} of the {len(within)} pairs of R and F scores match no segment "
+            f"(the first: {unmatched[0]}), so their customers would be {UNCLASSIFIED}; give a "
+            f"map made for {bins} bins with --segments"
+        )
+    reachable = {winners[i] for i in within}
+    beyond = [r.name for r in rules if r.name in set(winners) and r.name not in reachable]
+    if beyond:
+        noun = "segment" if len(beyond) == 1 else "segments"
+        raise InputError(
+            f"{origin}: with --bins {bins}, {len(beyond)} {noun} of the map can never be "
+            f"reached ({beyond[0]!r} first): they need scores above {bins}; give a map "
+            f"made for {bins} bins with --segments"
+        )
 
 
 def _read_segment_map(origin: str, path: str | Path | None) -> dict[str, object]:
@@ -280,6 +338,9 @@ class Options:
                 f"--compare-as-of {then} is not before --as-of {now}: "
                 "segment movement compares with an earlier time"
             )
+        origin = "the segment map"
         if not self.rules:
             object.__setattr__(self, "rules", load_segment_rules(bins=self.bins))
+            origin = f"the shipped segment map lgs_fast/{default_segment_file(self.bins)}"
         check_segment_files(self.rules)
+        check_score_range(self.rules, self.bins, origin)

@@ -8,6 +8,10 @@ output directory; 6 the lake's files do not match its manifest (damaged); 7 the 
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 
 class LgsError(Exception):
     """Base of every error lgs_fast raises on purpose (bad input, bad configuration)."""
@@ -49,3 +53,16 @@ class EngineError(LgsError):
     """An engine cannot run here: PySpark or Java missing, a bad or unreachable Spark master."""
 
     exit_code = 7
+
+
+def target_error(err: OSError, target: Path, temporary: Path) -> OSError:
+    """`err`, raised on `temporary` (a file or lock beside `target`), as an error of `target`.
+
+    Polars leaves `errno` and `filename` empty and puts the code in its message
+    (`… (os error 36): …path`); the reason is taken from the code, never the temporary name.
+    """
+    code = err.errno
+    if code is None and (found := re.search(r"\(os error (\d+)\)", str(err))):
+        code = int(found[1])
+    reason = err.strerror or (os.strerror(code) if code else f"cannot write {temporary.name}")
+    return OSError(code, reason, str(target))

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from lgs_fast.errors import InputError, LakeError
-from lgs_fast.lake import Manifest, Progress, default_lake, write_lake
+from lgs_fast.lake import Manifest, Progress, local_lake, write_lake
 from lgs_fast.schema import POLARS_SCHEMA
 
 REAL = Path(__file__).resolve().parent / "data" / "online_retail.parquet"
@@ -291,7 +291,7 @@ def generate(
     """Write `rows` synthetic lines as the lake (atomically, like an import); `customers` and
     `years` as in `generate_lines`. A lake of real data (imported or exported) is written over
     only with `replace`: synthetic lines must never silently take the place of a user's."""
-    root = Path(lake) if lake is not None else default_lake()
+    root = local_lake(lake, "generate writes")
     _check_not_real(root, replace)
     lines = generate_lines(rows, seed, customers=customers, years=years)
     preset = "" if customers is None else f", {customers} wholesale customers"

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lgs_fast import layers
+from lgs_fast.definitions import is_uri
 from lgs_fast.errors import BusyError, DamagedError, InputError, LakeError
 from lgs_fast.layers import LAYERS, LAYERS_VERSION, Layers
 from lgs_fast.schema import ARROW_SCHEMA, POLARS_SCHEMA, SCHEMA_VERSION, to_arrow
@@ -63,6 +64,22 @@ Progress = Callable[[int], None]
 def default_lake() -> Path:
     """`LGS_LAKE` if set, else `data/lake`."""
     return Path(os.environ.get("LGS_LAKE") or DEFAULT_LAKE)
+
+
+def local_lake(lake: str | Path | None, what: str) -> Path:
+    """The local directory of the lake that `what` (e.g. "import writes") works on.
+
+    A URI is refused before it becomes a path: `Path("file:///x")` is the relative directory
+    `file:/x`, which a writer would create in the working directory. Only the Spark engine reads
+    lakes at URIs.
+    """
+    given = lake if lake is not None else os.environ.get("LGS_LAKE") or DEFAULT_LAKE
+    if is_uri(given):
+        raise InputError(
+            f"{given}: a lake at a URI is read by the Spark engine only (analyze or clv "
+            f"--engine spark); {what} a lake in a local directory"
+        )
+    return Path(given)
 
 
 # What marks the project's root when a notebook looks for the lake from its own folder.
@@ -521,7 +538,7 @@ def scan_invoices(
 
 def verify_lake(lake: str | Path | None = None) -> Manifest:
     """Check every partition file against the manifest: present, size, rows and checksum."""
-    root = Path(lake) if lake is not None else default_lake()
+    root = local_lake(lake, "verify checks")
     with reading(root) as snap:
         for key, path in snap.files.items():
             if sha256_file(path) != snap.manifest.partitions[key]["sha256"]:
@@ -1042,7 +1059,7 @@ def write_lake(
 def upgrade_lake(lake: str | Path | None = None) -> tuple[Manifest, list[str]]:
     """Give every month of a lake the current derived layers, in one atomic commit; the lines
     and the manifest's record of them are unchanged. Returns (manifest, months given layers)."""
-    root = Path(lake) if lake is not None else default_lake()
+    root = local_lake(lake, "upgrade writes")
     Manifest.read(root)  # no lake here: say so before claiming anything
     with LakeWriter(root) as writer:
         old = writer.old

@@ -22,7 +22,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from lgs_fast.errors import LakeError
+from lgs_fast.errors import LakeError, target_error
 from lgs_fast.lake import exclusive_lock, fsync
 
 MARKER = ".lgs_fast_out"
@@ -161,11 +161,15 @@ class OutputSwitch:
     def __enter__(self) -> OutputSwitch:
         _check_owned(self.out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = exclusive_lock(
-            self.out.parent / f".{self.out.name}.lock",
-            os.O_RDWR | os.O_CREAT,
-            f"{self.out}: another lgs-fast analyze is writing here; try again when it ends",
-        )
+        lock = self.out.parent / f".{self.out.name}.lock"
+        try:
+            self._lock = exclusive_lock(
+                lock,
+                os.O_RDWR | os.O_CREAT,
+                f"{self.out}: another lgs-fast analyze is writing here; try again when it ends",
+            )
+        except OSError as err:
+            raise target_error(err, self.out, lock) from None
         # Holding the lock, every build beside OUT belongs to a run that died: remove them
         # (only lgs_fast's, by name and mark).
         prefix = f".{self.out.name}."

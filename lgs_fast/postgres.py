@@ -37,7 +37,7 @@ from lgs_fast.lake import (
     LakeWriter,
     Manifest,
     Progress,
-    default_lake,
+    local_lake,
     month_of,
     partition_key,
     sha256_file,
@@ -67,6 +67,16 @@ def default_dsn() -> str | None:
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+# What follows `password` anywhere in a DSN or a message quoting one: libpq takes a dbname such
+# as 'test password=S3cret' literally and quotes it back, and a URI may spell it `password%3D…`.
+_PASSWORD_VALUE = re.compile(
+    r"(password\s*(?:=|%3D)\s*)('(?:[^'\\]|\\.)*'?|[^\s&\"',;]+)", re.IGNORECASE
+)
+
+
+def mask_passwords(text: str) -> str:
+    """`text` with every value that follows `password` (key=value and URI forms) as ***."""
+    return _PASSWORD_VALUE.sub(r"\1***", text)
 
 
 def redact(dsn: str) -> str:
@@ -90,7 +100,7 @@ def _mask(value: str, password: object) -> str:
     """A value with any URI's user information and the password itself replaced by ***."""
     if isinstance(password, str) and password and password in value:
         value = value.replace(password, "***")
-    return _USERINFO.sub("***@", value)
+    return mask_passwords(_USERINFO.sub("***@", value))
 
 
 def _connect(dsn: str | None) -> Any:
@@ -123,13 +133,13 @@ def _scrub(message: str, dsn: str, password: object) -> str:
         secrets += [password, quote(password, safe=""), quote(password)]
     for secret in sorted(set(secrets), key=len, reverse=True):
         message = message.replace(secret, "***")
-    return _USERINFO.sub("***@", message)
+    return mask_passwords(_USERINFO.sub("***@", message))
 
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     # libpq messages may quote the connection string; keep only the first line, no secrets.
-    return text.splitlines()[0] if text else type(err).__name__
+    return mask_passwords(text.splitlines()[0]) if text else type(err).__name__
 
 
 def _columns(conn: Any, table: str) -> dict[str, str]:
@@ -1038,7 +1048,7 @@ def export(
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise InputError(f"jobs must be 1 or more, not {jobs}")
-    root = Path(lake) if lake is not None else default_lake()
+    root = local_lake(lake, "export writes")
     mapping = dict(columns or {})
     source = [f"postgresql {redact(dsn or '')} table {table}"]
     with LakeWriter(root) as writer:
@@ -1236,10 +1246,12 @@ def load_pg(
     table: str = DEFAULT_TABLE,
     append: bool = False,
     progress: Progress | None = None,
+    date_format: str | None = None,
 ) -> int:
     """Create `table` (the LGS DDL) if needed and load the files into it, in one transaction.
 
     Without `append` the table's old rows are replaced. Returns the number of rows loaded.
+    Slash dates are read as `import` reads them (`date_format`, or each file's own order).
     """
     import psycopg
     from psycopg import sql
@@ -1247,7 +1259,8 @@ def load_pg(
     from lgs_fast.sources import read_source
 
     for path in paths:
-        read_source(path)  # checks paths and file types before touching the database
+        # Checks paths, file types and the date format before touching the database.
+        read_source(path, date_format=date_format)
     dsn = dsn or default_dsn()
     conn = _connect(dsn)
     ident = _table_ident(table)
@@ -1265,7 +1278,7 @@ def load_pg(
             )
             with conn.cursor().copy(copy_sql) as copy:
                 for path in paths:
-                    for frame in read_source(path):
+                    for frame in read_source(path, date_format=date_format):
                         buffer = io.BytesIO()
                         frame.write_csv(
                             buffer, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f"

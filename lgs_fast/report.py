@@ -29,6 +29,7 @@ from lgs_fast.wording import (
     partial_months,
     reconciliation,
     segments_by_value,
+    shown_tables,
 )
 
 if TYPE_CHECKING:
@@ -301,7 +302,11 @@ def render_report(
 ) -> str:
     """The report page: contents, who to contact this week, segments and movement, offers,
     sales and forecast, customers' value, then the detail; (from `context`) when and how it
-    was made, with a link to every output file."""
+    was made, with a link to every output file.
+
+    Text from the data is shown as `shown_tables` shows it: one line, cut when long.
+    """
+    tables = shown_tables(tables)
     o = tables["overview"].row(0, named=True)
     preset = context.preset if context else "standard"
     span = (

@@ -6,6 +6,7 @@ there is exactly one place that decides what a valid line is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -80,17 +81,21 @@ HEADER_FORMS: Final[dict[str, tuple[str, ...]]] = {
     "snake": COLUMNS,
 }
 
-# Date spellings: ISO as UCI publishes it and PostgreSQL prints it, and the US form of the
-# original UCI spreadsheet export.
-DATE_FORMATS: Final = (
+# Date spellings always read: ISO as UCI publishes it, PostgreSQL prints it and Polars writes it
+# (a `T`, fractional seconds). Slash dates are ambiguous (01/12/2010 is 1 December in the UK,
+# 12 January in the US): `sources.py` decides per file which of `SLASH_FORMATS` applies, from
+# all of the file's dates, or takes the `--date-format` given.
+ISO_DATE_FORMATS: Final = (
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%d %H:%M",
-    "%m/%d/%Y %H:%M",
-    "%m/%d/%Y %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
 )
-
+SLASH_FORMATS: Final = {
+    "day-first": ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S"),
+    "month-first": ("%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S"),
+}
 
 # The largest unit price accepted, in GBP, either sign. The analyses turn amounts into whole
 # pence, and sum them, as int64 (at most 9.2e18): at ten million pounds a unit, any int32
@@ -103,11 +108,13 @@ MAX_UNIT_PRICE: Final = 10_000_000.0
 # times over in int64, and the sums are taken in 128 bits, so no accepted line can overflow.
 MAX_LINE_AMOUNT: Final = 1_000_000_000.0
 
-# Dates must fit Python's datetime (years 1 to 9999): the lake's manifest, the report and
-# notebooks turn them into Python values, and year 0 or 10000 would crash there. Text dates can
-# spell such years ("0000-01-01", "+10000-…"), and Parquet timestamps reach year 294,247.
-FIRST_DATE: Final = datetime(1, 1, 1)
-LAST_DATE: Final = datetime(9999, 12, 31, 23, 59, 59, 999_999)
+# The accepted range of dates, documented in the README. Dates must fit Python's datetime
+# (the manifest, the report and notebooks turn them into Python values; 9999-12-31 plus a day is
+# year 10000), and a shop's invoices lie well inside these two centuries: a year 1 or 9999 is a
+# placeholder or a typing accident, and the forecast would try to fill every month up to it.
+FIRST_DATE: Final = datetime(1900, 1, 1)
+LAST_DATE: Final = datetime(2099, 12, 31, 23, 59, 59, 999_999)
+DATE_RANGE: Final = "from 1900-01-01 to 2099-12-31"
 
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
@@ -118,12 +125,13 @@ _PROBLEM: Final = {
     "quantity": f"is not a whole number from {INT32_MIN:,} to {INT32_MAX:,}",
     "customer_id": "is not a whole number that fits in 64 bits",
     "unit_price": "cannot be read as a number",
-    "invoice_date": "cannot be read as a date (YYYY-MM-DD HH:MM:SS)",
+    "invoice_date": "cannot be read as a date (YYYY-MM-DD HH:MM:SS, or the slash form the file "
+    "uses or --date-format names)",
 }
 # Why a value that was read is still refused, for the columns with a range of their own.
 _RANGE_PROBLEM: Final = {
     "unit_price": f"is not a finite price within ±{MAX_UNIT_PRICE:,.0f}",
-    "invoice_date": "is not a date from 0001-01-01 to 9999-12-31",
+    "invoice_date": f"is not a date {DATE_RANGE}",
 }
 
 # What a column's type must be, for the value types Parquet can carry. A value is accepted when
@@ -171,6 +179,12 @@ def header_mapping(header: list[str], origin: str) -> dict[str, str]:
     }
 
 
+def is_uci_header(header: Sequence[str]) -> bool:
+    """Whether `header` is one of UCI's own, whose exports write slash dates month-first."""
+    stripped = {h.strip().lstrip("\ufeff") for h in header}
+    return any(set(HEADER_FORMS[form]) <= stripped for form in ("uci", "uci_ii"))
+
+
 def _canonical(name: str, form: tuple[str, ...]) -> str:
     return COLUMNS[form.index(name)] if name in form else ""
 
@@ -205,7 +219,7 @@ def _fast(name: str, dtype: pl.DataType) -> pl.Expr:
     col = pl.col(name)
     target = POLARS_SCHEMA[name]
     if dtype == pl.String and isinstance(target, pl.Datetime):
-        return col.str.to_datetime(DATE_FORMATS[0], time_unit="us", strict=False)
+        return col.str.to_datetime(ISO_DATE_FORMATS[0], time_unit="us", strict=False)
     if dtype == pl.String and target != pl.String:
         return col.str.strip_chars().cast(target, strict=False)
     if target.is_integer() and (dtype.is_float() or dtype.is_decimal()):
@@ -220,7 +234,7 @@ def _fast(name: str, dtype: pl.DataType) -> pl.Expr:
     return col.cast(target, strict=False)
 
 
-def _lenient(name: str, dtype: pl.DataType) -> pl.Expr:
+def _lenient(name: str, dtype: pl.DataType, date_formats: Sequence[str]) -> pl.Expr:
     """The slower parse for what the fast one missed: other date forms, whole floats as ids."""
     col = pl.col(name)
     target = POLARS_SCHEMA[name]
@@ -229,7 +243,7 @@ def _lenient(name: str, dtype: pl.DataType) -> pl.Expr:
     text = col.str.strip_chars()
     if isinstance(target, pl.Datetime):
         return pl.coalesce(
-            *(text.str.to_datetime(f, time_unit="us", strict=False) for f in DATE_FORMATS)
+            *(text.str.to_datetime(f, time_unit="us", strict=False) for f in date_formats)
         )
     if target.is_integer():
         return _whole(text.cast(pl.Float64, strict=False), target)
@@ -248,12 +262,20 @@ def _out_of_range(name: str, typed: pl.Series) -> pl.Series | None:
     return None
 
 
-def conform(df: pl.DataFrame, *, origin: str, first_row: int, unit: str = "row") -> pl.DataFrame:
+def conform(
+    df: pl.DataFrame,
+    *,
+    origin: str,
+    first_row: int,
+    unit: str = "row",
+    date_formats: Sequence[str] = ISO_DATE_FORMATS,
+) -> pl.DataFrame:
     """Cast a frame with canonical column names to the canonical schema, strictly.
 
     `first_row` is the number, in `unit`s of the source, of the frame's first row, so the error
     can point at the exact place, e.g.
     ``online_retail.csv: row 17: column unit_price is not a finite price within ±10,000,000: 'nan'``.
+    Text dates are read in `date_formats` (ISO unless the caller knows a file's slash form).
     """
     for name in COLUMNS:
         dtype = df.schema[name]
@@ -270,7 +292,7 @@ def conform(df: pl.DataFrame, *, origin: str, first_row: int, unit: str = "row")
     for name in COLUMNS:
         missed = typed[name].is_null() & df[name].is_not_null()
         if missed.any():
-            retry = df.select(_lenient(name, df.schema[name]).alias(name)).to_series()
+            retry = df.select(_lenient(name, df.schema[name], date_formats).alias(name)).to_series()
             typed = typed.with_columns(typed[name].fill_null(retry))
         # A required value must be there; an optional one, if given, must parse.
         bad = typed[name].is_null()

@@ -26,8 +26,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lgs_fast.errors import InputError
-from lgs_fast.lake import Progress, default_lake, write_lake
-from lgs_fast.schema import COLUMNS, conform, header_mapping
+from lgs_fast.lake import Progress, local_lake, write_lake
+from lgs_fast.schema import (
+    COLUMNS,
+    ISO_DATE_FORMATS,
+    SLASH_FORMATS,
+    conform,
+    header_mapping,
+    is_uci_header,
+)
 
 BATCH_ROWS = 250_000
 _BLOCK_BYTES = 8 << 20
@@ -37,11 +44,25 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _LINE_END = re.compile(rb"\r\n|\r|\n")  # as pyarrow ends lines
 _SAVE_AS_UTF8 = "save it as UTF-8 (in Excel: 'CSV UTF-8')"
 
-Reader = Callable[[Path], Iterator[pl.DataFrame]]
+
+@dataclass(frozen=True)
+class _Part:
+    """A batch of a file's lines under canonical names, before they are checked and typed."""
+
+    origin: str  # the file, or the file and its sheet: what a message names
+    uci: bool  # the header is UCI's own, whose slash dates are month-first
+    lines: pl.DataFrame
 
 
-def read_source(path: str | Path) -> Iterator[pl.DataFrame]:
-    """Yield the lines of one importable file as canonical Polars frames, in file order."""
+Reader = Callable[[Path], Iterator[_Part]]
+
+
+def read_source(path: str | Path, *, date_format: str | None = None) -> Iterator[pl.DataFrame]:
+    """Yield the lines of one importable file as canonical Polars frames, in file order.
+
+    ISO dates are always read. Slash dates are read in `date_format` when given, else day-first
+    or month-first as all the file's slash dates show (see `_slash_order`).
+    """
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a file")
@@ -49,7 +70,23 @@ def read_source(path: str | Path) -> Iterator[pl.DataFrame]:
         raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
-    return _reader_for(path)(path)
+    formats = None if date_format is None else (*ISO_DATE_FORMATS, check_date_format(date_format))
+    return _conformed(path, _reader_for(path), formats)
+
+
+def check_date_format(date_format: str) -> str:
+    """`date_format` if it is a strftime format Polars can read dates with, else one line."""
+    try:
+        pl.Series(["2010-12-01"]).str.to_datetime(date_format, strict=False)
+    except pl.exceptions.PolarsError as err:
+        raise InputError(
+            f"--date-format {date_format!r} is not a date format: {_one_line(str(err))}"
+        ) from None
+    if "%" not in date_format:
+        raise InputError(
+            f"--date-format {date_format!r} is not a date format; e.g. '%d/%m/%Y %H:%M'"
+        )
+    return date_format
 
 
 def _reader_for(path: Path) -> Reader:
@@ -61,14 +98,117 @@ def _reader_for(path: Path) -> Reader:
     raise InputError(f"{path}: unknown file type; lgs_fast imports {known}")
 
 
-def _conformed(origin: str, frames: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
-    """Conform each frame (already under canonical names), numbering rows across frames."""
-    row = 1
-    for frame in frames:
-        if frame.height == 0:
+def _conformed(path: Path, reader: Reader, formats: Sequence[str] | None) -> Iterator[pl.DataFrame]:
+    """Conform each part of the file, numbering rows across the parts of one origin.
+
+    The file is read a second time, for its dates alone, only when it holds slash dates and
+    no format was given: their order is a property of the whole file.
+    """
+    rows: dict[str, int] = {}
+    for part in reader(path):
+        lines = part.lines.select(COLUMNS)
+        if lines.height == 0:
             continue
-        yield conform(frame.select(COLUMNS), origin=origin, first_row=row)
-        row += frame.height
+        if formats is None and _slash_fields(lines["invoice_date"]) is not None:
+            formats = (*ISO_DATE_FORMATS, *SLASH_FORMATS[_slash_order(path, reader)])
+        first = rows.get(part.origin, 1)
+        yield conform(
+            lines, origin=part.origin, first_row=first, date_formats=formats or ISO_DATE_FORMATS
+        )
+        rows[part.origin] = first + lines.height
+
+
+_SLASH_DATE = r"^\s*(\d{1,2})/(\d{1,2})/\d{4}(?:\s|$)"
+
+
+def _slash_fields(dates: pl.Series) -> pl.DataFrame | None:
+    """The first and second fields of the slash dates among `dates` (null elsewhere), or None
+    when there is none."""
+    if not (dates.dtype == pl.String or dates.dtype == pl.Categorical):
+        return None
+    text = dates.cast(pl.String)
+    # Every batch of every file passes here: an ISO file costs one literal search, a third of
+    # the regular expression's time.
+    if not text.str.contains("/", literal=True).any():
+        return None
+    fields = text.str.extract_groups(_SLASH_DATE).struct.unnest()
+    fields = fields.select(
+        value=text,
+        first=fields["1"].cast(pl.Int32),
+        second=fields["2"].cast(pl.Int32),
+    )
+    return fields if fields["first"].is_not_null().any() else None
+
+
+@dataclass(frozen=True)
+class _Place:
+    origin: str
+    row: int
+    value: str
+    line: int  # the line's number in the whole file, across sheets: which came first
+
+    def named_from(self, origin: str) -> str:
+        """`row N 'value'`, with the origin too when it is not `origin` (another sheet)."""
+        where = f"row {self.row}" if self.origin == origin else f"{self.origin} row {self.row}"
+        return f"{where} {self.value!r}"
+
+
+def _first_place(
+    part: _Part, first_row: int, first_line: int, fields: pl.DataFrame, where: pl.Series
+) -> _Place:
+    i = int(where.fill_null(False).arg_true()[0])
+    return _Place(part.origin, first_row + i, str(fields["value"][i]).strip()[:40], first_line + i)
+
+
+def _slash_order(path: Path, reader: Reader) -> str:
+    """Whether the file's slash dates read "day-first" or "month-first", from all of them.
+
+    A first field above 12 can only be a day, a second above 12 only a day too (so the first is
+    the month). A file with both kinds is refused, naming a value of each; a file whose every
+    slash date reads both ways is refused with the --date-format to give, unless its header is
+    UCI's own (whose exports are month-first). A date is never silently read the other way.
+    """
+    first: _Place | None = None
+    day_first: _Place | None = None
+    month_first: _Place | None = None
+    uci = True
+    rows: dict[str, int] = {}
+    line = 0
+    for part in reader(path):
+        dates = part.lines["invoice_date"]
+        row = rows.get(part.origin, 1)
+        rows[part.origin] = row + part.lines.height
+        line += part.lines.height
+        fields = _slash_fields(dates)
+        if fields is None:
+            continue
+        uci = uci and part.uci
+        start = line - part.lines.height
+        first = first or _first_place(part, row, start, fields, fields["first"].is_not_null())
+        if day_first is None and (fields["first"] > 12).any():
+            day_first = _first_place(part, row, start, fields, fields["first"] > 12)
+        if month_first is None and (fields["second"] > 12).any():
+            month_first = _first_place(part, row, start, fields, fields["second"] > 12)
+        if day_first and month_first:
+            # Name the value that contradicts the first one found.
+            later, earlier = sorted([day_first, month_first], key=lambda p: p.line, reverse=True)
+            kind = "day-first (DD/MM/YYYY)" if later is day_first else "month-first (MM/DD/YYYY)"
+            other = "month-first" if later is day_first else "day-first"
+            raise InputError(
+                f"{later.origin}: row {later.row}: column invoice_date {later.value!r} can only "
+                f"be {kind}, but {earlier.named_from(later.origin)} can only be {other}; "
+                "a file's slash dates must all be one or the other"
+            )
+    if day_first:
+        return "day-first"
+    if month_first or uci:
+        return "month-first"
+    assert first is not None  # only called for a file that holds slash dates
+    raise InputError(
+        f"{first.origin}: row {first.row}: column invoice_date {first.value!r}: every slash date "
+        "in the file reads day-first or month-first; give --date-format '%d/%m/%Y %H:%M' "
+        "(day-first, as in the UK) or '%m/%d/%Y %H:%M' (month-first, as in the US)"
+    )
 
 
 def _frames(batches: Iterable[pa.RecordBatch], origin: str | Path) -> Iterator[pl.DataFrame]:
@@ -172,9 +312,10 @@ def _csv_header(path: Path) -> tuple[list[str], bool]:
     return header, full or any(part.strip() for part in rest)
 
 
-def _read_csv(path: Path) -> Iterator[pl.DataFrame]:
+def _read_csv(path: Path) -> Iterator[_Part]:
     header, has_lines = _csv_header(path)
     mapping = header_mapping(header, str(path))
+    uci = is_uci_header(header)
     if not has_lines:
         return  # a header alone holds no lines; whether that is an error is the caller's call
     # The header is parsed above (BOM, repeated names, encoding) and skipped here: columns are
@@ -196,7 +337,8 @@ def _read_csv(path: Path) -> Iterator[pl.DataFrame]:
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
             reader = pacsv.open_csv(stream, read_options=read, convert_options=convert)
-            yield from _conformed(str(path), _frames(reader, path))
+            for frame in _frames(reader, path):
+                yield _Part(str(path), uci, frame)
     except pa.ArrowInvalid as err:
         raise _csv_error(path, err, names, lines_before=1) from err
     except OSError as err:
@@ -206,7 +348,7 @@ def _read_csv(path: Path) -> Iterator[pl.DataFrame]:
 # xlsx ----------------------------------------------------------------------------------------
 
 
-def _read_xlsx(path: Path) -> Iterator[pl.DataFrame]:
+def _read_xlsx(path: Path) -> Iterator[_Part]:
     # calamine (Rust) reads a sheet in one go; a sheet holds at most 1,048,576 rows, so memory
     # stays bounded per sheet. Text cells everywhere, then the one parser in `conform`. The
     # header row is read as data, as written: as a header, a repeated name would come back
@@ -229,7 +371,7 @@ def _read_xlsx(path: Path) -> Iterator[pl.DataFrame]:
         header = ["" if cell is None else str(cell) for cell in frame.row(0)]
         names = _positional_names(header, header_mapping(header, origin))
         lines = frame.slice(1).rename(dict(zip(frame.columns, names, strict=True)))
-        yield from _conformed(origin, [lines])
+        yield _Part(origin, is_uci_header(header), lines)
 
 
 # pg_dump -------------------------------------------------------------------------------------
@@ -305,7 +447,7 @@ def _copy_header(raw: BinaryIO, path: Path) -> list[str]:
     )
 
 
-def _read_pg_dump(path: Path) -> Iterator[pl.DataFrame]:
+def _read_pg_dump(path: Path) -> Iterator[_Part]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     names: list[str] = []
     try:
@@ -330,8 +472,8 @@ def _read_pg_dump(path: Path) -> Iterator[pl.DataFrame]:
                     strings_can_be_null=True,
                 ),
             )
-            frames = (_unescape_frame(frame) for frame in _frames(reader, path))
-            yield from _conformed(str(path), frames)
+            for frame in _frames(reader, path):
+                yield _Part(str(path), False, _unescape_frame(frame))
     except pa.ArrowInvalid as err:
         raise _csv_error(path, err, names, lines_before=0) from err
     except (OSError, EOFError, zlib.error) as err:  # gzip's ways of saying "damaged"
@@ -350,14 +492,15 @@ def _unescape_frame(frame: pl.DataFrame) -> pl.DataFrame:
 # Parquet -------------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path) -> Iterator[pl.DataFrame]:
+def _read_parquet(path: Path) -> Iterator[_Part]:
     # Only the recognised columns are read: faster, and others may be of any type or name.
     try:
         with pq.ParquetFile(path) as file:
             mapping = header_mapping(file.schema_arrow.names, str(path))
             batches = file.iter_batches(batch_size=BATCH_ROWS, columns=list(mapping))
-            frames = (frame.rename(mapping) for frame in _frames(batches, path))
-            yield from _conformed(str(path), frames)
+            uci = is_uci_header(file.schema_arrow.names)
+            for frame in _frames(batches, path):
+                yield _Part(str(path), uci, frame.rename(mapping))
     except (pa.ArrowException, OSError) as err:
         raise _library_error(path, err) from err
 
@@ -389,22 +532,25 @@ def import_files(
     dedupe: bool = False,
     allow_empty: bool = False,
     progress: Progress | None = None,
+    date_format: str | None = None,
 ) -> ImportResult:
     """Build the lake from exactly these files (replacing what was there), atomically.
 
     Every file is validated while it streams; the first bad value aborts the whole import
     before the commit, so the previous lake stays as it was. Input without a single line is
-    refused unless `allow_empty`.
+    refused unless `allow_empty`. Slash dates are read in `date_format` when given, else in the
+    order each file's own dates show.
     """
     if not paths:
         raise InputError("no input files given")
-    root = Path(lake) if lake is not None else default_lake()
+    root = local_lake(lake, "import writes")
     for path in paths:
-        read_source(path)  # checks path and file type now, before any work; reads nothing
+        # Checks path, file type and date format now, before any work; reads nothing.
+        read_source(path, date_format=date_format)
 
     def frames() -> Iterator[pl.DataFrame]:
         for path in paths:
-            yield from read_source(path)
+            yield from read_source(path, date_format=date_format)
 
     manifest, changed = write_lake(
         frames(),

@@ -17,6 +17,33 @@ import polars as pl
 
 Tables = dict[str, pl.DataFrame]
 
+# The longest text a chart or the report shows in one label or cell; longer is cut with "…".
+# A 5,000-character country made the report wider than any screen. The tables, the campaign
+# lists and the workbook keep the full text.
+LABEL_LIMIT = 60
+# Line and paragraph separators (U+2028, U+2029) and control characters: Vega's expression
+# parser refuses a label holding one (and the SVG conversion fails), and on a page they would
+# break a label in two. Shown as a space.
+_UNSHOWABLE = r"[\p{Cc}\p{Zl}\p{Zp}]"
+
+
+def shown_text(column: pl.Expr, limit: int = LABEL_LIMIT) -> pl.Expr:
+    """`column`'s text as a chart or the report shows it: one line, at most `limit` characters."""
+    text = column.str.replace_all(_UNSHOWABLE, " ")
+    cut = pl.concat_str(text.str.slice(0, limit - 1).str.strip_chars_end(), pl.lit("…"))
+    return pl.when(text.str.len_chars() > limit).then(cut).otherwise(text)
+
+
+def shown_tables(tables: Tables) -> Tables:
+    """The tables with every text column as `shown_text`: what the charts and the report draw."""
+    return {
+        name: frame.with_columns(
+            shown_text(pl.col(c)) for c, dtype in frame.schema.items() if dtype == pl.String
+        )
+        for name, frame in tables.items()
+    }
+
+
 # Data-quality checks as a reader names them (the table keeps the snake_case keys).
 QUALITY_LABELS: dict[str, str] = {
     "lines": "Lines analysed",

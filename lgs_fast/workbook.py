@@ -62,6 +62,16 @@ _FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 _MAX_NAME = 31
 # Column widths in characters: wide enough for the header and most values, never a wall.
 _MIN_WIDTH, _MAX_WIDTH = 6, 60
+# The most characters one Excel cell holds; xlsxwriter cuts longer text without a word.
+CELL_LIMIT = 32_767
+
+
+def cell_text(text: str) -> str:
+    """`text` as a cell holds it: whole, or cut with a marker that says so and where it is whole."""
+    if len(text) <= CELL_LIMIT:
+        return text
+    marker = f"… [cut: {len(text):,} characters, a cell holds {CELL_LIMIT:,}; whole in the CSV]"
+    return text[: CELL_LIMIT - len(marker)] + marker
 
 
 def sheet_name(wanted: str, taken: set[str]) -> str:
@@ -156,7 +166,7 @@ def _write_cell(sheet: Any, row: int, col: int, value: object, fmt: Any) -> None
     elif isinstance(value, dt.date):  # datetimes too
         sheet.write_datetime(row, col, value, fmt)
     else:
-        sheet.write_string(row, col, str(value))
+        sheet.write_string(row, col, cell_text(str(value)))
 
 
 # A sheet's source: ("table", table name) or ("segment", segment name).

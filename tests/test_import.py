@@ -7,7 +7,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
+from lgs_fast.cli import cli
 from lgs_fast.errors import InputError
 from lgs_fast.lake import scan, verify_lake
 from lgs_fast.metrics import data_quality
@@ -239,3 +241,108 @@ def test_only_empty_fields_are_missing(tmp_path: Path) -> None:
     assert (first["stock_code"], first["description"], first["country"]) == ("NA", "NULL", "NaN")
     assert first["customer_id"] is None
     assert second["description"] is None and second["country"] == "N/A"
+
+
+# Slash dates: day-first or month-first as the whole file shows, never silently the other way.
+
+SNAKE = ",".join(COLUMNS)
+
+
+def _dated_csv(path: Path, *dates: str, header: str = SNAKE) -> Path:
+    """A CSV of one line per date, otherwise alike."""
+    lines = [f"{i},85123A,HEART,6,{date},2.55,17850,United Kingdom" for i, date in enumerate(dates)]
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+def _imported_dates(path: Path, lake: Path, *options: str) -> list[str]:
+    result = CliRunner().invoke(cli, ["import", str(path), "--lake", str(lake), *options])
+    assert result.exit_code == 0, result.output
+    dates = scan(lake).select("invoice_date").sort("invoice_date").collect()["invoice_date"]
+    return [d.isoformat(sep=" ") for d in dates]
+
+
+def _refused(path: Path, lake: Path, *options: str) -> str:
+    """The one error line of an import that must be refused (exit 2), the lake never made."""
+    result = CliRunner().invoke(cli, ["import", str(path), "--lake", str(lake), *options])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"lgs-fast: error: {path}: ") and not lake.exists()
+    return line
+
+
+def test_uk_dates_are_read_day_first(tmp_path: Path) -> None:
+    path = _dated_csv(tmp_path / "uk.csv", "01/12/2010 08:26", "13/12/2010 09:00")
+    assert _imported_dates(path, tmp_path / "lake") == [
+        "2010-12-01 08:26:00",
+        "2010-12-13 09:00:00",
+    ]
+
+
+def test_us_dates_are_read_month_first(tmp_path: Path) -> None:
+    path = _dated_csv(tmp_path / "us.csv", "01/12/2010 08:26", "12/13/2010 09:00:30")
+    assert _imported_dates(path, tmp_path / "lake") == [
+        "2010-01-12 08:26:00",
+        "2010-12-13 09:00:30",
+    ]
+
+
+def test_the_one_telling_date_may_be_the_files_last(tmp_path: Path) -> None:
+    """All of a file's dates decide, not its first block: here 200,000 lines (several blocks
+    of the CSV reader) read both ways, and only the last line says the file is day-first."""
+    dates = ["01/12/2010 08:26"] * 200_000 + ["13/12/2010 09:00"]
+    path = _dated_csv(tmp_path / "uk.csv", *dates)
+    frame = pl.concat(list(read_source(path)))
+    assert frame.height == 200_001
+    assert frame["invoice_date"][0].isoformat() == "2010-12-01T08:26:00"
+    assert frame["invoice_date"][-1].isoformat() == "2010-12-13T09:00:00"
+
+
+def test_file_read_both_ways_is_refused_naming_date_format(tmp_path: Path) -> None:
+    path = _dated_csv(tmp_path / "either.csv", "01/12/2010 08:26", "02/12/2010 09:00")
+    line = _refused(path, tmp_path / "lake")
+    assert line.startswith(
+        f"lgs-fast: error: {path}: row 1: column invoice_date '01/12/2010 08:26'"
+    )
+    assert "--date-format '%d/%m/%Y %H:%M'" in line
+    day_first = _imported_dates(path, tmp_path / "lake", "--date-format", "%d/%m/%Y %H:%M")
+    assert day_first == ["2010-12-01 08:26:00", "2010-12-02 09:00:00"]
+    month_first = _imported_dates(path, tmp_path / "lake", "--date-format", "%m/%d/%Y %H:%M")
+    assert month_first == ["2010-01-12 08:26:00", "2010-02-12 09:00:00"]
+
+
+def test_uci_header_reads_both_ways_dates_month_first(tmp_path: Path) -> None:
+    header = ",".join(HEADER_FORMS["uci"])
+    path = _dated_csv(tmp_path / "uci.csv", "01/12/2010 08:26", header=header)
+    assert _imported_dates(path, tmp_path / "lake") == ["2010-01-12 08:26:00"]
+
+
+def test_file_mixing_day_first_and_month_first_is_refused(tmp_path: Path) -> None:
+    dates = ["2010-12-01 07:00:00", "13/12/2010 08:26", "01/12/2010 08:30", "12/13/2010 09:00"]
+    path = _dated_csv(tmp_path / "mixed.csv", *dates)
+    line = _refused(path, tmp_path / "lake")
+    assert line == (
+        f"lgs-fast: error: {path}: row 4: column invoice_date '12/13/2010 09:00' can only be "
+        "month-first (MM/DD/YYYY), but row 2 '13/12/2010 08:26' can only be day-first; "
+        "a file's slash dates must all be one or the other"
+    )
+
+
+def test_a_date_given_format_cannot_read_is_named(tmp_path: Path) -> None:
+    path = _dated_csv(tmp_path / "us.csv", "12/13/2010 09:00")
+    line = _refused(path, tmp_path / "lake", "--date-format", "%d/%m/%Y %H:%M")
+    assert line.startswith(f"lgs-fast: error: {path}: row 1: column invoice_date cannot be read")
+
+
+def test_iso_dates_with_t_and_fractions_as_polars_writes_them(tmp_path: Path) -> None:
+    lines = pl.concat(list(read_source(EMBEDDED))).head(2_000)
+    path = tmp_path / "polars.csv"
+    lines.write_csv(path)  # 2010-12-01T08:26:00.000000
+    assert "T08:26:00.000000," in path.read_text()
+    again = pl.concat(list(read_source(path)))
+    assert again["invoice_date"].to_list() == lines["invoice_date"].to_list()
+    fractions = _dated_csv(tmp_path / "f.csv", "2010-12-01T08:26:00.25", "2010-12-01T08:27")
+    assert _imported_dates(fractions, tmp_path / "lake") == [
+        "2010-12-01 08:26:00.250000",
+        "2010-12-01 08:27:00",
+    ]

@@ -361,3 +361,27 @@ def test_closed_stream_releases_a_waiting_reader() -> None:
     waiting.join(5)
     assert not waiting.is_alive()
     assert got == [0]
+
+
+def test_load_pg_reads_slash_dates_as_import_does(
+    pg_dsn: str, pg_table: str, tmp_path: Path
+) -> None:
+    """A UK file whose every date reads both ways: refused with the --date-format to give,
+    then loaded day-first with it."""
+    uk = tmp_path / "uk.csv"
+    uk.write_text(
+        ",".join(COLUMNS) + "\n"
+        "1,A,x,1,01/12/2010 08:26,1.5,7,UK\n"
+        "2,A,x,1,02/12/2010 09:00,1.5,7,UK\n"
+    )
+    runner = CliRunner()
+    args = ["load-pg", str(uk), "--dsn", pg_dsn, "--table", pg_table]
+    refused = runner.invoke(cli, args)
+    assert refused.exit_code == 2 and "--date-format '%d/%m/%Y %H:%M'" in refused.stderr
+    loaded = runner.invoke(cli, [*args, "--date-format", "%d/%m/%Y %H:%M"])
+    assert loaded.exit_code == 0, loaded.output
+    with psycopg.connect(pg_dsn) as conn:
+        dates = conn.execute(
+            sql.SQL("SELECT invoice_date::text FROM {} ORDER BY 1").format(sql.Identifier(pg_table))
+        ).fetchall()
+    assert dates == [("2010-12-01 08:26:00",), ("2010-12-02 09:00:00",)]

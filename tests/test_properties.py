@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from lgs_fast.analyze import tables_of
-from lgs_fast.definitions import UNCLASSIFIED, Options
+from lgs_fast.definitions import UNCLASSIFIED, Options, SegmentRule
 from tests.utils import START, check_agreement, frame, line
 
 
@@ -87,6 +87,15 @@ def echoes(draw: st.DrawFn, rows: list[dict[str, object]], first: int) -> list[d
     return extra
 
 
+# The shipped maps are made for 5 and 4 bins; tercile scores need a map of their own.
+TERCILE_MAP = (
+    SegmentRule(1, "Lapsed", "1[1-3]", "Win back."),
+    SegmentRule(2, "Cooling", "2[1-2]", "Remind."),
+    SegmentRule(3, "Steady", "23", "Keep."),
+    SegmentRule(4, "Champions", "3[1-3]", "Reward."),
+)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=invoice_lines(),
@@ -103,7 +112,8 @@ def test_engines_agree_on_generated_lines(
     rows: list[dict[str, object]], preset: str, bins: int, compare: int | None, everyone: bool
 ) -> None:
     then = None if compare is None else START + dt.timedelta(days=compare)
-    options = Options(preset=preset, bins=bins, compare_as_of=then)  # type: ignore[arg-type]
+    rules = TERCILE_MAP if bins == 3 else ()
+    options = Options(preset=preset, bins=bins, compare_as_of=then, rules=rules)  # type: ignore[arg-type]
     if everyone:
         names = (*(rule.name for rule in options.rules), UNCLASSIFIED)
         options = replace(options, recommend_segments=names)

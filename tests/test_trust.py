@@ -4,6 +4,8 @@ review (ownership, time zones, changes in old months, checked reads, truthful me
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import shutil
 import threading
@@ -11,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -18,12 +21,14 @@ from polars.testing import assert_frame_equal
 from psycopg import sql
 
 from lgs_fast.analyze import compute_tables
+from lgs_fast.charts import CHARTS
 from lgs_fast.cli import cli
 from lgs_fast.errors import DamagedError
 from lgs_fast.lake import MANIFEST, Manifest, scan, verify_lake
 from lgs_fast.postgres import export, load_pg
 from lgs_fast.schema import COLUMNS
 from lgs_fast.sources import import_files
+from lgs_fast.workbook import WORKBOOK_NAME
 from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
 
 
@@ -468,6 +473,10 @@ SECRET_DSNS = [
     "host=127.0.0.1 port=1 user=postgres password=S3cret dbname=test",
     "host=127.0.0.1 port=5432 user=postgres password=S3cret dbname=test bogus=1",
     "host=127.0.0.1 password='S3cret",
+    # libpq takes such a dbname literally, and its message quotes it back.
+    "host=127.0.0.1 port=5432 user=postgres dbname='test password=S3cret'",
+    "postgresql://postgres@127.0.0.1:5432/test%20password%3DS3cret",
+    "host=127.0.0.1 port=5432 user=postgres dbname='test PASSWORD = S3cret'",
 ]
 
 
@@ -697,3 +706,225 @@ def test_builds_of_killed_runs_are_removed_whatever_the_moment(
     (build / MARKER).write_text("{}")
     _remove_build(build)
     assert not build.exists()
+
+
+# Third round --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        (["import", str(EMBEDDED)], "import writes"),
+        (["generate", "--rows", "100"], "generate writes"),
+        (["export", "--dsn", "host=127.0.0.1 port=1"], "export writes"),
+        (["verify"], "verify checks"),
+        (["upgrade"], "upgrade writes"),
+    ],
+)
+@pytest.mark.parametrize("lake", ["file:///tmp/lgs-uri-lake", "s3a://bucket/lake"])
+def test_uri_lake_for_local_commands_is_one_true_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], what: str, lake: str
+) -> None:
+    """`--lake file:///x` became the relative path `file:/x`: import made `./file:` here, and
+    verify said "no lake here" of a lake Spark reads."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*command, "--lake", lake])
+    assert _one_line(result, 2) == (
+        f"lgs-fast: error: {lake}: a lake at a URI is read by the Spark engine only "
+        f"(analyze or clv --engine spark); {what} a lake in a local directory"
+    )
+    assert list(tmp_path.iterdir()) == [] and not Path("/tmp/lgs-uri-lake").exists()
+    # The same from the environment.
+    result = CliRunner().invoke(cli, command, env={"LGS_LAKE": lake})
+    assert f"{lake}: a lake at a URI is read by the Spark engine only" in _one_line(result, 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+LONG_COUNTRY = "Germany " + "x" * 4_992  # 5,000 characters
+LONG_DESCRIPTION = "WHITE\u2029HANGING HEART " + "T" * 40_000
+
+
+@pytest.fixture(scope="module")
+def odd_text_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`analyze` over 30,000 real lines whose text holds what broke the outputs: a line
+    separator in a country, a paragraph separator in a description, a 5,000-character country
+    and a 40,000-character description."""
+    root = tmp_path_factory.mktemp("odd_text")
+    lines = pl.read_parquet(EMBEDDED).head(30_000)
+    lines = lines.with_columns(
+        country=pl.col("country").replace({"France": "Fr\u2028ance", "Germany": LONG_COUNTRY}),
+        description=pl.col("description").replace(
+            {"WHITE HANGING HEART T-LIGHT HOLDER": LONG_DESCRIPTION}
+        ),
+    )
+    lines.write_parquet(root / "odd.parquet")
+    import_files([root / "odd.parquet"], root / "lake")
+    result = CliRunner().invoke(
+        cli, ["analyze", "--lake", str(root / "lake"), "--out", str(root / "out")]
+    )
+    assert result.exit_code == 0, result.output
+    return root / "out"
+
+
+def test_line_separators_in_text_do_not_break_charts(odd_text_out: Path) -> None:
+    """U+2028 in a country made Vega's expression parser fail: no chart, no report."""
+    charts = odd_text_out / "charts"
+    drawn = {p.name.removesuffix(".svg") for p in charts.glob("*.svg")}
+    assert drawn == set(CHARTS) - {"clv_holdout"}  # that one needs --calibration-end
+    shown = [odd_text_out / "report.html", *charts.glob("*.vl.json"), *charts.glob("*.svg")]
+    for path in shown:
+        text = path.read_text()
+        assert "\u2028" not in text and "\u2029" not in text, path
+    assert "Fr ance" in (charts / "top_countries.svg").read_text()
+    # The tables keep the text as it was.
+    countries = pl.read_parquet(odd_text_out / "tables" / "top_countries.parquet")["country"]
+    assert "Fr\u2028ance" in countries.to_list()
+
+
+def test_long_labels_are_cut_with_an_ellipsis_in_charts_and_report(odd_text_out: Path) -> None:
+    """A 5,000-character country made the report 1,586 px wide in a 1,024 px window."""
+    cut = LONG_COUNTRY[:59] + "…"
+    report = (odd_text_out / "report.html").read_text()
+    assert html.escape(cut) in report and "x" * 60 not in report
+    chart = (odd_text_out / "charts" / "top_countries.vl.json").read_text()
+    assert cut in json.loads(chart)["layer"][0]["encoding"]["y"]["sort"]
+    assert "x" * 60 not in chart
+    countries = pl.read_parquet(odd_text_out / "tables" / "top_countries.parquet")["country"]
+    assert LONG_COUNTRY in countries.to_list()
+
+
+def test_workbook_cell_over_excels_limit_is_cut_visibly(odd_text_out: Path) -> None:
+    """Excel holds 32,767 characters a cell; longer text was cut without a word."""
+    products = pl.read_excel(odd_text_out / WORKBOOK_NAME, sheet_name="top_products")
+    (description,) = [d for d in products["description"] if d.startswith("WHITE\u2029HANGING")]
+    assert len(description) == 32_767
+    assert description.endswith("… [cut: 40,020 characters, a cell holds 32,767; whole in the CSV]")
+    csv = pl.read_csv(odd_text_out / "tables" / "top_products.csv")
+    assert LONG_DESCRIPTION in csv["description"].to_list()
+
+
+def _segment_map(path: Path, *names: str) -> Path:
+    """A map whose first segments are `names` (matching nothing), then one for every score."""
+    rules = [f'[[segment]]\nname = "{n}"\npattern = "00"\naction = "x"\n' for n in names]
+    rules.append('[[segment]]\nname = "Everyone"\npattern = "[1-5][1-5]"\naction = "x"\n')
+    path.write_text("\n".join(rules))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        (
+            "Unclassified",
+            "may not be called 'Unclassified': it holds the customers no rule matches",
+        ),
+        ("Big spender " * 30, "makes a campaign file name of 363 characters, beyond the 255"),
+    ],
+)
+def test_segment_names_refused_before_any_work(
+    tmp_path: Path, retail_ii_lake: Path, name: str, why: str
+) -> None:
+    """A user's `Unclassified` merged with the fallback; a name too long for a file name failed
+    after the whole computation."""
+    segments = _segment_map(tmp_path / "map.toml", name)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        ["analyze", "--lake", str(retail_ii_lake), "--out", str(out), "--segments", str(segments)],
+    )
+    line = _one_line(result, 2)
+    assert result.stderr.splitlines() == [line]  # before any progress
+    assert line.startswith(f"lgs-fast: error: {segments}: ") and why in line
+    assert not out.exists()
+
+
+def test_errors_name_the_target_not_a_temporary_file(tmp_path: Path, retail_ii_lake: Path) -> None:
+    """The temporary file beside a target (`.x.csv.tmp-27633`) and the lock beside OUT
+    (`.out.lock`) are lgs_fast's business; a failure names what the user asked for."""
+    target = tmp_path / ("c" * 250 + ".csv")  # a valid name; the temporary one is too long
+    result = CliRunner().invoke(cli, ["clv", "--lake", str(retail_ii_lake), "--csv", str(target)])
+    assert _one_line(result, 1) == f"lgs-fast: error: {target}: File name too long"
+    out = tmp_path / ("o" * 250)
+    result = CliRunner().invoke(cli, ["analyze", "--lake", str(retail_ii_lake), "--out", str(out)])
+    assert _one_line(result, 1) == f"lgs-fast: error: {out}: File name too long"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("bins", "why"),
+    [
+        # Every customer was Hibernating.
+        ("2", "with --bins 2, 9 segments of the map can never be reached ('At Risk' first)"),
+        ("3", "with --bins 3, 6 segments of the map can never be reached"),
+        # 796 of 1,776 customers were Unclassified, without a word.
+        (
+            "7",
+            "its patterns reach scores up to 5; with --bins 7, 24 of the 49 pairs of R and F scores match no segment (the first: 16)",
+        ),
+    ],
+)
+def test_bins_the_segment_map_does_not_fit_are_refused(
+    tmp_path: Path, retail_ii_lake: Path, bins: str, why: str
+) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["analyze", "--lake", str(retail_ii_lake), "--out", str(out), "--bins", bins]
+    )
+    line = _one_line(result, 2)
+    assert result.stderr.splitlines() == [line]
+    assert line.startswith("lgs-fast: error: the shipped segment map lgs_fast/segments.toml: ")
+    assert why in line and f"give a map made for {bins} bins with --segments" in line
+    assert not out.exists()
+    # A map made for the bins is taken, and leaves no customer unclassified.
+    rules = [
+        ("Lapsed", "1[1-7]"), ("Cooling", "[2-4][1-7]"), ("Warm", "[5-6][1-7]"), ("Best", "7[1-7]"),
+    ]  # fmt: skip
+    segments = tmp_path / "seven.toml"
+    segments.write_text(
+        "".join(f'[[segment]]\nname = "{n}"\npattern = "{p}"\naction = "x"\n' for n, p in rules)
+    )
+    args = ["--bins", "7", "--segments", str(segments), "--no-report"]
+    result = CliRunner().invoke(
+        cli, ["analyze", "--lake", str(retail_ii_lake), "--out", str(out), *args]
+    )
+    assert result.exit_code == 0, result.output
+    segments_of = pl.read_parquet(out / "tables" / "rfm.parquet")["segment"]
+    assert set(segments_of) == {"Lapsed", "Cooling", "Warm", "Best"}
+
+
+def test_segment_map_of_a_file_not_fitting_the_bins_is_named(
+    tmp_path: Path, retail_ii_lake: Path
+) -> None:
+    segments = _segment_map(tmp_path / "map.toml")  # "Everyone" over scores 1 to 5
+    result = CliRunner().invoke(
+        cli,
+        ["analyze", "--lake", str(retail_ii_lake), "--out", str(tmp_path / "out"),
+         "--segments", str(segments), "--bins", "6"],
+    )  # fmt: skip
+    assert _one_line(result, 2).startswith(
+        f"lgs-fast: error: {segments}: its patterns reach scores up to 5; with --bins 6, 11 of "
+        "the 36 pairs of R and F scores match no segment (the first: 16)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        (["--compare-as-of", "2010-01-01"], "is not before the data's last invoice (2009-12-23"),
+        (["--compare-as-of", "2009-12-31 23:00"], "is not before the data's last invoice"),
+        (["--compare-as-of", "2009-12-15", "--to", "2009-12-10"], "is not before --to 2009-12-10"),
+    ],
+)
+def test_compare_time_after_the_data_is_refused(
+    tmp_path: Path, retail_ii_lake: Path, options: list[str], why: str
+) -> None:
+    """T0 after the last invoice was capped to T (everyone `same`) while the report printed
+    the date given."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["analyze", "--lake", str(retail_ii_lake), "--out", str(out), *options]
+    )
+    line = _one_line(result, 2)
+    assert result.stderr.splitlines() == [line] and why in line
+    assert line.startswith(f"lgs-fast: error: --compare-as-of {options[1]}")
+    assert not out.exists()

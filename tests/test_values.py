@@ -16,8 +16,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
 from lgs_fast import sources
+from lgs_fast.cli import cli
 from lgs_fast.errors import InputError
 from lgs_fast.schema import COLUMNS, HEADER_FORMS
 from lgs_fast.sources import import_files, read_source
@@ -189,13 +191,46 @@ def test_long_value_is_shortened(tmp_path: Path) -> None:
     assert _refusal(path).startswith(f"{path}: row 1: column quantity {QUANTITY_RANGE}: '9999")
 
 
-DATE_RANGE = "is not a date from 0001-01-01 to 9999-12-31"
+DATE_RANGE = "is not a date from 1900-01-01 to 2099-12-31"
 
 
-@pytest.mark.parametrize("date", ["0000-01-01 08:26:00", "+10000-01-01 08:26:00"])
-def test_csv_refuses_dates_python_cannot_hold(tmp_path: Path, date: str) -> None:
+@pytest.mark.parametrize(
+    "date",
+    [
+        "0000-01-01 08:26:00",
+        "+10000-01-01 08:26:00",
+        # Placeholders: year 9999 became year 10000 in the lake's derived values and broke
+        # every later analyze; year 1 made the forecast fill two thousand years of months.
+        "9999-12-31 00:00:00",
+        "0001-01-01 00:00:00",
+        "1899-12-31 23:59:59",
+        "2100-01-01 00:00:00",
+    ],
+)
+def test_csv_refuses_dates_outside_the_documented_range(tmp_path: Path, date: str) -> None:
     path = _csv(tmp_path / "years.csv", _line(), _line(invoice_date=date))
     assert _refusal(path) == f"{path}: row 2: column invoice_date {DATE_RANGE}: '{date}'"
+
+
+@pytest.mark.parametrize("date", ["1900-01-01 00:00:00", "2099-12-31 23:59:59"])
+def test_the_ends_of_the_date_range_are_accepted(tmp_path: Path, date: str) -> None:
+    path = _csv(tmp_path / "ends.csv", _line(invoice_date=date))
+    assert str(_read(path)["invoice_date"][0]) == date
+
+
+@pytest.mark.parametrize("date", ["9999-12-31 00:00:00", "0001-01-01 00:00:00"])
+def test_import_refuses_a_placeholder_date_before_writing(tmp_path: Path, date: str) -> None:
+    lake = tmp_path / "lake"
+    assert import_files([_csv(tmp_path / "good.csv", _line())], lake).rows == 1
+    before = {p: p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()}
+    path = _csv(tmp_path / "bad.csv", _line(), _line(), _line(invoice_date=date))
+    result = CliRunner().invoke(cli, ["import", str(path), "--lake", str(lake)])
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == f"lgs-fast: error: {path}: row 3: column invoice_date {DATE_RANGE}: '{date}'\n"
+    )
+    assert {p: p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()} == before
 
 
 def test_parquet_refuses_dates_python_cannot_hold(tmp_path: Path) -> None:
@@ -290,10 +325,13 @@ def test_parquet_refuses_booleans_as_numbers(tmp_path: Path, column: str) -> Non
 def test_parquet_dates_and_text_dates_are_dates(tmp_path: Path) -> None:
     days = _parquet(tmp_path / "d.parquet", invoice_date=pa.array([dt.date(2010, 12, 1)] * 2))
     texts = _parquet(
-        tmp_path / "t.parquet", invoice_date=pa.array(["2010-12-01 08:26:00", "12/1/2010 8:26"])
+        tmp_path / "t.parquet", invoice_date=pa.array(["2010-12-01 08:26:00", "13/12/2010 8:26"])
     )
     assert _read(days)["invoice_date"].to_list() == [dt.datetime(2010, 12, 1)] * 2
-    assert _read(texts)["invoice_date"].to_list() == [dt.datetime(2010, 12, 1, 8, 26)] * 2
+    assert _read(texts)["invoice_date"].to_list() == [
+        dt.datetime(2010, 12, 1, 8, 26),
+        dt.datetime(2010, 12, 13, 8, 26),
+    ]
 
 
 # 3. Odd files: one clear line naming the file, or, for a BOM, simply the lines.
