@@ -34,11 +34,19 @@ def shown_text(column: pl.Expr, limit: int = LABEL_LIMIT) -> pl.Expr:
     return pl.when(text.str.len_chars() > limit).then(cut).otherwise(text)
 
 
+# Sentences the page is there to say (a segment's action, a model's verdict), written by lgs_fast
+# or by the team's segment map: kept whole, on one line; a cell wraps them.
+WHOLE_TEXT = frozenset({"action", "verdict", "note", "models", "model_name"})
+
+
 def shown_tables(tables: Tables) -> Tables:
-    """The tables with every text column as `shown_text`: what the charts and the report draw."""
+    """The tables with every text column as `shown_text`: what the charts and the report draw
+    (the sentences of `WHOLE_TEXT` on one line but not cut)."""
     return {
         name: frame.with_columns(
-            shown_text(pl.col(c)) for c, dtype in frame.schema.items() if dtype == pl.String
+            shown_text(pl.col(c), limit=1_000_000 if c in WHOLE_TEXT else LABEL_LIMIT)
+            for c, dtype in frame.schema.items()
+            if dtype == pl.String
         )
         for name, frame in tables.items()
     }
