@@ -12,16 +12,17 @@ import pytest
 from lgs_fast.sources import import_files
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("LGS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# The real files the tests read (UCI Online Retail, its II extract, CDNOW), in the repository.
+SHARED_DATA = ROOT / "tests" / "data"
 EMBEDDED = ROOT / "lgs_fast" / "data" / "online_retail.parquet"
 ONLINE_RETAIL_CSV = SHARED_DATA / "online_retail.csv.gz"
 RETAIL_II_CSV = SHARED_DATA / "online_retail_ii_2009-12.csv.gz"
 
 
 def shared(path: Path) -> Path:
-    """A file from shared/data, or a skip naming it where this checkout has no shared/ beside it."""
+    """A real data file of tests/data; a missing one is a failure, never a skip."""
     if not path.exists():
-        pytest.skip(f"real data file {path} is not present")
+        pytest.fail(f"real data file {path} is missing from the repository")
     return path
 
 

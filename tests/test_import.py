@@ -17,7 +17,7 @@ from lgs_fast.schema import COLUMNS, HEADER_FORMS, POLARS_SCHEMA
 from lgs_fast.sources import import_files, read_source
 from tests.conftest import EMBEDDED, ONLINE_RETAIL_CSV, RETAIL_II_CSV, shared
 
-# shared/data/README.md, "What is in them (measured)".
+# tests/data/README.md, "What is in them (measured)".
 README_FACTS = {
     "online_retail": {
         "lines": 541_909,
