@@ -118,8 +118,7 @@ class _Data:
 
     @classmethod
     def of(cls, columns: list[Array]) -> _Data:
-        rows, counts = np.unique(np.column_stack(columns), axis=0, return_counts=True)
-        distinct = [rows[:, i] for i in range(rows.shape[1])]
+        distinct, counts, _ = _distinct_rows(columns)
         x_values, x_index = np.unique(distinct[0], return_inverse=True)
         return cls(distinct, counts.astype(np.float64), x_values, x_index)
 
@@ -130,12 +129,25 @@ class _Data:
     def pairs(self, column: int) -> tuple[list[Array], NDArray[np.intp]]:
         """The distinct (x, `column`) pairs and, per row, the index of its pair."""
         if column not in self.pair_cache:
-            distinct, back = np.unique(
-                np.column_stack([self.columns[0], self.columns[column]]), axis=0,
-                return_inverse=True,
-            )  # fmt: skip
-            self.pair_cache[column] = ([distinct[:, 0], distinct[:, 1]], back.ravel())
+            distinct, _, back = _distinct_rows([self.columns[0], self.columns[column]])
+            self.pair_cache[column] = (distinct, back)
         return self.pair_cache[column]
+
+
+def _distinct_rows(columns: list[Array]) -> tuple[list[Array], NDArray[np.intp], NDArray[np.intp]]:
+    """The distinct rows of `columns` (sorted), how many times each occurs, and per input row the
+    index of its distinct row. `np.unique(..., axis=0)` does the same by sorting the rows as
+    opaque records: 1.2 s for 768,000 customers, against 0.1 s for this lexicographic sort."""
+    order = np.lexsort(columns[::-1])
+    ordered = [column[order] for column in columns]
+    starts_new = np.ones(order.size, dtype=bool)
+    if order.size:
+        starts_new[1:] = np.any([c[1:] != c[:-1] for c in ordered], axis=0)
+    starts = np.flatnonzero(starts_new)
+    counts = np.diff(np.append(starts, order.size))
+    back = np.empty(order.size, dtype=np.intp)
+    back[order] = np.cumsum(starts_new) - 1
+    return [c[starts] for c in ordered], counts, back
 
 
 # Each returns the log-likelihood per row and, per parameter, its derivative per row: with exact
@@ -455,18 +467,21 @@ _PARETO_PARAMS: Final = ("r", "alpha", "s", "beta")
 _NBD_PARAMS: Final = ("r", "alpha")
 
 
-def fit_purchases(model: str, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Fit:
+def fit_purchases(
+    model: str, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, *, nbd: Fit | None = None
+) -> Fit:
     """Fit purchase model `model` ("bgnbd", "mbgnbd", "pnbd" or "nbd") to the summary columns.
 
     A dropout model whose dropout does not beat the NBD nested in it (likelihood-ratio test) is
-    marked not identified; the NBD itself has no dropout to test."""
+    marked not identified; the NBD itself has no dropout to test. `nbd`: the NBD already fitted
+    to the same columns (it is fitted otherwise)."""
     if model not in _PURCHASE_LL:
         raise InputError(f"unknown model {model!r}; choose one of {', '.join(PURCHASE_MODELS)}")
     x, tx, T_ = _floats(frequency, recency, T)
     _check_purchases(x, tx, T_)
     time_scale = max(float(T_.mean()), 1e-9)
     scales = np.array([1.0, time_scale, 1.0, 1.0])
-    no_dropout = _maximise("nbd", _NBD_PARAMS, _nbd_ll, [x, tx, T_], scales[:2], x.size)
+    no_dropout = nbd or _maximise("nbd", _NBD_PARAMS, _nbd_ll, [x, tx, T_], scales[:2], x.size)
     if model == "nbd":
         return no_dropout
     names = _PARETO_PARAMS if model == "pnbd" else _PURCHASE_PARAMS
@@ -786,7 +801,11 @@ def fit(summary: pl.LazyFrame | pl.DataFrame, settings: ClvSettings | None = Non
     settings = settings or ClvSettings()
     frame = _frame(summary)
     x, tx, T, m = _columns(frame, "frequency", "recency", "T", "monetary_value")
-    purchases = {name: fit_purchases(name, x, tx, T) for name in PURCHASE_MODELS}
+    nbd = fit_purchases("nbd", x, tx, T)  # nested in every other model: fitted once
+    purchases = {
+        name: nbd if name == "nbd" else fit_purchases(name, x, tx, T, nbd=nbd)
+        for name in PURCHASE_MODELS
+    }
     used, notes = _choose(purchases, settings.model)
     try:
         spend: Fit | None = fit_gamma_gamma(x, m)
