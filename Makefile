@@ -89,6 +89,7 @@ comma := ,
 bench: $(VENV)/.installed-bench ## Benchmark the analysis (pandas, Polars, DuckDB; real data and 1M lines; BENCH_FULL=1 adds 10M and 100M), CLV, segment movement, recommendations (and their holdout against implicit), the forecast and the PostgreSQL export
 	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run --out $(BENCH_OUT)
 	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run --contenders clv-polars,clv-duckdb --out $(BENCH_OUT)/clv
+	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run --contenders read-checks,analyze-polars,analyze-duckdb --out $(BENCH_OUT)/read_checks
 	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run --contenders movement-polars,movement-duckdb,recommend-polars,recommend-duckdb,forecast --out $(BENCH_OUT)/features
 	LGS_DUCKDB_MEMORY=$${LGS_DUCKDB_MEMORY:-4GB} $(BIN)/python -m benchmarks.run --contenders recommend-polars,recommend-duckdb,analyze-polars,analyze-duckdb --customers 6000 --sizes $(WHOLESALE_SIZES) --out $(BENCH_OUT)/wholesale
 	$(BIN)/python -m benchmarks.recommend_holdout --out $(BENCH_OUT)/recommendations

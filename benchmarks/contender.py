@@ -130,6 +130,14 @@ def floor(lake: Path) -> Work:
     return lambda: db.sql(query, params={"files": files}).fetchall()
 
 
+def read_checks(lake: Path) -> Work:
+    """What every read checks before it reads: the manifest and its checksum, and each file's
+    size, footer and SHA-256 (a part of every `analyze-*` run, measured alone)."""
+    from lgs_fast.lake import snapshot
+
+    return lambda: snapshot(lake)
+
+
 def _clv(engine: str) -> Callable[[Path], Work]:
     """CLV from the lake: summary by `engine`, every model fitted (BG/NBD, modified BG/NBD,
     Pareto/NBD, NBD, Gamma-Gamma), the per-customer predictions of the model `auto` picks."""
@@ -219,6 +227,7 @@ CONTENDERS: dict[str, Callable[[Path], Work]] = {
     "spark": _spark(core=False),
     "spark-core": _spark(core=True),
     "floor": floor,
+    "read-checks": read_checks,
     "analyze-polars": _analyze("polars"),
     "analyze-duckdb": _analyze("duckdb"),
     "analyze-spark": _analyze("spark"),

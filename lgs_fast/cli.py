@@ -377,12 +377,15 @@ def generate_command(
 @cli.command("verify")
 @click.option("--lake", metavar="DIR", help=LAKE_HELP)
 def verify_command(lake: str | None) -> None:
-    """Check every file of the lake (lines and derived layers) against its manifest: present,
-    size, rows and checksum.
+    """Check the whole lake: the manifest against its own checksum, every file (lines and
+    derived layers) against the manifest, and what the manifest records from the lines
+    computed again.
 
-    Every read already checks presence, size and line counts; verify also reads every byte
-    and compares SHA-256 checksums. Exit 0 when the lake is whole, 6 when a file is missing,
-    changed or unreadable (the message names the partition), 3 when there is no lake.
+    Every read already checks the manifest's checksum and each file's presence, size, line
+    count and SHA-256; verify also counts each month's lines again (last invoice, quality
+    counts, the derived layers, the watermark) and compares. Exit 0 when the lake is whole, 6
+    when a file is missing, changed or unreadable or the manifest was edited (the message names
+    the file and partition), 3 when there is no lake.
     """
     from lgs_fast.lake import default_lake, verify_lake
 
@@ -390,8 +393,14 @@ def verify_command(lake: str | None) -> None:
     layered = len(manifest.layered())
     click.echo(
         f"lake {lake or default_lake()}: {manifest.rows:,} lines in {len(manifest.partitions)} partitions"
-        f"{' and their derived layers' if layered else ''}, every checksum matches"
+        f"{' and their derived layers' if layered else ''}, every checksum matches and every "
+        "recorded count agrees with the lines"
     )
+    if manifest.checksum is None:
+        click.echo(
+            "the manifest has no checksum of its own (written by an earlier lgs_fast), so reads "
+            "cannot tell if it was edited; `lgs-fast upgrade` adds one"
+        )
     if layered < len(manifest.partitions):
         missing = len(manifest.partitions) - layered
         click.echo(

@@ -82,8 +82,10 @@ def test_a_range_that_cuts_months_reads_their_lines(
 
 
 def _strip_layers(lake: Path) -> None:
-    """Make `lake` look written before the layers: no layer files, no manifest entries."""
+    """Make `lake` look written before the layers: no layer files, no manifest entries (and no
+    manifest checksum, which came later still)."""
     raw = json.loads((lake / MANIFEST).read_text())
+    del raw["checksum"]
     for meta in raw["partitions"].values():
         del meta["layers"]
     (lake / MANIFEST).write_text(json.dumps(raw))
@@ -198,8 +200,11 @@ def test_upgrade_from_the_command_line(tmp_path: Path) -> None:
     said = CliRunner().invoke(cli, ["verify", "--lake", str(lake)])
     assert said.exit_code == 0
     assert "1 of the partitions without the current derived layers" in said.output
+    assert "the manifest has no checksum of its own" in said.output
     said = CliRunner().invoke(cli, ["upgrade", "--lake", str(lake)])
     assert said.exit_code == 0 and "derived layers stored for 1 month\n" in said.output
+    said = CliRunner().invoke(cli, ["verify", "--lake", str(lake)])
+    assert said.exit_code == 0 and "checksum of its own" not in said.output
     said = CliRunner().invoke(cli, ["upgrade", "--lake", str(lake)])
     assert (
         said.exit_code == 0 and "already has the current derived layers; unchanged" in said.output
