@@ -16,10 +16,19 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from lgs_fast.definitions import ENGINES, Engine, Options, is_uri
+from lgs_fast.definitions import (
+    ENGINES,
+    Engine,
+    Options,
+    Presentation,
+    current_presentation,
+    is_uri,
+    presenting,
+)
 from lgs_fast.errors import InputError, LgsError
 from lgs_fast.lake import Snapshot, default_lake, reading, scan_layers, verify_lake
 from lgs_fast.metrics import MODEL_INPUTS
@@ -422,8 +431,10 @@ def _build(
     preset: str,
     say: Callable[[str], None],
     lists: ListSettings | None = None,
+    png: bool = False,
 ) -> None:
-    """Tables, then (unless `settings` is None: --no-report) charts, lists, workbook, report."""
+    """Tables, then (unless `settings` is None: --no-report) charts (PNG too with `png`),
+    lists, workbook, report; worded by the presentation in force."""
     write_tables(tables, build / "tables")
     if settings is None:
         return
@@ -432,7 +443,7 @@ def _build(
     from lgs_fast import report as reporting
 
     say(f"drawing {len(charting.CHARTS)} charts…")
-    specs = charting.write_charts(charting.build_charts(tables), build / "charts")
+    specs = charting.write_charts(charting.build_charts(tables), build / "charts", png=png)
     campaigns.write_segment_exports(tables, build / "segments", lists)
     if lists is not None and lists.contacts is not None:
         listed, missing = campaigns.without_contact(tables, lists)
@@ -446,7 +457,7 @@ def _build(
         if p.is_file() and not p.name.startswith(".")
     )
     context = reporting.ReportContext(
-        generated=dt.datetime.now().astimezone(),
+        generated=dt.datetime.now(ZoneInfo(current_presentation().time_zone)),
         settings=settings,
         files=(*files, "report.html"),
         preset=preset,
@@ -468,12 +479,16 @@ def analyze(
     clv_settings: ClvSettings | None = None,
     spark_master: str | None = None,
     lists: ListSettings | None = None,
+    presentation: Presentation | None = None,
+    png: bool = False,
 ) -> AnalysisResult:
     """Compute every table with `engine`; write tables, charts, segment exports and the report.
 
     Everything is built in a directory beside OUT and switched in with one atomic rename
     (`lgs_fast.outputs`): a failure or a kill leaves the previous outputs as they were.
-    `lists`: how the campaign lists are written (contacts joined on, people's headings).
+    `lists`: how the campaign lists are written (contacts joined on, people's headings);
+    `presentation`: the report's title, the currency symbol and the time zone shown (default:
+    the one in force); `png`: charts as PNG too.
     """
     say = progress or (lambda _: None)
     target = Path(out)
@@ -518,7 +533,8 @@ def analyze(
                 ("Source of the lines", data_origin(snap)),
             )
         try:
-            _build(tables, switch.build, settings, options.preset, say, lists)
+            with presenting(presentation or current_presentation()):
+                _build(tables, switch.build, settings, options.preset, say, lists, png)
         except (LgsError, KeyboardInterrupt):
             raise
         except Exception as err:  # a full disk, say, met inside Polars or the chart renderer

@@ -21,6 +21,7 @@ from lgs_fast.definitions import (
     UNCLASSIFIED,
     SegmentRule,
     check_segment_files,
+    currency,
     segment_slug,
 )
 from lgs_fast.errors import InputError, target_error
@@ -238,31 +239,36 @@ def campaign_note(tables: Tables) -> str:
     left_out = int(counts["left_out"].sum())
     rule = (
         "Campaign lists (segments/SEGMENT.csv and the segment sheets of lgs_report.xlsx) hold "
-        "the customers whose net spend is above £0, highest spend first, with their last "
+        f"the customers whose net spend is above {currency()}0, highest spend first, with their last "
         "purchase date; "
     )
     if left_out == 0:
         return rule + "no customer was left out."
     where = ", ".join(f"{s} {n:,}" for s, n in counts.select("segment", "left_out").iter_rows())
     noun = "customer" if left_out == 1 else "customers"
-    return rule + f"{left_out:,} {noun} with a net spend of £0 or less are left out ({where})."
+    return (
+        rule
+        + f"{left_out:,} {noun} with a net spend of {currency()}0 or less are left out ({where})."
+    )
 
 
 # Column headings for people (`--human-headers`): what a mail tool or a spreadsheet user reads.
 HUMAN_HEADERS = {
     "customer_id": "Customer ID", "country": "Country", "last_purchase": "Last purchase",
     "recency": "Days since last purchase", "frequency": "Purchase invoices",
-    "monetary": "Net spend £", "r_score": "R score", "f_score": "F score", "m_score": "M score",
+    "monetary": "Net spend", "r_score": "R score", "f_score": "F score", "m_score": "M score",
     "rfm_score": "RFM score", "segment": "Segment", "movement": "Segment change",
     "probability_alive": "Still buying (probability)", "expected_purchases": "Expected purchases",
-    "clv": "Expected value £",
+    "clv": "Expected value",
 }  # fmt: skip
+MONEY_HEADINGS = {"monetary", "clv"}  # headings followed by the currency symbol
 
 
 def human_header(column: str) -> str:
     """`customer_id` → `Customer ID`; `reorder_2` → `Re-order 2`; `new_1` → `New to you 1`."""
     if column in HUMAN_HEADERS:
-        return HUMAN_HEADERS[column]
+        heading = HUMAN_HEADERS[column]
+        return f"{heading} {currency()}" if column in MONEY_HEADINGS else heading
     kind, _, rank = column.rpartition("_")
     if kind == "reorder" and rank.isdigit():
         return f"Re-order {rank}"

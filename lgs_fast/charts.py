@@ -27,6 +27,7 @@ from typing import Any
 import altair as alt
 import polars as pl
 
+from lgs_fast.definitions import currency
 from lgs_fast.wording import (
     labelled_months,
     largest_reversal,
@@ -134,12 +135,12 @@ def invoice_distribution(tables: Tables, view: str = "all") -> alt.LayerChart:
         alt.Chart(_data(hist))
         .mark_bar(color=DARK, binSpacing=0)
         .encode(
-            x=alt.X("bin_start:Q", bin="binned", title="Invoice total (£)"),
+            x=alt.X("bin_start:Q", bin="binned", title=f"Invoice total ({currency()})"),
             x2="bin_end:Q",
             y=alt.Y("count:Q", title="Invoices"),
             tooltip=[
-                alt.Tooltip("bin_start:Q", title="From £", format=",.2f"),
-                alt.Tooltip("bin_end:Q", title="To £", format=",.2f"),
+                alt.Tooltip("bin_start:Q", title=f"From {currency()}", format=",.2f"),
+                alt.Tooltip("bin_end:Q", title=f"To {currency()}", format=",.2f"),
                 alt.Tooltip("count:Q", title="Invoices", format=","),
             ],
         )
@@ -164,7 +165,7 @@ def invoice_distribution(tables: Tables, view: str = "all") -> alt.LayerChart:
                 title="Statistic",
                 scale=alt.Scale(domain=STATISTICS, range=[[1, 0], [2, 2], [6, 2], [4, 4], [1, 0]]),
             ),
-            tooltip=["statistic:N", alt.Tooltip("amount:Q", title="£", format=",.2f")],
+            tooltip=["statistic:N", alt.Tooltip("amount:Q", title=f"{currency()}", format=",.2f")],
         )
     )
     layers: list[alt.Chart] = [bars, rules]
@@ -200,12 +201,14 @@ def invoice_box(tables: Tables) -> alt.LayerChart:
         else [1.0]
     )
     axis = alt.Axis(
-        values=ticks, labelExpr="'£' + format(datum.value, datum.value < 1 ? '.2~f' : ',')"
+        values=ticks,
+        labelExpr=f"'{currency()}' + format(datum.value, datum.value < 1 ? '.2~f' : ',')",
     )
     base = alt.Chart(_data(positive)).encode(y=alt.Y("view:N", title=None))
     scale = alt.Scale(type="log", domain=[ticks[0], ticks[-1]])
     whisker = base.mark_rule(color=DARK).encode(
-        x=alt.X("min:Q", title="Invoice total (£, log scale)", scale=scale, axis=axis), x2="max:Q"
+        x=alt.X("min:Q", title=f"Invoice total ({currency()}, log scale)", scale=scale, axis=axis),
+        x2="max:Q",
     )
     box = base.mark_bar(color=LIGHT, size=22).encode(x="p25:Q", x2="p75:Q", tooltip=[
         "view:N", alt.Tooltip("min:Q", format=",.2f"), alt.Tooltip("p25:Q", format=",.2f"),
@@ -294,8 +297,12 @@ def monthly_sales(tables: Tables) -> alt.LayerChart:
     months, x, tip = _months(tables)
     base = alt.Chart(_data(months)).encode(
         x=x,
-        y=_pounds("sales", "Placed sales (£)"),
-        tooltip=[tip, alt.Tooltip("sales:Q", title="Placed sales £", format=",.2f"), "period:N"],
+        y=_pounds("sales", f"Placed sales ({currency()})"),
+        tooltip=[
+            tip,
+            alt.Tooltip("sales:Q", title=f"Placed sales {currency()}", format=",.2f"),
+            "period:N",
+        ],
     )
     line = base.mark_line(color=DARK)
     points = base.mark_point(size=60, color=DARK, strokeWidth=2).encode(
@@ -482,7 +489,7 @@ def _with_text(
 ) -> pl.DataFrame:
     """`frame` with `text`: the value (in whole pounds when `pounds`) and its share in %."""
     shown = pl.col(value).map_elements(
-        (lambda v: f"£{v:,.0f}") if pounds else (lambda v: f"{v:,}"), pl.String
+        (lambda v: f"{currency()}{v:,.0f}") if pounds else (lambda v: f"{v:,}"), pl.String
     )
     if share is None:
         return frame.with_columns(text=shown)
@@ -503,7 +510,7 @@ def segment_sizes(tables: Tables) -> alt.HConcatChart:
     ).properties(title="Customers per segment")  # fmt: skip
     spend = _labelled_bars(
         _with_text(frame, "total_monetary", spend_share, pounds=True),
-        "total_monetary", "Net spend (£)", y, colour, 240,
+        "total_monetary", f"Net spend ({currency()})", y, colour, 240,
     ).properties(title="Net spend per segment")  # fmt: skip
     return alt.hconcat(customers, spend)
 
@@ -515,7 +522,7 @@ def top_countries(tables: Tables) -> alt.LayerChart:
     return _labelled_bars(
         frame,
         "sales",
-        "Placed sales (£)",
+        f"Placed sales ({currency()})",
         alt.Y("country:N", title=None, sort=frame["country"].to_list()),
         DARK,
         WIDTH - 180,
@@ -539,9 +546,9 @@ def _product_bars(frame: pl.DataFrame, value: str, title: str, pounds: bool) -> 
 
 def top_products(tables: Tables) -> alt.LayerChart:
     """Net revenue per product (its lines, credit notes included), labelled with the full name."""
-    return _product_bars(tables["top_products"], "net_revenue", "Net revenue (£)", True).properties(
-        title="Top products by net revenue (credit notes included)"
-    )
+    return _product_bars(
+        tables["top_products"], "net_revenue", f"Net revenue ({currency()})", True
+    ).properties(title="Top products by net revenue (credit notes included)")
 
 
 def cohort_retention(tables: Tables) -> alt.LayerChart:
@@ -632,7 +639,7 @@ def segment_transitions(tables: Tables) -> alt.LayerChart:
             alt.Tooltip("segment_then:N", title="Then"),
             alt.Tooltip("segment:N", title="Now"),
             alt.Tooltip("customers:Q", format=","),
-            alt.Tooltip("net_revenue:Q", title="Their net spend £", format=",.2f"),
+            alt.Tooltip("net_revenue:Q", title=f"Their net spend {currency()}", format=",.2f"),
         ],
     )
     text = base.mark_text(fontSize=10).encode(
@@ -674,7 +681,7 @@ def sales_forecast(tables: Tables) -> alt.LayerChart:
     band80 = ahead.mark_area(color=LIGHT, opacity=0.9).encode(x=x, y="lo_80:Q", y2="hi_80:Q")
     line = base.mark_line(point=alt.OverlayMarkDef(size=20)).encode(
         x=x,
-        y=_pounds("net_revenue", "Net revenue per week (£)"),
+        y=_pounds("net_revenue", f"Net revenue per week ({currency()})"),
         color=alt.Color(
             "kind:N",
             title=None,
@@ -683,11 +690,11 @@ def sales_forecast(tables: Tables) -> alt.LayerChart:
         tooltip=[
             alt.Tooltip("week:T", title="Week of", format="%d %b %Y"),
             "kind:N",
-            alt.Tooltip("net_revenue:Q", title="Net revenue £", format=",.0f"),
-            alt.Tooltip("lo_80:Q", title="80% from £", format=",.0f"),
-            alt.Tooltip("hi_80:Q", title="80% to £", format=",.0f"),
-            alt.Tooltip("lo_95:Q", title="95% from £", format=",.0f"),
-            alt.Tooltip("hi_95:Q", title="95% to £", format=",.0f"),
+            alt.Tooltip("net_revenue:Q", title=f"Net revenue {currency()}", format=",.0f"),
+            alt.Tooltip("lo_80:Q", title=f"80% from {currency()}", format=",.0f"),
+            alt.Tooltip("hi_80:Q", title=f"80% to {currency()}", format=",.0f"),
+            alt.Tooltip("lo_95:Q", title=f"95% from {currency()}", format=",.0f"),
+            alt.Tooltip("hi_95:Q", title=f"95% to {currency()}", format=",.0f"),
         ],
     )
     return alt.layer(band95, band80, line).properties(
@@ -704,13 +711,13 @@ def clv_by_segment(tables: Tables) -> alt.Chart:
         alt.Chart(_data(frame.with_columns(pl.col("total_clv").fill_null(0.0))))
         .mark_bar(color=DARK)
         .encode(
-            x=alt.X("total_clv:Q", title="Total CLV (£)", axis=alt.Axis(format=",.0f")),
+            x=alt.X("total_clv:Q", title=f"Total CLV ({currency()})", axis=alt.Axis(format=",.0f")),
             y=alt.Y("segment:N", title=None, sort="-x"),
             tooltip=[
                 "segment:N",
                 alt.Tooltip("customers:Q", format=","),
-                alt.Tooltip("total_clv:Q", title="Total CLV £", format=",.0f"),
-                alt.Tooltip("mean_clv:Q", title="Mean CLV £", format=",.2f"),
+                alt.Tooltip("total_clv:Q", title=f"Total CLV {currency()}", format=",.0f"),
+                alt.Tooltip("mean_clv:Q", title=f"Mean CLV {currency()}", format=",.2f"),
                 alt.Tooltip("mean_probability_alive:Q", title="P(alive)", format=".1%"),
             ],
         )
@@ -861,10 +868,14 @@ def build_charts(tables: Tables) -> dict[str, Any]:
 PNG_SCALE = 2
 
 
-def write_charts(charts: dict[str, Any], directory: Path) -> dict[str, dict[str, Any]]:
-    """`NAME.vl.json`, `NAME.svg` and `NAME.png` (vl-convert: no browser, no network) per chart.
+def write_charts(
+    charts: dict[str, Any], directory: Path, *, png: bool = False
+) -> dict[str, dict[str, Any]]:
+    """`NAME.vl.json` and `NAME.svg` per chart, and with `png` `NAME.png` (vl-convert: no
+    browser, no network); returns the specs.
 
-    The PNG is drawn at twice the SVG's size so it stays sharp on slides and in e-mails.
+    The PNG is drawn at twice the SVG's size so it stays sharp on slides and in e-mails; it is
+    drawn on request only, as it costs as much as the SVG again (1.1 s for the 19 charts).
     """
     import vl_convert as vlc
 
@@ -875,6 +886,7 @@ def write_charts(charts: dict[str, Any], directory: Path) -> dict[str, dict[str,
         text = json.dumps(spec, indent=1)
         (directory / f"{name}.vl.json").write_text(text)
         (directory / f"{name}.svg").write_text(vlc.vegalite_to_svg(text))
-        (directory / f"{name}.png").write_bytes(vlc.vegalite_to_png(text, scale=PNG_SCALE))
+        if png:
+            (directory / f"{name}.png").write_bytes(vlc.vegalite_to_png(text, scale=PNG_SCALE))
         specs[name] = spec
     return specs

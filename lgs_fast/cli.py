@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 # Option choices and defaults come from where they are defined; that module loads no engine.
-from lgs_fast.definitions import COMPARE_DAYS, ENGINES, PRESETS
+from lgs_fast.definitions import COMPARE_DAYS, ENGINES, PRESETS, Presentation, presenting
 from lgs_fast.errors import InputError, LgsError
 
 LAKE_HELP = "Lake directory (default: $LGS_LAKE or data/lake)."
@@ -648,6 +648,32 @@ def _lake(value: str | None) -> str | Path | None:
     help="Campaign lists with headings for people (Customer ID, Net spend £…) instead of "
     "snake_case column names.",
 )
+@click.option(
+    "--title",
+    default=Presentation.title,
+    show_default=True,
+    help="The report's title (and the workbook's).",
+)
+@click.option(
+    "--currency",
+    default=Presentation.currency,
+    show_default=True,
+    help="The currency symbol shown with amounts in the report, charts, workbook and lists "
+    "(the amounts are the data's own; nothing is converted).",
+)
+@click.option(
+    "--time-zone",
+    default=Presentation.time_zone,
+    show_default=True,
+    help="The zone the lines' times are in, as the report states it; the report's own time of "
+    "writing is shown in it.",
+)
+@click.option(
+    "--png",
+    is_flag=True,
+    help="Also draw every chart as PNG at twice its size, for slides and e-mails (OUT/charts/"
+    "NAME.png; the SVG and the Vega-Lite spec are always written).",
+)
 @clv_options
 def analyze_command(
     lake: str | None,
@@ -668,6 +694,10 @@ def analyze_command(
     no_report: bool,
     contacts_file: Path | None,
     human_headers: bool,
+    title: str,
+    currency: str,
+    time_zone: str,
+    png: bool,
     calibration_end: str | None,
     model: str,
     horizon: int,
@@ -681,8 +711,8 @@ def analyze_command(
     recommendation_holdout,
     top_countries, top_products, reversed_invoices, cohorts, data_quality, clv_summary, clv,
     clv_models, clv_segments (and with --calibration-end the clv_holdout tables),
-    sales_forecast, forecast_backtest, forecast_models; OUT/charts/NAME.vl.json, NAME.svg and
-    NAME.png; OUT/segments/SEGMENT.csv for campaigns (customers with a net spend above £0,
+    sales_forecast, forecast_backtest, forecast_models; OUT/charts/NAME.vl.json and NAME.svg
+    (and NAME.png with --png); OUT/segments/SEGMENT.csv for campaigns (customers with a net spend above £0,
     highest spend first, with their last purchase date, segment movement and recommended
     products: reorder_1…, their own products to order again, and new_1…, products new to them;
     UTF-8 with a byte-order mark for Excel; --contacts joins your contact columns on);
@@ -698,6 +728,7 @@ def analyze_command(
 
     # Plain argument errors first, before any engine is imported.
     _check_spark_master(engine, spark_master)
+    shown = Presentation(title=title, currency=currency, time_zone=time_zone)
     since, until = _parse_range(start, end)
     calibration_day = _parse_day(calibration_end, "--calibration-end")
     if no_recommendations and recommend_segments:
@@ -741,8 +772,11 @@ def analyze_command(
         clv_settings=settings,
         spark_master=spark_master,
         lists=lists,
+        presentation=shown,
+        png=png,
     )  # fmt: skip
-    _print_summary(result.tables)
+    with presenting(shown):
+        _print_summary(result.tables)
     click.echo(f"tables: {result.out / 'tables'}")
     if result.report:
         click.echo(f"report: {result.report.resolve()}")

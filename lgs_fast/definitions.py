@@ -8,14 +8,18 @@ table.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import tomllib
 import unicodedata
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lgs_fast.errors import InputError
 
@@ -344,3 +348,66 @@ class Options:
             origin = f"the shipped segment map lgs_fast/{default_segment_file(self.bins)}"
         check_segment_files(self.rules)
         check_score_range(self.rules, self.bins, origin)
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How the outputs address their reader: the report's title, the shop's currency symbol
+    (amounts are in the shop's one currency; only the symbol shown changes) and the time zone
+    the lines' times are in (the lake stores local times without a zone)."""
+
+    title: str = "London Gift Shop: customer analytics"
+    currency: str = "£"
+    time_zone: str = "Europe/London"
+
+    def __post_init__(self) -> None:
+        if not self.title.strip() or len(self.title) > 120 or not self.title.isprintable():
+            raise InputError(
+                f"--title {self.title!r}: give one line of 1 to 120 printable characters"
+            )
+        # The symbol goes into chart expressions and spreadsheet number formats, quoted.
+        if not (
+            1 <= len(self.currency) <= 4
+            and self.currency.isprintable()
+            and self.currency.strip() == self.currency
+            and not any(c in self.currency for c in "'\"\\")
+        ):
+            raise InputError(
+                f"--currency {self.currency!r}: give a symbol of 1 to 4 characters such as £, "
+                "$, € or CHF (no quotes, backslashes or spaces around it)"
+            )
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InputError(
+                f"--time-zone {self.time_zone!r}: not a time zone name such as Europe/London "
+                "or America/New_York"
+            ) from None
+
+
+# The presentation in force. The currency symbol reaches some fifty labels in the report,
+# charts, workbook and lists; a context variable (as `decimal.localcontext` does for
+# precision) sets it for one run instead of threading it through every function that words a
+# label. `presenting` sets it; the default is the shop's own.
+_DEFAULT = Presentation()  # frozen: one shared default is safe
+_PRESENTATION: ContextVar[Presentation] = ContextVar("presentation", default=_DEFAULT)
+
+
+def current_presentation() -> Presentation:
+    """The presentation in force (`presenting`), else the default one."""
+    return _PRESENTATION.get()
+
+
+@contextlib.contextmanager
+def presenting(chosen: Presentation) -> Iterator[Presentation]:
+    """Word every output made inside the block by `chosen`."""
+    token = _PRESENTATION.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _PRESENTATION.reset(token)
+
+
+def currency() -> str:
+    """The currency symbol in force: `£` unless `presenting` says otherwise."""
+    return _PRESENTATION.get().currency

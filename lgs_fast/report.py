@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from lgs_fast.campaigns import campaign_note, campaign_overview
-from lgs_fast.definitions import COMPARE_DAYS, Options, load_segment_rules
+from lgs_fast.definitions import (
+    COMPARE_DAYS,
+    Options,
+    currency,
+    current_presentation,
+    load_segment_rules,
+)
 from lgs_fast.wording import (
     QUALITY_LABELS,
     headline,
@@ -139,7 +145,7 @@ def amounts_note(tables: Tables) -> str:
     amounts = {r["view"]: r for r in tables["invoice_amounts"].iter_rows(named=True)}
     everything, below = amounts["all"], amounts["le_p85"]
     if not everything["count"]:
-        return "No invoice totals above £0."
+        return f"No invoice totals above {currency()}0."
     text = (
         f"{everything['count']:,} invoices: median {money(everything['median'])}, mean "
         f"{money(everything['mean'])}, most common {money(everything['mode'])}. A few very large "
@@ -192,7 +198,8 @@ def _about(context: ReportContext | None, tables: Tables) -> str:
         if o["first_invoice"]
         else "no lines"
     )
-    rows = [("Data", span)]
+    zone = current_presentation().time_zone
+    rows = [("Data", f"{span} ({zone} time, as the lines record it)")]
     if context is not None:
         rows.insert(0, ("Generated", f"{context.generated:%d %b %Y %H:%M:%S %Z}".strip()))
         rows += list(context.settings)
@@ -236,7 +243,7 @@ def week_lead(tables: Tables) -> str:
     overview = campaign_overview(tables)
     listed = overview.filter(pl.col("customers") > 0)
     if listed.height == 0:
-        return "No customer has a net spend above £0: there is nobody to contact yet."
+        return f"No customer has a net spend above {currency()}0: there is nobody to contact yet."
     top = listed.sort("value_at_stake", descending=True).row(0, named=True)
     return (
         f"{int(listed['customers'].sum()):,} customers are on {listed.height} campaign lists, one "
@@ -254,9 +261,9 @@ def campaign_table(tables: Tables) -> str:
         "segment": "Campaign (segment)",
         "customers": "Customers",
         # One kind of value for every list (the usual case) goes in the heading.
-        "value_at_stake": f"Value at stake £ ({kinds[0]})"
+        "value_at_stake": f"Value at stake {currency()} ({kinds[0]})"
         if len(kinds) == 1
-        else "Value at stake £",
+        else f"Value at stake {currency()}",
         "value_kind": "Value is",
         "action": "What to do",
         "file": "List",
@@ -401,7 +408,7 @@ def render_report(
     toc = " · ".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in present)
     template = Template(resources.files("lgs_fast").joinpath("templates/report.html").read_text())
     return template.substitute(
-        title=_e(REPORT_TITLE),
+        title=_e(current_presentation().title),
         subtitle=_e(f"{o['lines']:,} invoice lines, {span}.{generated}"),
         toc=toc,
         body="\n\n".join(f"<section>{sections[a]}</section>" for a, _ in present),
@@ -411,9 +418,6 @@ def render_report(
         ),
         javascript=javascript,
     )
-
-
-REPORT_TITLE = "London Gift Shop: customer analytics"
 
 
 def rfm_note(tables: Tables) -> str:
@@ -433,8 +437,8 @@ def _segments_table(tables: Tables) -> str:
             "share": "Share",
             "mean_recency": "Mean recency (days)",
             "mean_frequency": "Mean frequency",
-            "mean_monetary": "Mean net spend £",
-            "total_monetary": "Total net spend £",
+            "mean_monetary": f"Mean net spend {currency()}",
+            "total_monetary": f"Total net spend {currency()}",
             "action": "What to do",
         },
         {
@@ -454,7 +458,7 @@ def _countries_table(tables: Tables) -> str:
         {
             "rank": "#",
             "country": "Country",
-            "sales": "Placed sales £",
+            "sales": f"Placed sales {currency()}",
             "share": "Share",
             "orders": "Purchase invoices",
             "customers": "Customers",
@@ -470,9 +474,9 @@ def _products_table(tables: Tables) -> str:
             "rank": "#",
             "stock_code": "Code",
             "description": "Description",
-            "net_revenue": "Net revenue £",
-            "placed_sales": "Placed sales £",
-            "cancelled_value": "Cancelled value £",
+            "net_revenue": f"Net revenue {currency()}",
+            "placed_sales": f"Placed sales {currency()}",
+            "cancelled_value": f"Cancelled value {currency()}",
             "quantity": "Units",
             "purchase_invoices": "Purchase invoices",
         },
@@ -494,14 +498,14 @@ def _amounts_table(tables: Tables) -> str:
         {
             "view": "View",
             "count": "Count",
-            "min": "Min £",
-            "p25": "P25 £",
-            "median": "Median £",
-            "mean": "Mean £",
-            "mode": "Mode £",
-            "p75": "P75 £",
-            "p95": "P95 £",
-            "max": "Max £",
+            "min": f"Min {currency()}",
+            "p25": f"P25 {currency()}",
+            "median": f"Median {currency()}",
+            "mean": f"Mean {currency()}",
+            "mode": f"Mode {currency()}",
+            "p75": f"P75 {currency()}",
+            "p95": f"P95 {currency()}",
+            "max": f"Max {currency()}",
         },
         {
             "count": ",",
@@ -534,7 +538,7 @@ def _reversed_table(tables: Tables) -> str:
         rows,
         {
             "invoice_no": "Invoice", "invoice_date": "Placed", "credit_note": "Credit note",
-            "credit_date": "Reversed", "customer_id": "Customer", "total": "Total £",
+            "credit_date": "Reversed", "customer_id": "Customer", "total": f"Total {currency()}",
         },
         {"total": _MONEY_CELL},
     )  # fmt: skip
@@ -682,7 +686,7 @@ def forecast_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
                     "origins": "Origins",
                     "mase": "MASE",
                     "smape": "sMAPE %",
-                    "mae": "Mean abs. error £",
+                    "mae": f"Mean abs. error {currency()}",
                 },
                 {"origins": ",", "mase": ".2f", "smape": ".1f", "mae": ",.0f"},
             )  # fmt: skip
@@ -695,7 +699,7 @@ def forecast_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
 
 def _pounds(value: float) -> str:
     """Money in prose: whole pounds (a forecast is not exact to the penny)."""
-    return f"-£{-value:,.0f}" if value < 0 else f"£{value:,.0f}"
+    return f"-{currency()}{-value:,.0f}" if value < 0 else f"{currency()}{value:,.0f}"
 
 
 def forecast_sentences(tables: Tables) -> list[str]:
@@ -904,8 +908,8 @@ def clv_section(
                     "customers": "Customers",
                     "mean_probability_alive": "Still buying (mean)",
                     "expected_purchases": "Expected purchase days",
-                    "mean_clv": "Mean CLV £",
-                    "total_clv": "Total CLV £",
+                    "mean_clv": f"Mean CLV {currency()}",
+                    "total_clv": f"Total CLV {currency()}",
                 },
                 {
                     "customers": ",",

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from lgs_fast.definitions import currency
+
 Tables = dict[str, pl.DataFrame]
 
 # The longest text a chart or the report shows in one label or cell; longer is cut with "…".
@@ -60,19 +62,20 @@ QUALITY_LABELS: dict[str, str] = {
     "cancellation_lines": "Cancellation lines (credit notes)",
     "cancelled_invoices": "Credit notes",
     "stock_adjustment_lines": "Stock adjustments (negative quantity, not a credit note)",
-    "zero_price_lines": "Lines priced at £0",
+    "zero_price_lines": "Lines with a price of zero",
     "negative_price_lines": "Lines with a negative price (bad-debt write-offs)",
     "non_product_lines": "Postage, fees, vouchers and other non-product lines",
     "exact_duplicate_lines": "Exact duplicates of an earlier line",
 }
 
 
-def money(value: float | None, *, symbol: str = "£") -> str:
-    """Pounds to the penny, a true minus sign before the symbol: `−£896,812.49`."""
+def money(value: float | None, *, symbol: str | None = None) -> str:
+    """Money to the penny, a true minus sign before the symbol: `−£896,812.49` (the symbol
+    in force unless `symbol` is given)."""
     if value is None:
         return "–"
     sign = "−" if round(value, 2) < 0 else ""
-    return f"{sign}{symbol}{abs(value):,.2f}"
+    return f"{sign}{symbol or currency()}{abs(value):,.2f}"
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,12 @@ def headline(tables: Tables) -> list[Figure]:
         Figure(
             "Net revenue", money(o["net_revenue"]), "placed sales + cancelled value", money=True
         ),
-        Figure("Mean invoice", money(o["mean_invoice_total"]), "invoices above £0", money=True),
+        Figure(
+            "Mean invoice",
+            money(o["mean_invoice_total"]),
+            f"invoices above {currency()}0",
+            money=True,
+        ),
     ]
 
 
@@ -153,8 +161,8 @@ def reconciliation(tables: Tables, preset: str = "standard") -> list[str]:
         )
     else:
         said.append(
-            f"The invoice amounts cover the {counted:,} purchase invoices whose total is above £0 "
-            f"(the other {o['purchase_invoices'] - counted:,} total £0 or less)."
+            f"The invoice amounts cover the {counted:,} purchase invoices whose total is above {currency()}0 "
+            f"(the other {o['purchase_invoices'] - counted:,} total {currency()}0 or less)."
         )
     reversed_ = tables.get("reversed_invoices")
     if reversed_ is not None and reversed_.height:

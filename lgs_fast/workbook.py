@@ -26,12 +26,20 @@ from lgs_fast.campaigns import (
     human_header,
     spreadsheet_safe,
 )
-from lgs_fast.definitions import MONEY_COLUMNS
+from lgs_fast.definitions import MONEY_COLUMNS, currency
 
 Tables = dict[str, pl.DataFrame]
 
 WORKBOOK_NAME = "lgs_report.xlsx"
-MONEY_FORMAT = "£#,##0.00;-£#,##0.00"
+
+
+def money_format() -> str:
+    """Excel's number format for money in the currency symbol in force (quoted: any symbol is
+    a literal there), e.g. `"£"#,##0.00;-"£"#,##0.00`."""
+    symbol = f'"{currency()}"'
+    return f"{symbol}#,##0.00;-{symbol}#,##0.00"
+
+
 DATE_FORMAT = "yyyy-mm-dd"
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 PERCENT_FORMAT = "0.0%"
@@ -114,7 +122,7 @@ def _write_sheet(book: Any, name: str, frame: pl.DataFrame, money: tuple[str, ..
     sheet = book.add_worksheet(name)
     bold = book.add_format({"bold": True})
     formats = {
-        "money": book.add_format({"num_format": MONEY_FORMAT}),
+        "money": book.add_format({"num_format": money_format()}),
         "date": book.add_format({"num_format": DATE_FORMAT}),
         "datetime": book.add_format({"num_format": DATETIME_FORMAT}),
         "percent": book.add_format({"num_format": PERCENT_FORMAT}),

@@ -30,7 +30,9 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 def output(retail_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("out")
     # With a holdout, so that every chart (the holdout's included) is drawn and rendered.
-    analyze(retail_lake, out, clv_settings=ClvSettings(calibration_end=dt.date(2011, 9, 1)))
+    analyze(
+        retail_lake, out, clv_settings=ClvSettings(calibration_end=dt.date(2011, 9, 1)), png=True
+    )
     return out
 
 
@@ -421,3 +423,61 @@ def test_totals_explained_when_the_reference_time_is_early(retail_lake: Path) ->
     said = reconciliation(tables)[2]
     assert said.startswith("Segments cover the 234 customers with a purchase by the reference time")
     assert "33 customers with only credit notes and 4,105 whose first purchase came after" in said
+
+
+def test_title_currency_and_time_zone_reach_every_output(retail_lake: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from openpyxl import load_workbook
+
+    from lgs_fast.cli import cli
+    from lgs_fast.workbook import WORKBOOK_NAME
+
+    out = tmp_path / "out"
+    said = CliRunner().invoke(cli, [
+        "analyze", "--lake", str(retail_lake), "--out", str(out), "--human-headers",
+        "--title", "Northwind: who to call", "--currency", "US$", "--time-zone", "America/New_York",
+    ])  # fmt: skip
+    assert said.exit_code == 0, said.output
+    assert re.search(r"placed sales +US\$10,644,560\.42 ", said.stdout)
+    page = (out / "report.html").read_text()
+    assert "<title>Northwind: who to call</title>" in page and "<h1>Northwind: who to call" in page
+    # The shipped data's own £ is only in gift-voucher descriptions, which the report never shows.
+    assert "£" not in page and "US$10,644,560.42" in html.unescape(page)
+    assert "America/New_York time, as the lines record it" in page
+    assert re.search(r"Generated</th><td>\d\d \w{3} \d{4} [\d:]{8} E[SD]T<", page)
+    charts = {p.name: p.read_text() for p in (out / "charts").glob("*.vl.json")}
+    assert "£" not in "".join(charts.values())
+    assert '"Placed sales (US$)"' in charts["monthly_sales.vl.json"]
+    assert not list((out / "charts").glob("*.png"))  # drawn on request only (--png)
+    lists = sorted((out / "segments").glob("*.csv"))
+    assert lists and all(
+        "Net spend US$" in p.read_text(encoding="utf-8-sig").split("\n")[0] for p in lists
+    )
+    book = load_workbook(out / WORKBOOK_NAME)
+    formats = {c.number_format for ws in book for row in ws.iter_rows(max_row=5) for c in row}
+    assert '"US$"#,##0.00;-"US$"#,##0.00' in formats and not any("£" in f for f in formats)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--currency", "'", '--currency "\'": give a symbol of 1 to 4 characters'),
+        ("--currency", "POUNDS", "--currency 'POUNDS': give a symbol of 1 to 4 characters"),
+        ("--time-zone", "Mars/Olympus", "--time-zone 'Mars/Olympus': not a time zone name"),
+        ("--title", "", "--title '': give one line of 1 to 120 printable characters"),
+        ("--title", "two\nlines", "give one line"),
+    ],
+)
+def test_bad_presentation_options_are_one_line_before_any_work(
+    tmp_path: Path, option: str, value: str, said: str
+) -> None:
+    from click.testing import CliRunner
+
+    from lgs_fast.cli import cli
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["analyze", "--lake", str(tmp_path / "none"), "--out", str(out), option, value]
+    )
+    assert result.exit_code == 2 and said in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and not out.exists()

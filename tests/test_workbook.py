@@ -15,7 +15,7 @@ import lgs_fast as lgs
 from lgs_fast.analyze import analyze, tables_of
 from lgs_fast.campaigns import spreadsheet_safe
 from lgs_fast.definitions import MONEY_COLUMNS, Options, load_segment_rules
-from lgs_fast.workbook import MODEL_DETAIL, MONEY_FORMAT, WORKBOOK_NAME, sheet_name, write_workbook
+from lgs_fast.workbook import MODEL_DETAIL, WORKBOOK_NAME, money_format, sheet_name, write_workbook
 from tests.utils import hostile_lines, write_segment_map
 
 # The one order of segments: largest total net spend first.
@@ -130,7 +130,7 @@ def test_money_in_pounds_dates_as_dates_frozen_header_and_filter(
             assert len(column) < width <= 61, (sheet.title, column, width)  # 60 + padding
             for (cell,) in sheet.iter_rows(min_row=2, min_col=index, max_col=index):
                 if column in money and cell.value is not None:
-                    assert cell.number_format == MONEY_FORMAT == "£#,##0.00;-£#,##0.00"
+                    assert cell.number_format == money_format() == '"£"#,##0.00;-"£"#,##0.00'
                     money_cells += 1
                 if isinstance(cell.value, dt.datetime):
                     assert cell.number_format.startswith("yyyy-mm-dd"), (sheet.title, column)
