@@ -652,7 +652,7 @@ def _lake(value: str | None) -> str | Path | None:
     "--title",
     default=Presentation.title,
     show_default=True,
-    help="The report's title (and the workbook's).",
+    help="The report's title.",
 )
 @click.option(
     "--currency",

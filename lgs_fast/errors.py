@@ -1,6 +1,6 @@
 """One exception family: the CLI turns any `LgsError` into a one-line message and exit code.
 
-Exit codes (also in the README): 0 done; 1 other error; 2 bad input or usage; 3 no lake, or
+Exit codes (also in docs/guarantees.md): 0 done; 1 other error; 2 bad input or usage; 3 no lake, or
 not a lake lgs_fast may write; 4 database source failed; 5 another writer holds the lake or
 output directory; 6 the lake's files do not match its manifest (damaged); 7 the Spark engine cannot start
 (no PySpark, no Java, a bad or unreachable master); 130 interrupted.

@@ -335,7 +335,7 @@ def check_files(root: Path, manifest: Manifest) -> dict[str, Path]:
 
     Every read checks content, not only `verify`: a flipped byte inside a compressed page can
     decode to other numbers without any error from the reader. SHA-256 runs at about 1 GB/s
-    here (the CPU's SHA instructions), under 1% of an analysis (README, "What it costs").
+    here (the CPU's SHA instructions), under 1% of an analysis (docs/benchmarks.md, the read-checks contender).
     """
     files = manifest.files(root)
     for key, path in files.items():

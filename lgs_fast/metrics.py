@@ -772,7 +772,7 @@ def cohorts(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
 
 
 def data_quality(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
-    """The data-quality counts of `shared/data/README.md`, as (check, count) rows: the quality
+    """The data-quality counts of `tests/data/README.md`, as (check, count) rows: the quality
     layer's counts added up, and credit notes (distinct cancellation invoices) from the
     invoice layer."""
     layers = as_layers(data)

@@ -108,7 +108,7 @@ MAX_UNIT_PRICE: Final = 10_000_000.0
 # times over in int64, and the sums are taken in 128 bits, so no accepted line can overflow.
 MAX_LINE_AMOUNT: Final = 1_000_000_000.0
 
-# The accepted range of dates, documented in the README. Dates must fit Python's datetime
+# The accepted range of dates, documented in docs/lake.md. Dates must fit Python's datetime
 # (the manifest, the report and notebooks turn them into Python values; 9999-12-31 plus a day is
 # year 10000), and a shop's invoices lie well inside these two centuries: a year 1 or 9999 is a
 # placeholder or a typing accident, and the forecast would try to fill every month up to it.

@@ -65,6 +65,12 @@ MODEL_DETAIL = (
     "clv_holdout_by_frequency", "forecast_backtest", "forecast_models", "recommendation_holdout",
 )  # fmt: skip
 
+# One row per customer: the campaign lists already hold these columns for every customer a
+# campaign can reach, and tables/NAME.csv holds them whole. Left out of the workbook, which is
+# for reading (they were two thirds of its cells and of the time to write it).
+PER_CUSTOMER = ("rfm", "segment_movement", "clv_summary", "clv", "recommendations")
+FILES_ROW = "(files)"  # the Contents row that names them
+
 # Excel refuses these in a sheet name, and names longer than 31 characters.
 _FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 _MAX_NAME = 31
@@ -139,8 +145,9 @@ def _write_sheet(book: Any, name: str, frame: pl.DataFrame, money: tuple[str, ..
     sheet.freeze_panes(1, 0)
     sheet.autofilter(0, 0, max(shown.height, 1), max(shown.width - 1, 0))
     if name == CONTENTS:
-        # Each sheet's name links to it.
-        for row, target in enumerate(shown.get_column("sheet").to_list(), start=1):
+        # Each sheet's name links to it (the row naming the files in tables/ is not a sheet).
+        names = shown.get_column("sheet").to_list()
+        for row, target in enumerate(names[: len(names) - (FILES_ROW in names)], start=1):
             quoted = str(target).replace("'", "''")
             sheet.write_url(row, 0, f"internal:'{quoted}'!A1", string=str(target))
 
@@ -195,6 +202,12 @@ def contents(tables: Tables, sheets: dict[Source, str]) -> pl.DataFrame:
             c = counts[key]
             action = actions.get(key) or "no action set"
             rows.append((name, f"campaign list: {key}. {action}", c["listed"], c["left_out"]))
+    apart = [t for t in PER_CUSTOMER if t in tables]
+    if apart:
+        rows.append(
+            (FILES_ROW, f"one row per customer, in the lists above and whole in tables/: "
+             f"{', '.join(f'{t}.csv' for t in apart)}", None, None)
+        )  # fmt: skip
     return pl.DataFrame(
         rows,
         schema={"sheet": pl.String, "contents": pl.String, "rows": pl.Int64, "left_out": pl.Int64},
@@ -213,7 +226,7 @@ def write_workbook(
     taken = {CONTENTS.casefold()}
     # The campaign lists first (in the one order of segments), then the tables, the models'
     # fitting and checking last.
-    ordered = sorted(tables, key=lambda t: t in MODEL_DETAIL)
+    ordered = sorted((t for t in tables if t not in PER_CUSTOMER), key=lambda t: t in MODEL_DETAIL)
     sheets: dict[Source, str] = {("segment", s): sheet_name(s, taken) for s in lists}
     sheets |= {("table", t): sheet_name(t, taken) for t in ordered}
     frames = {("table", t): frame for t, frame in tables.items()}

@@ -481,3 +481,22 @@ def test_bad_presentation_options_are_one_line_before_any_work(
     )
     assert result.exit_code == 2 and said in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1 and not out.exists()
+
+
+def test_vega_bundle_is_cached_and_a_damaged_cache_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lgs_fast.report import vega_javascript
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    built = vega_javascript()
+    (cached,) = (tmp_path / "lgs_fast").glob("vega-*.js")
+    assert cached.read_text().split("\n", 1)[1] == built
+    assert vega_javascript() == built  # read back from the cache
+    text = cached.read_text()
+    cached.write_text(text[: len(text) // 2])  # cut short, as a full disk might leave it
+    assert vega_javascript() == built  # rebuilt, not shown cut
+    assert cached.read_text() == text
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a directory")
+    assert vega_javascript() == built  # an unusable cache: built each time

@@ -15,7 +15,14 @@ import lgs_fast as lgs
 from lgs_fast.analyze import analyze, tables_of
 from lgs_fast.campaigns import spreadsheet_safe
 from lgs_fast.definitions import MONEY_COLUMNS, Options, load_segment_rules
-from lgs_fast.workbook import MODEL_DETAIL, WORKBOOK_NAME, money_format, sheet_name, write_workbook
+from lgs_fast.workbook import (
+    MODEL_DETAIL,
+    PER_CUSTOMER,
+    WORKBOOK_NAME,
+    money_format,
+    sheet_name,
+    write_workbook,
+)
 from tests.utils import hostile_lines, write_segment_map
 
 # The one order of segments: largest total net spend first.
@@ -67,13 +74,20 @@ def test_a_sheet_per_table_and_per_segment(out: Path, book: openpyxl.Workbook) -
     assert names[0] == "Contents"
     # The campaign lists first, then the tables, how the models were fitted and checked last.
     assert names[1 : 1 + len(SEGMENTS)] == SEGMENTS
-    assert set(names[1 + len(SEGMENTS) :]) == set(tables)
+    # The tables of one row per customer are in the lists and in tables/, not here.
+    assert set(names[1 + len(SEGMENTS) :]) == set(tables) - set(PER_CUSTOMER)
+    assert {"rfm", "clv", "segment_movement"} <= set(PER_CUSTOMER) <= set(tables)
     detail = [n for n in names if n in MODEL_DETAIL]
     assert detail and names[-len(detail) :] == detail
     contents = pl.read_excel(out / WORKBOOK_NAME, sheet_name="Contents")
-    assert contents["sheet"].to_list() == names[1:]
+    assert contents["sheet"].to_list() == [*names[1:], "(files)"]
+    assert contents["contents"][-1] == (
+        "one row per customer, in the lists above and whole in tables/: "
+        + ", ".join(f"{t}.csv" for t in PER_CUSTOMER)
+    )
     # Every sheet's name in Contents links to the sheet.
-    links = [c.hyperlink.location for c in book["Contents"]["A"][1:]]
+    links = [c.hyperlink.location for c in book["Contents"]["A"][1:-1]]
+    assert book["Contents"]["A"][-1].hyperlink is None
     assert links == [f"'{n}'!A1".replace("Can't", "Can''t") for n in names[1:]]
     # Fractions as percentages, means to two decimals.
     segments = book["segments"]
@@ -93,6 +107,8 @@ def test_a_sheet_per_table_and_per_segment(out: Path, book: openpyxl.Workbook) -
 def test_values_equal_the_parquet_tables(out: Path) -> None:
     sheets = pl.read_excel(out / WORKBOOK_NAME, sheet_id=0, infer_schema_length=None)
     for name, table in _tables(out).items():
+        if name in PER_CUSTOMER:
+            continue
         sheet = sheets[name]
         assert sheet.columns == table.columns, name
         assert sheet.height == table.height, name
@@ -134,11 +150,10 @@ def test_money_in_pounds_dates_as_dates_frozen_header_and_filter(
                     money_cells += 1
                 if isinstance(cell.value, dt.datetime):
                     assert cell.number_format.startswith("yyyy-mm-dd"), (sheet.title, column)
-    assert money_cells > 3 * 4_000  # rfm, clv and the campaign lists
+    assert money_cells > 2 * 4_000  # net spend and expected value in the campaign lists
     # Full precision in the cell, pounds and pence on screen.
-    rfm = book["rfm"]
-    spends = [row[4].value for row in rfm.iter_rows(min_row=2)]
-    assert any(round(s, 2) != s for s in spends)
+    clv = [r[-1].value for name in SEGMENTS for r in book[name].iter_rows(min_row=2)]
+    assert any(v is not None and round(v, 2) != v for v in clv)
     champions = book["Champions"]
     assert _header(champions)[:6] == [
         "customer_id", "country", "last_purchase", "recency", "frequency", "monetary",
@@ -192,7 +207,7 @@ def test_no_cell_is_a_formula_even_with_hostile_text(retail_lake: Path, tmp_path
     write_workbook(tables, target)
     with zipfile.ZipFile(target) as archive:
         sheets = [n for n in archive.namelist() if n.startswith("xl/worksheets/sheet")]
-        assert len(sheets) == 1 + len(tables) + 2
+        assert len(sheets) == 1 + len(set(tables) - set(PER_CUSTOMER)) + 2
         for name in sheets:
             assert b"<f>" not in archive.read(name), name
     book = openpyxl.load_workbook(target)

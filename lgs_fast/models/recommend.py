@@ -22,7 +22,7 @@ holding it, the day of the latest, whether the last purchase invoice holds it) a
 The similarity counts each customer's `PROFILE` strongest products (by BM25 weight) only: its
 cost is the sum over customers of the square of their products, which a few customers with
 thousands of products would dominate. Every choice was measured by `holdout` on the shipped
-data (README "Recommendations"). The result is deterministic for a given table: the matrix is
+data (docs/models.md). The result is deterministic for a given table: the matrix is
 built in canonical order, whatever order the engine returned its rows in.
 """
 
