@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,34 @@ def check_csv_target(path: Path, lake: Path) -> None:
         raise InputError(f"{path}: no directory {path.parent} to write it in")
     if target.is_dir():
         raise InputError(f"{path}: is a directory; name a file")
+    check_regular_target(path)
+
+
+# What a path is, for the message when it is not a regular file.
+_KINDS = {
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFDIR: "a directory",
+}
+
+
+def check_regular_target(path: Path) -> None:
+    """A file written by renaming over `path` replaces whatever is there: a device node, a
+    FIFO or a symbolic link would be replaced by a regular file (a `--csv /dev/full` made
+    /dev/full a file, exit 0). Only a new path or a regular file is written."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise InputError(
+            f"{path}: is {kind}; lgs_fast writes only a new file or replaces a regular one, "
+            "so name a file (for a link, the file it points to)"
+        )
 
 
 def write_csv_file(frame: pl.DataFrame, path: Path, table: str) -> None:
@@ -89,6 +118,7 @@ def write_csv_file(frame: pl.DataFrame, path: Path, table: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write_csv(frame, tmp, table)
+        check_regular_target(path)  # again: it may have changed since the run began
         os.replace(tmp, path)
     except OSError as err:
         # The temporary name means nothing to the user: name the file they asked for.

@@ -54,12 +54,52 @@ def _exchange(a: Path, b: Path) -> bool:
     return bool(result == 0)
 
 
+def _written(out: Path) -> set[str] | None:
+    """The files the run in OUT wrote, as its marker lists them (paths relative to OUT); None
+    for a marker without the list (written before runs listed their files) or no marker."""
+    try:
+        files = json.loads((out / MARKER).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+        return None
+    return set(files)
+
+
+def _not_written(out: Path, written: set[str]) -> list[str]:
+    """Everything below OUT that is not a file the run listed, nor a folder on the way to one:
+    a file put there by someone else, a symlink, a folder of their own."""
+    folders = {str(Path(f).parent) for f in written} - {"."}
+    folders |= {str(p) for f in folders for p in Path(f).parents if str(p) != "."}
+    foreign = []
+    for root, dirs, names in os.walk(out):
+        here = Path(root).relative_to(out)
+        for name in sorted(dirs):
+            path = (here / name).as_posix()
+            if path not in folders or (Path(root) / name).is_symlink():
+                foreign.append(f"{path}/")
+        dirs[:] = [d for d in dirs if (here / d).as_posix() in folders]
+        for name in sorted(names):
+            path = (here / name).as_posix()
+            full = Path(root) / name
+            if path != MARKER and (path not in written or full.is_symlink()):
+                foreign.append(path)
+    return foreign
+
+
 def _check_owned(out: Path) -> None:
-    """OUT may be replaced: it is new, empty, or holds only what lgs_fast writes there (marked
-    by MARKER, or, unmarked, exactly what earlier versions wrote), file by file."""
+    """OUT may be replaced: it is new, empty, or holds only what lgs_fast wrote there, file by
+    file: the files its marker lists (anything else anywhere below OUT, a budget.csv put in
+    OUT/tables say, stops the run), or for an output directory written before markers listed
+    their files, what lgs_fast writes by name (kept so that upgrading does not lock users out
+    of their own OUT; the next run writes the list)."""
     if out.exists() and not out.is_dir():
         raise LakeError(f"{out}: is a file, not an output directory; lgs_fast leaves it alone")
     if not out.is_dir():
+        return
+    written = _written(out)
+    if written is not None:
+        _refuse_foreign(out, _not_written(out, written))
         return
     marked = (out / MARKER).is_file()
     foreign = []
@@ -77,9 +117,14 @@ def _check_owned(out: Path) -> None:
             ]
         elif not (marked and name in _OWN) and not _earlier_output(path):
             foreign.append(name)
+    _refuse_foreign(out, foreign)
+
+
+def _refuse_foreign(out: Path, foreign: list[str]) -> None:
     if foreign:
+        more = f" and {len(foreign) - 3:,} more" if len(foreign) > 3 else ""
         raise LakeError(
-            f"{out}: not an lgs_fast output directory: holds {', '.join(foreign[:3])}, which lgs_fast did not write there and would replace; choose another --out or move it away"
+            f"{out}: not an lgs_fast output directory: holds {', '.join(foreign[:3])}{more}, which lgs_fast did not write there and would replace; choose another --out or move it away"
         )
 
 
@@ -201,6 +246,14 @@ class OutputSwitch:
 
     def commit(self) -> None:
         """Make the build OUT in one step; the previous run is removed afterwards."""
+        # The marker lists every file of the run: the next run replaces those and nothing else.
+        marker = self.build / MARKER
+        files = sorted(
+            p.relative_to(self.build).as_posix()
+            for p in self.build.rglob("*")
+            if p.is_file() and p != marker
+        )
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "files": files}))
         # Every file and folder of the build on disk before it becomes OUT; a failure to sync
         # (a full disk met late) stops the switch, and OUT stays the previous run.
         for path in sorted(self.build.rglob("*"), reverse=True):

@@ -618,13 +618,72 @@ def test_what_is_put_inside_out_is_never_removed(tmp_path: Path, retail_ii_lake:
     import_files([shared(RETAIL_II_CSV)], out / "lake")
     (out / "notes.txt").write_text("mine")
     result = CliRunner().invoke(cli, args)
-    assert "holds lake, notes.txt, which lgs_fast did not write there" in _one_line(result, 3)
+    assert "holds lake/, notes.txt, which lgs_fast did not write there" in _one_line(result, 3)
     assert verify_lake(out / "lake").rows == 45_228 and (out / "notes.txt").read_text() == "mine"
     # Nor may OUT and the lake contain each other, or OUT be the current directory.
     inside = ["analyze", "--lake", str(out / "lake"), "--out", str(out), "--no-report"]
     assert "must not contain each other" in _one_line(CliRunner().invoke(cli, inside), 3)
     here = CliRunner().invoke(cli, ["analyze", "--lake", str(retail_ii_lake), "--out", os.getcwd()])
     assert "is the current directory" in _one_line(here, 3)
+
+
+@pytest.mark.parametrize(
+    "mine", ["tables/budget.csv", "segments/vip_customers.csv", "charts/company_logo.png"]
+)
+def test_a_file_put_in_a_folder_of_out_is_never_removed(
+    tmp_path: Path, retail_ii_lake: Path, mine: str
+) -> None:
+    # Each was deleted by the next run, exit 0: names like lgs_fast's own passed the check.
+    out = tmp_path / "out"
+    args = ["analyze", "--lake", str(retail_ii_lake), "--out", str(out)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    (out / mine).write_bytes(b"mine")
+    before = _tree(out)
+    result = CliRunner().invoke(cli, args)
+    assert f"holds {mine}, which lgs_fast did not write there" in _one_line(result, 3)
+    assert _tree(out) == before
+
+
+def test_out_of_an_earlier_version_is_still_replaced_and_then_listed(
+    tmp_path: Path, retail_ii_lake: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["analyze", "--lake", str(retail_ii_lake), "--out", str(out), "--no-report"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    marker = out / ".lgs_fast_out"
+    listed = json.loads(marker.read_text())
+    assert "tables/rfm.parquet" in listed["files"] and ".lgs_fast_out" not in listed["files"]
+    marker.write_text(json.dumps({"run_id": listed["run_id"]}))  # as earlier versions wrote it
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert json.loads(marker.read_text())["files"] == listed["files"]
+    (out / "tables" / "link.csv").symlink_to(out / "tables" / "rfm.csv")
+    assert "holds tables/link.csv" in _one_line(CliRunner().invoke(cli, args), 3)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to a device", "link to a file"])
+def test_csv_target_that_is_not_a_regular_file_is_refused(
+    tmp_path: Path, retail_ii_lake: Path, kind: str
+) -> None:
+    # `clv --csv /dev/full` exited 0 and replaced the device node with a regular file; a FIFO
+    # or a symlink was replaced too. The test makes its own FIFO and links, never opens a device.
+    target = tmp_path / "clv.csv"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "link to a device":
+        target.symlink_to("/dev/full")
+    else:
+        (tmp_path / "real.csv").write_text("mine")
+        target.symlink_to(tmp_path / "real.csv")
+    result = CliRunner().invoke(cli, ["clv", "--lake", str(retail_ii_lake), "--csv", str(target)])
+    what = "a named pipe (FIFO)" if kind == "fifo" else "a symbolic link"
+    assert f"{target}: is {what}; lgs_fast writes only a new file" in _one_line(result, 2)
+    if kind == "fifo":
+        assert target.is_fifo()
+    else:
+        assert target.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["clv.csv", *(["real.csv"] if kind == "link to a file" else [])]
+    )
 
 
 def test_someone_elses_build_named_directory_beside_out_is_kept(
