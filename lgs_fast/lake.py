@@ -13,7 +13,8 @@ with their row counts, sizes and checksums. Writes are transactions:
 - readers read the manifest and exactly the files it names, under a shared lock on
   ``LAKE/.lgs_fast.readers``; files no manifest names any more are deleted by a later writer only
   when no reader holds that lock, and never the previous version's (a LazyFrame made before a
-  write still reads after it);
+  write still reads after it), nor those of a version a running process pinned (`pin`: a
+  notebook's frames read whenever it collects them);
 - lgs_fast writes only into a new or empty directory or a lake whose manifest it can read, and
   deletes nothing but its own part files.
 """
@@ -50,6 +51,7 @@ TABLE = "invoice_lines"
 MANIFEST = "_manifest.json"
 CHECKSUM = "checksum"  # the manifest's key for the SHA-256 of the rest of it
 READER_LOCK = ".lgs_fast.readers"
+PINS = ".lgs_fast.pins"  # one file per (process, version) whose frames may still be collected
 LEGACY_PART = "part-0.parquet"  # lakes written before part files were named by write
 _ROW_GROUP = 128_000  # rows buffered per partition before a row group is written
 _MAX_BUFFERED = 1_000_000  # rows buffered over all partitions before the largest is flushed
@@ -428,6 +430,57 @@ def reading(lake: str | Path | None = None) -> Iterator[Snapshot]:
             os.close(fd)
 
 
+def pin(snap: Snapshot) -> None:
+    """Keep `snap`'s files from the garbage collector while this process lives.
+
+    A notebook scans the lake, keeps the LazyFrame, and collects it later, after other
+    processes may have written the lake twice: without a pin the collect met Polars' bare
+    FileNotFoundError. Unlike `reading`'s lock, a pin stops no writer: it only keeps files, in
+    ``LAKE/.lgs_fast.pins/PID-VERSION.json``, until a write after this process has ended. A
+    lake this process cannot write to gets no pin (its frames then last one later write).
+    """
+    version = snap.manifest.write_id or manifest_checksum(json.loads(snap.manifest.to_json()))
+    pins = snap.root / PINS
+    path = pins / f"{os.getpid()}-{version[:16]}.json"
+    started = _process_start(os.getpid())
+    if started is None or path.exists():
+        return
+    files = sorted(p.relative_to(snap.root).as_posix() for p in snap.manifest.all_files(snap.root))
+    with contextlib.suppress(OSError):
+        pins.mkdir(exist_ok=True)
+        partial = pins / f".{path.name}.partial"
+        partial.write_text(json.dumps({"pid": os.getpid(), "started": started, "files": files}))
+        os.replace(partial, path)
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat):
+    with the pid it names one process, even once the pid is reused. None without /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def _pinned_files(root: Path) -> set[Path]:
+    """The files pinned by processes still running; the pins of those gone are removed."""
+    kept: set[Path] = set()
+    for path in (root / PINS).glob("*.json"):
+        try:
+            raw = json.loads(path.read_text())
+            alive = _process_start(int(raw["pid"])) == raw["started"]
+            files = [root / name for name in raw["files"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            alive, files = False, []  # a pin cut short: its process wrote nothing usable
+        if alive:
+            kept |= set(files)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    return kept
+
+
 def scan_files(snap: Snapshot) -> pl.LazyFrame:
     """The lines of a snapshot's files as a LazyFrame (with `year`, `month` hive columns)."""
     paths = [str(p) for p in snap.files.values()]
@@ -448,7 +501,10 @@ def scan(
     `start` (inclusive) and `end` (exclusive) restrict invoice_date; the year/month partition
     columns let Polars skip whole files outside the range.
     """
-    lf = scan_files(snap or snapshot(lake))
+    if snap is None:
+        snap = snapshot(lake)
+        pin(snap)  # the frame is the caller's to collect whenever they like
+    lf = scan_files(snap)
     if start is not None:
         start_ts = _timestamp(start)
         lf = lf.filter(
@@ -527,7 +583,9 @@ def scan_layers(
     """The lake's lines and derived layers (`lgs_fast.layers.Layers`), lazy, over an optional
     date range: what the analyses read. Exact for any range and any lake: layers are read
     where they cover what is asked and computed from the lines where they do not."""
-    snap = snap or snapshot(lake)
+    if snap is None:
+        snap = snapshot(lake)
+        pin(snap)  # the frames are the caller's to collect whenever they like
     lo = _timestamp(start) if start is not None else None
     hi = _timestamp(end) if end is not None else None
     lines = scan(snap=snap, start=start, end=end)
@@ -1057,7 +1115,7 @@ class LakeWriter:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return  # left for a later writer
-            live = new.all_files(self.root)
+            live = new.all_files(self.root) | _pinned_files(self.root)
             if self.old is not None:
                 live |= self.old.all_files(self.root)
             for name in (TABLE, *LAYERS):

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lgs_fast.lake import MANIFEST, Manifest, scan, verify_lake
+from lgs_fast.lake import MANIFEST, Manifest, reading, scan, verify_lake
 from lgs_fast.postgres import load_pg
 from lgs_fast.sources import import_files
 from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
@@ -64,7 +64,10 @@ def _whole_lake(lake: Path, versions: set[int]) -> int:
     """The lake is one complete version: verified, readable, with one of the expected sizes."""
     manifest = verify_lake(lake)
     assert manifest.rows in versions
-    assert scan(lake).select(pl.len()).collect().item() == manifest.rows
+    # Read under the reader lock, as analyze does: a frame of `scan(lake)` would pin the
+    # version for as long as this process lives, and the files kept are checked below.
+    with reading(lake) as snap:
+        assert scan(snap=snap).select(pl.len()).collect().item() == manifest.rows
     return manifest.rows
 
 

@@ -225,3 +225,37 @@ def test_every_command_has_help() -> None:
         result = runner.invoke(cli, [name, "--help"])
         assert result.exit_code == 0
         assert command.help and len(command.help) > 40, name
+
+
+def test_a_notebooks_frames_outlive_two_writes_while_its_process_lives(tmp_path: Path) -> None:
+    # A LazyFrame collected after two later writes raised Polars' bare FileNotFoundError: its
+    # version's files had been deleted. The frames' process pins them until it ends.
+    import lgs_fast as lgs
+
+    lake = tmp_path / "lake"
+    import_files([shared(RETAIL_II_CSV)], lake)
+    lines, layers = lgs.scan(lake), lgs.scan_layers(lake)
+    first = lines.select(pl.len()).collect().item()
+    lines_file = next(iter(lgs.snapshot(lake).files.values()))
+    half = tmp_path / "half.parquet"
+    pl.read_parquet(EMBEDDED, n_rows=1000).write_parquet(half)
+    import_files([half], lake)
+    import_files([EMBEDDED], lake)  # two writes: the first version is neither current nor previous
+    assert lines_file.exists()
+    assert lines.select(pl.len()).collect().item() == first == 45_228
+    assert layers.invoices.select(pl.len()).collect().item() > 0
+    # Once the process that pinned a version has ended, the next write deletes its files.
+    code = (
+        "import lgs_fast as lgs, sys; lgs.scan(sys.argv[1]); "
+        "print(len(list(__import__('pathlib').Path(sys.argv[1], '.lgs_fast.pins').glob('*.json'))))"
+    )
+    import_files([shared(RETAIL_II_CSV)], lake)
+    done = subprocess.run([sys.executable, "-c", code, str(lake)], capture_output=True, text=True)
+    assert done.returncode == 0 and int(done.stdout) >= 2, done.stderr  # this process's and its
+    version = lgs.snapshot(lake).files
+    import_files([half], lake)
+    import_files([EMBEDDED], lake)
+    pins = {p.name.split("-")[0] for p in (lake / ".lgs_fast.pins").glob("*.json")}
+    assert pins == {str(os.getpid())}  # the ended process's pin is gone
+    assert not any(p.exists() for p in version.values())  # and so are its version's files
+    verify_lake(lake)
