@@ -216,17 +216,22 @@ class Manifest:
             raise LakeError(
                 f"{lake}: no lake here (no {MANIFEST}); run `lgs-fast import` or `lgs-fast export` first"
             )
+        return cls.from_json(path.read_bytes(), str(path))
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str) -> Manifest:
+        """The manifest in `text`, checked: its fields and its own checksum; `DamagedError`
+        naming `where` otherwise."""
         try:
-            raw = json.loads(path.read_bytes())
+            raw = json.loads(text)
             manifest = cls._from_raw(raw)
         except (ValueError, KeyError, TypeError) as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DamagedError(f"{path}: unreadable manifest ({reason})") from None
+            raise DamagedError(f"{where}: unreadable manifest ({first_line(err)})") from None
         if manifest.checksum is not None and manifest.checksum != manifest_checksum(
             {k: v for k, v in raw.items() if k != CHECKSUM}
         ):
             raise DamagedError(
-                f"{path}: the manifest's content does not match its checksum (edited or "
+                f"{where}: the manifest's content does not match its checksum (edited or "
                 "damaged): its counts and file list cannot be trusted; restore the lake or "
                 "import it again"
             )
@@ -356,7 +361,7 @@ def check_files(root: Path, manifest: Manifest) -> dict[str, Path]:
             rows = pq.read_metadata(path).num_rows
         except (pa.ArrowException, OSError) as err:
             raise DamagedError(
-                f"{path}: partition {key} is not readable Parquet ({_first_line(err)})"
+                f"{path}: partition {key} is not readable Parquet ({first_line(err)})"
             ) from None
         if rows != meta["rows"]:
             raise DamagedError(
@@ -401,7 +406,7 @@ def _check_layer_file(path: Path, what: str, meta: dict[str, Any]) -> None:
     try:
         rows = pq.read_metadata(path).num_rows
     except (pa.ArrowException, OSError) as err:
-        raise DamagedError(f"{path}: {what} is not readable Parquet ({_first_line(err)})") from None
+        raise DamagedError(f"{path}: {what} is not readable Parquet ({first_line(err)})") from None
     if rows != meta["rows"]:
         raise DamagedError(
             f"{path}: {what} has {rows:,} rows, the manifest says {meta['rows']:,}; the lake is damaged"
@@ -775,7 +780,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -40,7 +39,7 @@ import polars as pl
 from lgs_fast.definitions import Options, segment_rules_frame
 from lgs_fast.dialect import to_spark
 from lgs_fast.errors import DamagedError, EngineError, LakeError, LgsError
-from lgs_fast.lake import MANIFEST, Manifest, Snapshot, _first_line, layer_plan
+from lgs_fast.lake import MANIFEST, Manifest, Snapshot, first_line, layer_plan
 from lgs_fast.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
 from lgs_fast.schema import COLUMNS
 from lgs_fast.sql import MACROS, VIEWS, load_query, variables
@@ -82,6 +81,11 @@ _CONF = {
 def master_url(master: str | None = None) -> str:
     """The master to use: `master`, else $SPARK_REMOTE (Spark Connect), else $LGS_SPARK_MASTER,
     else local[*]; `EngineError` for one Spark would not accept."""
+    if master is not None and not master.strip():
+        raise EngineError(
+            "--spark-master is empty: give a master URL (local[*], spark://HOST:PORT, yarn, "
+            "k8s://URL, sc://HOST:PORT) or leave the option out for local[*]"
+        )
     url = master or os.environ.get("SPARK_REMOTE") or os.environ.get("LGS_SPARK_MASTER")
     url = url or DEFAULT_MASTER
     if not _MASTER.match(url):
@@ -99,7 +103,11 @@ def _reachable(url: str) -> None:
         return
     for hostport in url.split("://", 1)[1].split("/", 1)[0].split(","):
         parsed = urlparse(f"//{hostport.split(';')[0]}")
-        host, port = parsed.hostname, parsed.port or (15002 if url.startswith("sc://") else 7077)
+        try:
+            port = parsed.port or (15002 if url.startswith("sc://") else 7077)
+        except ValueError:  # a port that is not a number from 0 to 65535
+            raise EngineError(f"{url}: {hostport!r} has no valid port (a number)") from None
+        host = parsed.hostname
         try:
             socket.create_connection((host, port), timeout=5).close()
             return
@@ -137,12 +145,28 @@ def session(master: str | None = None) -> SparkSession:
     return _session(check_can_start(master))
 
 
+def _from_py4j(record: logging.LogRecord) -> bool:
+    return f"{os.sep}py4j{os.sep}" not in record.pathname
+
+
+def _quiet_py4j() -> None:
+    """Py4J reports a call cut short by Ctrl-C or SIGTERM with tracebacks, through its own
+    logger and through the root logger (`logging.exception`, which also sets up a stderr
+    handler on first use): two tracebacks came before lgs_fast's one line saying what is on
+    disk. lgs_fast reports the interruption itself; other logging is left as it is."""
+    logging.getLogger("py4j").setLevel(logging.CRITICAL + 1)
+    root = logging.getLogger()
+    if _from_py4j not in root.filters:
+        root.addFilter(_from_py4j)
+
+
 @cache
 def _session(url: str) -> SparkSession:
     with warnings.catch_warnings():
         # PySpark warns of any pandas it has not been tested with; it is not used here.
         warnings.simplefilter("ignore", FutureWarning)
         from pyspark.sql import SparkSession
+    _quiet_py4j()
     builder = SparkSession.builder.appName("lgs-fast")
     if url.startswith("sc://"):
         builder = builder.remote(url)
@@ -169,7 +193,7 @@ def _session(url: str) -> SparkSession:
             warnings.simplefilter("ignore", FutureWarning)  # as above, checked at start-up
             spark = builder.getOrCreate()
     except Exception as err:  # PySpark raises its own types, and Py4J's
-        raise EngineError(f"Spark could not start on {url}: {_first_line(err)}") from None
+        raise EngineError(f"Spark could not start on {url}: {first_line(err)}") from None
     # PySpark logs every failed query as JSON on stderr; lgs_fast reports failures itself.
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     for key, value in _CONF.items():
@@ -238,10 +262,7 @@ def open_uri(spark: SparkSession, uri: str) -> SparkLake:
     names present with the size and row count it lists (`DamagedError` otherwise)."""
     root = uri.rstrip("/")
     text = _read_text(spark, f"{root}/{MANIFEST}")
-    try:
-        manifest = Manifest._from_raw(json.loads(text))
-    except (ValueError, KeyError, TypeError) as err:
-        raise DamagedError(f"{root}/{MANIFEST}: unreadable manifest ({_first_line(err)})") from None
+    manifest = Manifest.from_json(text, f"{root}/{MANIFEST}")
     lake = _locate(root, manifest)
     _check(spark, lake)
     return lake
@@ -272,7 +293,7 @@ def _read_text(spark: SparkSession, uri: str) -> str:
     except LgsError:
         raise
     except Exception as err:
-        raise LakeError(f"{uri}: cannot be read ({_first_line(err)})") from None
+        raise LakeError(f"{uri}: cannot be read ({first_line(err)})") from None
     return bytes(chunks).decode()
 
 
@@ -312,13 +333,28 @@ def _check(spark: SparkSession, lake: SparkLake) -> None:
         )
     except Exception as err:
         raise DamagedError(
-            f"{lake.location}: a file the manifest lists is not readable Parquet ({_first_line(err)})"
+            f"{lake.location}: a file the manifest lists is not readable Parquet ({first_line(err)})"
         ) from None
     rows = {_same_path(row["path"]): row["count"] for row in found}
     for path, (what, meta) in expected.items():
         if rows.get(_same_path(path), 0) != meta["rows"]:
             raise DamagedError(
                 f"{path}: {what} has {rows.get(_same_path(path), 0):,} rows, the manifest says {meta['rows']:,}; the lake is damaged"
+            )
+    # The content, as a local read checks it: a byte flipped inside a page passes the checks
+    # above, and Spark then failed with "An error occurred while calling o384.getResult" or
+    # read other numbers. Spark hashes the files where they are (one pass, in parallel).
+    digests = (
+        spark.read.format("binaryFile")
+        .load(list(expected))
+        .select("path", F.sha2("content", 256).alias("sha256"))
+        .collect()
+    )
+    found_sha = {_same_path(row["path"]): row["sha256"] for row in digests}
+    for path, (what, meta) in expected.items():
+        if found_sha.get(_same_path(path)) != meta["sha256"]:
+            raise DamagedError(
+                f"{path}: {what}: checksum differs from the manifest; the lake is damaged"
             )
 
 
