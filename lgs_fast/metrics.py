@@ -408,7 +408,7 @@ def _pence_of_micro(micro: pl.Expr) -> pl.Expr:
     )
 
 
-def _reference_time(rows: pl.LazyFrame, options: Options) -> pl.LazyFrame:
+def reference_time(rows: pl.LazyFrame, options: Options) -> pl.LazyFrame:
     """One row, `t`: T of DESIGN.md, from invoice rows (or lines: both have what it reads)."""
     if options.as_of is not None:
         return pl.LazyFrame({"t": [options.as_of]}, schema={"t": pl.Datetime("us")})
@@ -438,7 +438,7 @@ def rfm(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     rows = as_layers(data).invoices
     if options.as_of is not None:
         rows = rows.filter(pl.col("invoice_date") <= options.as_of)
-    return rfm_at(rows, options, _reference_time(rows, options))
+    return rfm_at(rows, options, reference_time(rows, options))
 
 
 def rfm_at(invoices: pl.LazyFrame, options: Options, reference: pl.LazyFrame) -> pl.LazyFrame:
@@ -578,7 +578,7 @@ def clv_summary(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         frequency=_count(pl.len()) - 1,
         repeat_micro=pl.col("micro").sum() - pl.col("micro").get(day.arg_min()),
     )
-    end = _reference_time(rows, options).select(end=pl.col("t").dt.date())
+    end = reference_time(rows, options).select(end=pl.col("t").dt.date())
     first = pl.col("first_purchase")
     return (
         per_customer.join(end, how="cross")

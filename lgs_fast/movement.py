@@ -11,7 +11,7 @@ import polars as pl
 
 from lgs_fast.definitions import COMPARE_DAYS, Options
 from lgs_fast.layers import as_layers
-from lgs_fast.metrics import DEFAULT, Data, _reference_time, rfm, rfm_at
+from lgs_fast.metrics import DEFAULT, Data, reference_time, rfm, rfm_at
 
 NEW = "new"  # segment_then of a customer not yet scored at T0, and its movement
 SAME = "same"
@@ -29,7 +29,7 @@ def compare_time(rows: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame
         then = now - pl.duration(days=COMPARE_DAYS)
     else:
         then = pl.lit(options.compare_as_of, dtype=pl.Datetime("us"))
-    return _reference_time(rows, options).select(t=pl.min_horizontal(then, now))
+    return reference_time(rows, options).select(t=pl.min_horizontal(then, now))
 
 
 def segment_movement(
