@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "verify_lake": "lgs_fast.lake",
     "Manifest": "lgs_fast.lake",
     "compute_tables": "lgs_fast.analyze",
+    "campaign_results": "lgs_fast.analyze",
     "export": "lgs_fast.postgres",
     "load_pg": "lgs_fast.postgres",
     "import_files": "lgs_fast.sources",

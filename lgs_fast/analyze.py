@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -313,6 +314,29 @@ def clv(
     return ClvResult(*clv_outputs(inputs, settings))
 
 
+def campaign_results(
+    campaigns: str | Path, lake: str | Path | None = None, *, until: dt.datetime | None = None
+) -> pl.DataFrame:
+    """The `campaign_results` table of an `OUT/campaigns.json`: per list, the contacted against
+    the held-back customers after the lists were made (and before `until`), over the lake's
+    current version (`lgs_fast.models.campaign_results`)."""
+    from lgs_fast.models import campaign_results as measured
+
+    record = measured.read_campaigns(Path(campaigns))
+    root = Path(lake) if lake is not None else default_lake()
+    with reading(root) as snap:
+        watermark = snap.manifest.watermark
+        data_end = dt.datetime.fromisoformat(watermark) if watermark is not None else None
+        if until is not None and (data_end is None or until < data_end):
+            data_end = until
+        per_customer = (
+            measured.outcomes(scan_layers(snap=snap).invoices, record.sent, until).collect()
+            if record.sent is not None
+            else pl.DataFrame(schema={"customer_id": pl.Int64})
+        )
+    return measured.results(record, per_customer, data_end)
+
+
 def forecast_outputs(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """sales_forecast, forecast_backtest and forecast_models from the `weekly_sales` table."""
     from lgs_fast.forecast import sales_forecast
@@ -432,6 +456,7 @@ def _build(
     say: Callable[[str], None],
     lists: ListSettings | None = None,
     png: bool = False,
+    sent: dt.datetime | None = None,
 ) -> None:
     """Tables, then (unless `settings` is None: --no-report) charts (PNG too with `png`),
     lists, workbook, report; worded by the presentation in force."""
@@ -445,6 +470,11 @@ def _build(
     say(f"drawing {len(charting.CHARTS)} charts…")
     specs = charting.write_charts(charting.build_charts(tables), build / "charts", png=png)
     campaigns.write_segment_exports(tables, build / "segments", lists)
+    # The record `lgs-fast campaign-results` reads later: who was on which list, who held back.
+    record = campaigns.campaign_record(
+        tables, lists or campaigns.ListSettings(), sent, dict(settings)
+    )
+    (build / campaigns.CAMPAIGNS_FILE).write_text(json.dumps(record, indent=1))
     if lists is not None and lists.contacts is not None:
         listed, missing = campaigns.without_contact(tables, lists)
         say(f"contacts joined onto the lists: {listed - missing:,} of {listed:,} customers "
@@ -534,7 +564,8 @@ def analyze(
             )
         try:
             with presenting(presentation or current_presentation()):
-                _build(tables, switch.build, settings, options.preset, say, lists, png)
+                sent = options.as_of or tables["overview"]["last_invoice"][0]
+                _build(tables, switch.build, settings, options.preset, say, lists, png, sent)
         except (LgsError, KeyboardInterrupt):
             raise
         except Exception as err:  # a full disk, say, met inside Polars or the chart renderer

@@ -8,11 +8,14 @@ highest first, with their last purchase date and customer value (`campaign_lists
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -310,10 +313,56 @@ def human_header(column: str) -> str:
 @dataclass(frozen=True)
 class ListSettings:
     """How the campaign lists are written: `contacts` (a table keyed by customer_id, from
-    `read_contacts`) joined on after customer_id; `human_headers` for people's headings."""
+    `read_contacts`) joined on after customer_id; `human_headers` for people's headings;
+    `control`, the share of each list held back as a control group (None: nobody), drawn with
+    `seed`."""
 
     contacts: pl.DataFrame | None = None
     human_headers: bool = False
+    control: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.control is not None and not CONTROL_RANGE[0] <= self.control <= CONTROL_RANGE[1]:
+            raise InputError(
+                f"--control {self.control:.0%}: hold back from 1% to 50% of each list "
+                "(e.g. --control 10%)"
+            )
+
+
+CONTROL_RANGE = (0.01, 0.5)
+CONTACT, CONTROL = "contact", "control"  # the values of a list's `group` column
+CAMPAIGNS_FILE = "campaigns.json"  # OUT's record of the lists as they were sent
+
+
+def control_draw(segment: str, customer_ids: Sequence[int], seed: int) -> list[float]:
+    """A number in [0, 1) per customer of `segment`'s list, from SHA-256 of (seed, segment,
+    customer): the same customer, list and seed always draw the same number, whatever the
+    engine, the run or the order of the rows, so re-running an analysis holds back the same
+    customers; a customer is held back when the number is below the control share."""
+    draws = []
+    for customer in customer_ids:
+        digest = hashlib.sha256(f"{seed}\x1f{segment}\x1f{customer}".encode()).digest()
+        draws.append(int.from_bytes(digest[:8], "big") / 2**64)
+    return draws
+
+
+def split_list(
+    segment: str, rows: pl.DataFrame, settings: ListSettings | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(contacted, held back): `rows` with a `group` column after customer_id; everyone is
+    contacted without a control share."""
+    share = settings.control if settings is not None else None
+    if share is None:
+        held = [False] * rows.height
+    else:
+        held = [
+            d < share for d in control_draw(segment, rows["customer_id"].to_list(), settings.seed)
+        ]  # type: ignore[union-attr]
+    grouped = rows.with_columns(
+        group=pl.Series(held, dtype=pl.Boolean).replace_strict({True: CONTROL, False: CONTACT})
+    ).select("customer_id", "group", pl.exclude("customer_id", "group"))
+    return grouped.filter(pl.col("group") == CONTACT), grouped.filter(pl.col("group") == CONTROL)
 
 
 def read_contacts(path: Path) -> pl.DataFrame:
@@ -393,10 +442,48 @@ def write_segment_exports(
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
     for segment, rows in lists.items():
+        contact, control = split_list(segment, rows, settings)
+        if settings is None or settings.control is None:
+            contact = contact.drop("group")  # one group: the column would say nothing
         path = directory / f"{slug(segment)}.csv"
-        export_list(rows, settings).write_csv(path, include_bom=True)
-        written[path.name] = rows.height
+        export_list(contact, settings).write_csv(path, include_bom=True)
+        written[path.name] = contact.height
+        if settings is not None and settings.control is not None:
+            # Apart, never in the file a mail tool reads: a control customer must not be sent to.
+            held = directory / f"{slug(segment)}.{CONTROL}.csv"
+            export_list(control, settings).write_csv(held, include_bom=True)
+            written[held.name] = control.height
     return written
+
+
+def campaign_record(
+    tables: Tables, settings: ListSettings, sent: dt.datetime | None, options: dict[str, str]
+) -> dict[str, Any]:
+    """What `OUT/campaigns.json` records: when the lists were made (the analysis' reference
+    time: purchases after it are the campaign's outcome), the control share and seed, and per
+    list its files and its contacted and held-back customers; `options`: the analysis'."""
+    lists = []
+    for segment, rows in campaign_lists(tables).items():
+        contact, control = split_list(segment, rows, settings)
+        lists.append(
+            {
+                "segment": segment,
+                "file": f"segments/{slug(segment)}.csv",
+                "control_file": f"segments/{slug(segment)}.{CONTROL}.csv"
+                if settings.control is not None
+                else None,
+                CONTACT: contact["customer_id"].to_list(),
+                CONTROL: control["customer_id"].to_list(),
+            }
+        )
+    return {
+        "version": 1,
+        "sent": sent.isoformat() if sent is not None else None,
+        "control": settings.control,
+        "seed": settings.seed,
+        "options": options,
+        "lists": lists,
+    }
 
 
 def without_contact(tables: Tables, settings: ListSettings | None) -> tuple[int, int]:

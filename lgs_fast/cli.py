@@ -374,6 +374,56 @@ def generate_command(
     click.echo(f"lake {root}: {written:,} lines (seed {seed}{preset}), synthetic")
 
 
+@cli.command("campaign-results")
+@click.option(
+    "--campaigns",
+    "campaigns_file",
+    type=click.Path(path_type=Path),
+    default=Path("out/campaigns.json"),
+    show_default=True,
+    help="The record analyze wrote with the lists (OUT/campaigns.json).",
+)
+@click.option("--lake", metavar="DIR", help=LAKE_HELP)
+@click.option("--until", metavar="DATE", help="Only purchases before DATE (default: all since).")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    help="Also write the campaign_results table here.",
+)
+def campaign_results_command(
+    campaigns_file: Path, lake: str | None, until: str | None, csv_path: Path | None
+) -> None:
+    """Did the campaign work? Per list, the contacted against the held-back customers
+    (analyze --control) since the lists were made: the share who bought, purchase invoices
+    and net revenue per customer, each with the difference and its 95% interval (two
+    proportions: normal approximation; per customer: Welch's t).
+
+    A list with fewer than 30 customers on either side says it is too small to tell; lists
+    made at or after the data's last invoice have nothing to measure yet.
+    """
+    from lgs_fast.analyze import campaign_results
+    from lgs_fast.campaigns import check_csv_target, write_csv_file
+    from lgs_fast.lake import local_lake
+
+    when = _parse_when(until, "--until")
+    root = local_lake(lake, "campaign-results reads")
+    if csv_path is not None:
+        check_csv_target(csv_path, root)
+    table = campaign_results(campaigns_file, root, until=when)
+    said: dict[str, list[str]] = {}
+    for segment, measure, verdict in table.select("segment", "measure", "verdict").iter_rows():
+        if measure in ("bought", "net_revenue") and verdict not in said.setdefault(segment, []):
+            said[segment].append(verdict)
+    for segment, verdicts in said.items():
+        click.echo(f"{segment}:")
+        for verdict in verdicts:
+            click.echo(f"  {verdict}")
+    if csv_path is not None:
+        write_csv_file(table, csv_path, "campaign_results")
+        click.echo(f"campaign_results: {csv_path}")
+
+
 @cli.command("verify")
 @click.option("--lake", metavar="DIR", help=LAKE_HELP)
 def verify_command(lake: str | None) -> None:
@@ -544,6 +594,15 @@ def _check_spark_master(engine: str, master: str | None) -> None:
         raise InputError(f"--spark-master is for --engine spark, not {engine}")
 
 
+def _share(value: str, option: str) -> float:
+    """`10%` or `0.1` as 0.1; one line for anything else."""
+    text = value.strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise InputError(f"{option} {value!r}: give a share such as 10% or 0.1") from None
+
+
 def _lake(value: str | None) -> str | Path | None:
     from lgs_fast.definitions import is_uri
 
@@ -649,6 +708,21 @@ def _lake(value: str | None) -> str | Path | None:
     "snake_case column names.",
 )
 @click.option(
+    "--control",
+    metavar="SHARE",
+    help="Hold back a random control group of SHARE of every campaign list (1%–50%, e.g. 10%): "
+    "in SEGMENT.control.csv, never in the list a mail tool reads; the same customers every run "
+    "(a draw per list and customer from --control-seed); `lgs-fast campaign-results` later "
+    "compares them with the contacted.",
+)
+@click.option(
+    "--control-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="The seed of the control draw, recorded in OUT/campaigns.json.",
+)
+@click.option(
     "--title",
     default=Presentation.title,
     show_default=True,
@@ -694,6 +768,8 @@ def analyze_command(
     no_report: bool,
     contacts_file: Path | None,
     human_headers: bool,
+    control: str | None,
+    control_seed: int,
     title: str,
     currency: str,
     time_zone: str,
@@ -760,6 +836,8 @@ def analyze_command(
     lists = ListSettings(
         contacts=read_contacts(contacts_file) if contacts_file is not None else None,
         human_headers=human_headers,
+        control=_share(control, "--control") if control is not None else None,
+        seed=control_seed,
     )
     from lgs_fast.analyze import analyze
 

@@ -28,7 +28,9 @@ from lgs_fast.lake import exclusive_lock, fsync
 MARKER = ".lgs_fast_out"
 # What a run writes inside OUT; anything else found there is somebody else's and stops a run
 # (it would be removed with the previous outputs).
-_OWN = frozenset({MARKER, "tables", "charts", "segments", "report.html", "lgs_report.xlsx"})
+_OWN = frozenset(
+    {MARKER, "tables", "charts", "segments", "report.html", "lgs_report.xlsx", "campaigns.json"}
+)
 # What lgs_fast writes in each folder of OUT, file by file (earlier versions too, unmarked).
 _OUTPUT_FILES = {
     "tables": re.compile(r"^[a-z_]+\.(parquet|csv)$"),

@@ -19,11 +19,13 @@ from typing import Any
 import polars as pl
 
 from lgs_fast.campaigns import (
+    CONTROL,
     ListSettings,
     campaign_counts,
     campaign_lists,
     export_list,
     human_header,
+    split_list,
     spreadsheet_safe,
 )
 from lgs_fast.definitions import MONEY_COLUMNS, currency
@@ -188,20 +190,30 @@ def _write_cell(sheet: Any, row: int, col: int, value: object, fmt: Any) -> None
 Source = tuple[str, str]
 
 
-def contents(tables: Tables, sheets: dict[Source, str]) -> pl.DataFrame:
-    """The first sheet: each other sheet, what it holds, its rows and, for a campaign list, how
-    many customers of the segment were left out (net spend of £0 or less); a list's action is
-    said here once, not on each of its rows."""
+def contents(
+    tables: Tables, sheets: dict[Source, str], sizes: dict[Source, int] | None = None
+) -> pl.DataFrame:
+    """The first sheet: each other sheet, what it holds, its rows (`sizes`, else the table's or
+    the list's) and, for a campaign list, how many customers of the segment were left out (net
+    spend of £0 or less); a list's action is said here once, not on each of its rows."""
+    sizes = sizes or {}
     counts = {r["segment"]: r for r in campaign_counts(tables).iter_rows(named=True)}
     actions = dict(tables["segments"].select("segment", "action").iter_rows())
     rows = []
     for (kind, key), name in sheets.items():
         if kind == "table":
             rows.append((name, f"table {key}", tables[key].height, None))
+        elif kind == CONTROL:
+            rows.append(
+                (name, f"control group of {key}: held back, not to be contacted "
+                 "(compared with the contacted by lgs-fast campaign-results)",
+                 sizes.get((kind, key), 0), None)
+            )  # fmt: skip
         else:
             c = counts[key]
             action = actions.get(key) or "no action set"
-            rows.append((name, f"campaign list: {key}. {action}", c["listed"], c["left_out"]))
+            listed = sizes.get((kind, key), c["listed"])
+            rows.append((name, f"campaign list: {key}. {action}", listed, c["left_out"]))
     apart = [t for t in PER_CUSTOMER if t in tables]
     if apart:
         rows.append(
@@ -227,13 +239,19 @@ def write_workbook(
     # The campaign lists first (in the one order of segments), then the tables, the models'
     # fitting and checking last.
     ordered = sorted((t for t in tables if t not in PER_CUSTOMER), key=lambda t: t in MODEL_DETAIL)
-    sheets: dict[Source, str] = {("segment", s): sheet_name(s, taken) for s in lists}
-    sheets |= {("table", t): sheet_name(t, taken) for t in ordered}
+    groups = {s: split_list(s, frame, settings) for s, frame in lists.items()}
+    held_back = settings is not None and settings.control is not None
+    sheets: dict[Source, str] = {}
     frames = {("table", t): frame for t, frame in tables.items()}
-    frames |= {
-        ("segment", s): export_list(frame, settings, to_the_penny=False)
-        for s, frame in lists.items()
-    }
+    for s, (contact, control) in groups.items():
+        sheets["segment", s] = sheet_name(s, taken)
+        frames["segment", s] = export_list(
+            contact if held_back else contact.drop("group"), settings, to_the_penny=False
+        )
+        if held_back:  # the control group right after its list, on a sheet of its own
+            sheets[CONTROL, s] = sheet_name(f"{s} ({CONTROL})", taken)
+            frames[CONTROL, s] = export_list(control, settings, to_the_penny=False)
+    sheets |= {("table", t): sheet_name(t, taken) for t in ordered}
     human = settings is not None and settings.human_headers
     list_money = tuple(
         human_header(c) if human else c for c in MONEY_COLUMNS.get("campaign_list", ())
@@ -245,7 +263,8 @@ def write_workbook(
         "strings_to_numbers": False,
     }
     with xlsxwriter.Workbook(str(path), options) as book:
-        _write_sheet(book, CONTENTS, contents(tables, sheets), ())
+        sizes = {source: frames[source].height for source in sheets}
+        _write_sheet(book, CONTENTS, contents(tables, sheets, sizes), ())
         for (kind, key), name in sheets.items():
             money = MONEY_COLUMNS.get(key, ()) if kind == "table" else list_money
             _write_sheet(book, name, frames[kind, key], money)
