@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from lgs_fast.campaigns import ListSettings
     from lgs_fast.clv import ClvSettings, CustomerModel
     from lgs_fast.layers import Layers
+    from lgs_fast.models.campaign_results import Campaigns
     from lgs_fast.spark import SparkLake
 
     # One version of a lake: local (checked, under the readers' lock) or read by Spark.
@@ -320,20 +321,29 @@ def campaign_results(
     """The `campaign_results` table of an `OUT/campaigns.json`: per list, the contacted against
     the held-back customers after the lists were made (and before `until`), over the lake's
     current version (`lgs_fast.models.campaign_results`)."""
+    from lgs_fast.models.campaign_results import read_campaigns
+
+    record = read_campaigns(Path(campaigns))  # its faults first, before the lake's
+    with reading(Path(lake) if lake is not None else default_lake()) as snap:
+        return _measured(record, snap, until)
+
+
+def _measured(record: Campaigns, snap: Version, until: dt.datetime | None = None) -> pl.DataFrame:
     from lgs_fast.models import campaign_results as measured
 
-    record = measured.read_campaigns(Path(campaigns))
-    root = Path(lake) if lake is not None else default_lake()
-    with reading(root) as snap:
-        watermark = snap.manifest.watermark
-        data_end = dt.datetime.fromisoformat(watermark) if watermark is not None else None
-        if until is not None and (data_end is None or until < data_end):
-            data_end = until
-        per_customer = (
-            measured.outcomes(scan_layers(snap=snap).invoices, record.sent, until).collect()
-            if record.sent is not None
-            else pl.DataFrame(schema={"customer_id": pl.Int64})
+    if not isinstance(snap, Snapshot):
+        raise InputError(
+            "campaign results are measured on a lake in a local directory, not at a URI"
         )
+    watermark = snap.manifest.watermark
+    data_end = dt.datetime.fromisoformat(watermark) if watermark is not None else None
+    if until is not None and (data_end is None or until < data_end):
+        data_end = until
+    per_customer = (
+        measured.outcomes(scan_layers(snap=snap).invoices, record.sent, until).collect()
+        if record.sent is not None
+        else pl.DataFrame(schema={"customer_id": pl.Int64})
+    )
     return measured.results(record, per_customer, data_end)
 
 
@@ -511,6 +521,7 @@ def analyze(
     lists: ListSettings | None = None,
     presentation: Presentation | None = None,
     png: bool = False,
+    campaigns: str | Path | None = None,
 ) -> AnalysisResult:
     """Compute every table with `engine`; write tables, charts, segment exports and the report.
 
@@ -518,7 +529,9 @@ def analyze(
     (`lgs_fast.outputs`): a failure or a kill leaves the previous outputs as they were.
     `lists`: how the campaign lists are written (contacts joined on, people's headings);
     `presentation`: the report's title, the currency symbol and the time zone shown (default:
-    the one in force); `png`: charts as PNG too.
+    the one in force); `png`: charts as PNG too; `campaigns`: an earlier run's
+    `campaigns.json`, whose lists are measured since (the `campaign_results` table, a chart
+    and the report's "Did the last campaign work?").
     """
     say = progress or (lambda _: None)
     target = Path(out)
@@ -526,6 +539,11 @@ def analyze(
     options = options or Options()
     if lake is None or not is_uri(lake):
         check_apart(target, Path(lake) if lake is not None else default_lake())
+    record = None
+    if campaigns is not None:  # a bad record: one line before any work
+        from lgs_fast.models.campaign_results import read_campaigns
+
+        record = read_campaigns(Path(campaigns))
     if engine == "spark":
         from lgs_fast import spark
 
@@ -552,6 +570,9 @@ def analyze(
             tables.pop(name)
         say("fitting the sales forecast…")
         tables.update(forecast_outputs(tables))
+        if record is not None:
+            say("measuring the last campaign…")
+            tables["campaign_results"] = _measured(record, snap)
         settings = None
         if report:
             from lgs_fast.clv import ClvSettings

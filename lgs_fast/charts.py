@@ -64,6 +64,7 @@ __all__ = [
     "clv_by_segment",
     "clv_holdout",
     "clv_matrix",
+    "campaign_results",
     "cohort_retention",
     "invoice_box",
     "invoice_distribution",
@@ -84,8 +85,12 @@ __all__ = [
 
 
 def _data(frame: pl.DataFrame) -> alt.Data:
-    # Dates as ISO strings: Vega-Lite parses them, and the JSON stays plain.
-    rows = frame.with_columns(pl.col(pl.Date, pl.Datetime).dt.strftime("%Y-%m-%d")).to_dicts()
+    # Dates as ISO strings: Vega-Lite parses them, and the JSON stays plain. A NaN is written
+    # as null (JSON has no NaN; one made the whole analysis fail to draw its charts).
+    rows = frame.with_columns(
+        pl.col(pl.Date, pl.Datetime).dt.strftime("%Y-%m-%d"),
+        pl.col(pl.Float32, pl.Float64).fill_nan(None),
+    ).to_dicts()
     return alt.Data(values=rows)
 
 
@@ -795,8 +800,46 @@ def clv_matrix(tables: Tables) -> alt.Chart:
     )
 
 
+def campaign_results(tables: Tables) -> alt.Chart:
+    """Per list, how many more of the contacted than of the held back bought (points), with
+    its 95% interval; lists too small to tell are left out (the report says so)."""
+    frame = (
+        tables["campaign_results"]
+        .filter(pl.col("measure") == "bought", pl.col("lo_95").is_not_null())
+        .select(
+            "segment",
+            points=pl.col("difference") * 100,
+            lo=pl.col("lo_95") * 100,
+            hi=pl.col("hi_95") * 100,
+        )
+    )
+    base = alt.Chart(_data(frame)).encode(
+        y=alt.Y("segment:N", title=None, sort=frame["segment"].to_list())
+    )
+    bars = base.mark_rule(strokeWidth=2, color=DARK).encode(
+        x=alt.X("lo:Q", title="Contacted − held back who bought (points, 95% interval)"),
+        x2="hi:Q",
+    )
+    dots = base.mark_point(filled=True, size=60, color=DARK).encode(
+        x="points:Q",
+        tooltip=[
+            alt.Tooltip("segment:N", title="List"),
+            alt.Tooltip("points:Q", title="Difference (points)", format="+.1f"),
+            alt.Tooltip("lo:Q", title="95% from", format="+.1f"),
+            alt.Tooltip("hi:Q", title="95% to", format="+.1f"),
+        ],
+    )
+    zero = alt.Chart(_data(pl.DataFrame({"x": [0.0]}))).mark_rule(color=GREY).encode(x="x:Q")
+    return (zero + bars + dots).properties(
+        width=WIDTH - 200,
+        height=28 * max(frame.height, 1),
+        title="Did contacting them make them buy?",
+    )
+
+
 # Charts drawn only when their table exists and has rows (the holdout needs --calibration-end).
 OPTIONAL_CHARTS: dict[str, str] = {
+    "campaign_results": "campaign_results",
     "clv_by_segment": "clv_segments",
     "clv_holdout": "clv_holdout_by_frequency",
     "clv_matrix": "clv_matrix",
@@ -825,6 +868,7 @@ CHARTS: dict[str, Callable[[Tables], Any]] = {
     "clv_by_segment": clv_by_segment,
     "clv_holdout": clv_holdout,
     "clv_matrix": clv_matrix,
+    "campaign_results": campaign_results,
 }
 
 

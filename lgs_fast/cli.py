@@ -405,8 +405,10 @@ def campaign_results_command(
     from lgs_fast.analyze import campaign_results
     from lgs_fast.campaigns import check_csv_target, write_csv_file
     from lgs_fast.lake import local_lake
+    from lgs_fast.models.campaign_results import read_campaigns
 
     when = _parse_when(until, "--until")
+    read_campaigns(campaigns_file)  # its faults first, before the lake's
     root = local_lake(lake, "campaign-results reads")
     if csv_path is not None:
         check_csv_target(csv_path, root)
@@ -716,6 +718,14 @@ def _lake(value: str | None) -> str | Path | None:
     "compares them with the contacted.",
 )
 @click.option(
+    "--campaign-results",
+    "campaigns_file",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="An earlier run's OUT/campaigns.json: measure its lists since they were made "
+    "(contacted against held back) in the report, the workbook and tables/campaign_results.",
+)
+@click.option(
     "--control-seed",
     type=int,
     default=0,
@@ -769,6 +779,7 @@ def analyze_command(
     contacts_file: Path | None,
     human_headers: bool,
     control: str | None,
+    campaigns_file: Path | None,
     control_seed: int,
     title: str,
     currency: str,
@@ -852,6 +863,7 @@ def analyze_command(
         lists=lists,
         presentation=shown,
         png=png,
+        campaigns=campaigns_file,
     )  # fmt: skip
     with presenting(shown):
         _print_summary(result.tables)

@@ -613,8 +613,18 @@ _A_NEAR_ONE: Final = 1e-4
 def _expected(fit: Fit, t: Array, x: Array, tx: Array, T: Array) -> Array:
     r, alpha, a, b = (fit.params[k] for k in _PURCHASE_PARAMS)
     one_minus_z = (alpha + T) / (alpha + T + t)
-    c = a + b + x + _SHIFT[fit.model] - 1
-    tail = one_minus_z ** (a - 1) * hyp2f1(c - r - x, a - 1, c, 1 - one_minus_z)
+    shift = _SHIFT[fit.model]
+    c = a + b + x + shift - 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        tail = one_minus_z ** (a - 1) * hyp2f1(c - r - x, a - 1, c, 1 - one_minus_z)
+    # With a large (a dropout of about 1%: a = 67,000, b = 5.3 million on the shipped data cut
+    # at 2011-09-01), (1 − z)^(a − 1) underflows to 0 and the 2F1 overflows: 0 · inf is NaN.
+    # Euler's transformation gives the same tail as (1 − z)^(r + x) · 2F1(r + x, b + x + shift;
+    # c; z), whose terms stay finite there.
+    bad = ~np.isfinite(tail)
+    if np.any(bad):
+        euler = one_minus_z ** (r + x) * hyp2f1(r + x, b + x + shift, c, 1 - one_minus_z)
+        tail = np.where(bad, euler, tail)
     return c / (a - 1) * (1 - tail) * probability_alive(fit, x, tx, T)
 
 

@@ -286,6 +286,7 @@ def campaign_table(tables: Tables) -> str:
 # The page's sections, in reading order: what to do first, the detail last. (anchor, heading)
 SECTIONS = (
     ("this-week", "This week: who to contact"),
+    ("results", "Did the last campaign work?"),
     ("segments", "Customer segments"),
     ("movement", "Who moved between segments"),
     ("offers", "What to offer"),
@@ -350,6 +351,9 @@ def render_report(
             + "".join(f"<li>{_e(s)}</li>" for s in reconciliation(tables, preset))
             + "</ul>",
         ),
+        "results": plain("results", campaign_results_section(tables, specs))
+        if "campaign_results" in tables
+        else "",
         "segments": plain(
             "segments",
             f'<p class="box">{_e(rfm_box(tables))}</p>',
@@ -421,6 +425,45 @@ def render_report(
             for name, spec in specs.items()
         ),
         javascript=javascript,
+    )
+
+
+def campaign_results_section(tables: Tables, specs: dict[str, dict[str, Any]]) -> str:
+    """The last campaign's lists, contacted against held back (`analyze --campaign-results`):
+    a sentence per list on who bought, the chart, and the whole table for analysts."""
+    results = tables["campaign_results"]
+    bought = results.filter(pl.col("measure") == "bought")
+    sentences = "".join(f"<li>{_e(v[0].upper() + v[1:])}.</li>" for v in bought["verdict"])
+    table = _table(
+        results.select(
+            "segment", "measure", "contacted", "held_back", "difference", "lo_95", "hi_95"
+        ),
+        {
+            "segment": "List", "measure": "Measure", "contacted": "Contacted",
+            "held_back": "Held back", "difference": "Difference", "lo_95": "95% from",
+            "hi_95": "95% to",
+        },
+        {
+            "contacted": ",", "held_back": ",", "difference": ",.3f", "lo_95": ",.3f",
+            "hi_95": ",.3f",
+        },
+    )  # fmt: skip
+    return "\n".join(
+        [
+            "<p>Each list's customers were split at random when it was made: some contacted, "
+            "some held back. What they did since, side by side:</p>",
+            f"<ul>{sentences}</ul>",
+            _chart("campaign_results", specs) if "campaign_results" in specs else "",
+            _details(
+                "For analysts: every measure",
+                [
+                    "<p>Who bought: the difference of two proportions, normal approximation; "
+                    "purchase invoices and net revenue per customer: Welch's t. The means of "
+                    "both groups are in tables/campaign_results.</p>",
+                    f'<div class="wide">{table}</div>',
+                ],
+            ),
+        ]
     )
 
 

@@ -338,6 +338,27 @@ def test_exact_gradients_equal_finite_differences(loglik: object, params: list[f
         assert np.dot(data.weight, gradient[i]) == pytest.approx(numeric, rel=1e-6, abs=1e-6)
 
 
+def test_expected_purchases_with_a_large_a_are_finite() -> None:
+    """BG/NBD fitted to the shipped data cut at 2011-09-01 with October's campaign lines: a dropout
+    of about 1% with a = 67,454 and b = 5.3 million, where (1 − z)^(a − 1) underflows and the
+    2F1 overflows: the expected purchases were NaN, and the CLV matrix's chart stopped the whole
+    analysis. Near the NBD (no dropout), they are close to its (r + x) t / (alpha + T)."""
+    params = {"r": 0.9535, "alpha": 91.52, "a": 67454.5, "b": 5.2972e6}
+    fit = clv.Fit(
+        model="bgnbd", params=params,
+        log_likelihood=0.0, standard_errors={}, converged=True, customers=1,
+    )  # fmt: skip
+    x, tx, T = np.array([0.0, 1.0, 5.0]), np.array([0.0, 38.0, 200.0]), np.array([306.0] * 3)
+    value = clv.expected_purchases(fit, 90, x, tx, T)
+    assert np.all(np.isfinite(value))
+    nbd = (params["r"] + x) * 90 / (params["alpha"] + T)
+    # With no purchase yet, a BG/NBD customer has not dropped out: almost the NBD's figure;
+    # after purchases, alive with probability P(alive) < 1: fewer.
+    assert value[0] == pytest.approx(nbd[0], rel=0.02)
+    alive = clv.probability_alive(fit, x, tx, T)
+    assert np.all(value <= nbd) and value[1:] == pytest.approx((nbd * alive)[1:], rel=0.02)
+
+
 def test_expected_purchases_at_a_equal_to_one() -> None:
     """The closed form is 0/0 at a = 1; its limit, from 60-digit mpmath: 0.342219347608427."""
     fit = clv.Fit(

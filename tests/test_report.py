@@ -21,7 +21,7 @@ from lgs_fast.analyze import analyze
 from lgs_fast.campaigns import slug
 from lgs_fast.charts import CHARTS, PNG_SCALE
 from lgs_fast.clv import ClvSettings
-from tests.conftest import ROOT
+from tests.conftest import EMBEDDED, ROOT
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
@@ -29,10 +29,28 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 @pytest.fixture(scope="module")
 def output(retail_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("out")
-    # With a holdout, so that every chart (the holdout's included) is drawn and rendered.
-    analyze(
-        retail_lake, out, clv_settings=ClvSettings(calibration_end=dt.date(2011, 9, 1)), png=True
+    # With a holdout and a campaign sent on 2011-09-01 (half of 600 customers held back), so
+    # that every chart (the holdout's and the campaign results' included) is drawn and rendered.
+    customers = (
+        pl.read_parquet(EMBEDDED, columns=["customer_id"])["customer_id"].drop_nulls().unique()
     )
+    ids = customers.sort().head(600).to_list()
+    record = tmp_path_factory.mktemp("sent") / "campaigns.json"
+    record.write_text(
+        json.dumps(
+            {
+                "version": 1, "sent": "2011-09-01T00:00:00", "control": 0.5, "seed": 0,
+                "options": {}, "lists": [
+                    {"segment": "Champions", "file": "segments/champions.csv",
+                     "control_file": None, "contact": ids[::2], "control": ids[1::2]}
+                ],
+            }
+        )
+    )  # fmt: skip
+    analyze(
+        retail_lake, out, clv_settings=ClvSettings(calibration_end=dt.date(2011, 9, 1)),
+        png=True, campaigns=record,
+    )  # fmt: skip
     return out
 
 
@@ -129,7 +147,9 @@ def test_report_says_what_marketing_needs(output: Path) -> None:
     assert '<a href="segments/cant_lose.csv">' in page
     # The contents link every section, in reading order, and each anchor exists.
     toc = re.findall(r'<a href="#([a-z-]+)">', page.split("</nav>")[0])
-    assert toc[:4] == ["this-week", "segments", "movement", "offers"] and toc[-1] == "about"
+    # The last campaign's results (this run was given one) right after this week's lists.
+    assert toc[:5] == ["this-week", "results", "segments", "movement", "offers"]
+    assert toc[-1] == "about"
     assert all(f'<h2 id="{anchor}">' in page for anchor in toc)
     assert "541,909 invoice lines, 01 Dec 2010 to 09 Dec 2011. Generated " in page
     assert "http://" not in page.split('<script type="module">')[0]  # nothing to fetch

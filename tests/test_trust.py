@@ -928,7 +928,8 @@ def test_line_separators_in_text_do_not_break_charts(odd_text_out: Path) -> None
     """U+2028 in a country made Vega's expression parser fail: no chart, no report."""
     charts = odd_text_out / "charts"
     drawn = {p.name.removesuffix(".svg") for p in charts.glob("*.svg")}
-    assert drawn == set(CHARTS) - {"clv_holdout"}  # that one needs --calibration-end
+    # clv_holdout needs --calibration-end, campaign_results an earlier run's campaigns.json.
+    assert drawn == set(CHARTS) - {"clv_holdout", "campaign_results"}
     shown = [odd_text_out / "report.html", *charts.glob("*.vl.json"), *charts.glob("*.svg")]
     for path in shown:
         text = path.read_text()
