@@ -186,9 +186,7 @@ def _verdict(
     """The row in one plain sentence: the difference if the interval leaves out 0, else none."""
     clear = lo > 0 or hi < 0
     if measure == "bought":
-        amounts = (
-            f"{m1:.0%} against {m0:.0%}; 95% interval {lo * 100:+.0f} to {hi * 100:+.0f} points"
-        )
+        amounts = f"{m1:.0%} against {m0:.0%}; 95% interval {_points(lo)} to {_points(hi)} points"
         if clear:
             way = "more" if d > 0 else "less"
             return (
@@ -209,3 +207,9 @@ def _verdict(
 
 def _pounds(value: float) -> str:
     return f"{'−' if round(value) < 0 else ''}{currency()}{abs(value):,.0f}"
+
+
+def _points(share: float) -> str:
+    """A difference of shares in percentage points, signed, with a true minus: `−8`, `+13`."""
+    value = round(share * 100)
+    return f"{'−' if value < 0 else '+'}{abs(value)}"
