@@ -472,6 +472,8 @@ def campaign_record(
                 "control_file": f"segments/{slug(segment)}.{CONTROL}.csv"
                 if settings.control is not None
                 else None,
+                "contacted": contact.height,
+                "held_back": control.height,
                 CONTACT: contact["customer_id"].to_list(),
                 CONTROL: control["customer_id"].to_list(),
             }
