@@ -544,6 +544,10 @@ def analyze(
         from lgs_fast.models.campaign_results import read_campaigns
 
         record = read_campaigns(Path(campaigns))
+        if lake is not None and is_uri(lake):
+            raise InputError(
+                "--campaign-results measures on a lake in a local directory, not at a URI"
+            )
     if engine == "spark":
         from lgs_fast import spark
 

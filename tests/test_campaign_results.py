@@ -184,3 +184,16 @@ def test_a_bad_campaigns_record_is_one_line_before_any_work(tmp_path: Path) -> N
         assert f"{record}: not a campaigns record" in result.stderr
         assert result.stderr.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_campaign_results_on_a_uri_lake_is_refused_before_any_work(
+    sent: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        cli, ["analyze", "--engine", "spark", "--lake", f"file://{tmp_path}/lake",
+              "--out", str(tmp_path / "o"), "--campaign-results", str(sent / "campaigns.json")],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "lgs-fast: error: --campaign-results measures on a lake in a local directory, not at a URI"
+    ]
