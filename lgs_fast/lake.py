@@ -232,8 +232,8 @@ class Manifest:
         ):
             raise DamagedError(
                 f"{where}: the manifest's content does not match its checksum (edited or "
-                "damaged): its counts and file list cannot be trusted; restore the lake or "
-                "import it again"
+                "damaged): its counts and file list cannot be trusted; restore it from a copy, or import "
+                "your data into a new lake"
             )
         return manifest
 
