@@ -352,13 +352,11 @@ def split_list(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(contacted, held back): `rows` with a `group` column after customer_id; everyone is
     contacted without a control share."""
-    share = settings.control if settings is not None else None
-    if share is None:
+    if settings is None or settings.control is None:
         held = [False] * rows.height
     else:
-        held = [
-            d < share for d in control_draw(segment, rows["customer_id"].to_list(), settings.seed)
-        ]  # type: ignore[union-attr]
+        draws = control_draw(segment, rows["customer_id"].to_list(), settings.seed)
+        held = [d < settings.control for d in draws]
     grouped = rows.with_columns(
         group=pl.Series(held, dtype=pl.Boolean).replace_strict({True: CONTROL, False: CONTACT})
     ).select("customer_id", "group", pl.exclude("customer_id", "group"))
