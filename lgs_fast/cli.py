@@ -834,13 +834,6 @@ def analyze_command(
         **({"recommend_segments": recommend_segments} if recommend_segments else {}),
         **({"recommend_segments": ()} if no_recommendations else {}),
     )
-    known = [rule.name for rule in options.rules]
-    unknown = [name for name in recommend_segments if name not in known]
-    if unknown:
-        raise InputError(
-            f"--recommend: no segment {unknown[0]!r} in the segment map "
-            f"(its segments: {', '.join(known)})"
-        )
     settings = _clv_settings(calibration_day, model, horizon, months, discount)
     from lgs_fast.campaigns import ListSettings, read_contacts
 

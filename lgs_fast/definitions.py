@@ -303,6 +303,10 @@ def segment_rules_frame(rules: tuple[SegmentRule, ...]) -> pl.DataFrame:
 RECOMMENDATION_KINDS: Final = ("reorder", "new")
 
 
+# The segments recommended to when no others are named: those a campaign wins back or pushes.
+RECOMMENDED_SEGMENTS: Final = ("Can't Lose", "At Risk", "Need Attention")
+
+
 @dataclass(frozen=True)
 class Options:
     """Everything an analysis depends on besides the lines themselves."""
@@ -315,7 +319,8 @@ class Options:
     top: int = 10
     histogram_bins: int = 40
     # Who gets product recommendations, and how many of each kind (DESIGN.md "Recommendations").
-    recommend_segments: tuple[str, ...] = ("Can't Lose", "At Risk", "Need Attention")
+    # None: those of RECOMMENDED_SEGMENTS the segment map has; names given must all be in it.
+    recommend_segments: tuple[str, ...] | None = None
     recommendations: int = 3
 
     def __post_init__(self) -> None:
@@ -335,7 +340,6 @@ class Options:
             raise InputError(
                 f"recommend_segments is a list of segment names, not {self.recommend_segments!r}"
             )
-        object.__setattr__(self, "recommend_segments", tuple(self.recommend_segments))
         then, now = self.compare_as_of, self.as_of
         if then is not None and now is not None and then >= now:
             raise InputError(
@@ -348,6 +352,20 @@ class Options:
             origin = f"the shipped segment map lgs_fast/{default_segment_file(self.bins)}"
         check_segment_files(self.rules)
         check_score_range(self.rules, self.bins, origin)
+        known = [rule.name for rule in self.rules]
+        if self.recommend_segments is None:
+            wanted = tuple(name for name in RECOMMENDED_SEGMENTS if name in known)
+            object.__setattr__(self, "recommend_segments", wanted)
+        else:
+            # Checked here, not in the CLI: a notebook's unknown name was silently nobody.
+            object.__setattr__(self, "recommend_segments", tuple(self.recommend_segments))
+            # Unclassified, the fallback of every map, is a segment too.
+            unknown = [n for n in self.recommend_segments if n not in (*known, UNCLASSIFIED)]
+            if unknown:
+                raise InputError(
+                    f"--recommend: no segment {unknown[0]!r} in the segment map "
+                    f"(its segments: {', '.join(known)})"
+                )
 
 
 @dataclass(frozen=True)

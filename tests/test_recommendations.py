@@ -250,7 +250,6 @@ def test_segments_and_number() -> None:
         *_basket("2", 1, 2, "P1"),
         *_basket("3", 2, 3, "P9"),
     ]
-    assert _recommended(rows, Options(recommend_segments=("Nobody",))).height == 0
     assert _recommended(rows, Options(recommend_segments=())).height == 0
     one = Options(recommend_segments=EVERYONE.recommend_segments, recommendations=1)
     assert _recommended(rows, one).select("customer_id", "kind", "rank", "stock_code").rows() == [
@@ -274,6 +273,21 @@ def test_as_of_drops_later_lines() -> None:
         as_of=START + dt.timedelta(days=2), recommend_segments=EVERYONE.recommend_segments
     )
     assert _picks(_recommended(rows, options), "new") == {2: ["P2"]}
+
+
+def test_the_api_checks_the_segments_it_recommends_to(tmp_path: Path) -> None:
+    # Only the CLI checked --recommend: Options(recommend_segments=("At risk",)) recommended to
+    # nobody, silently, and the report named the segment all the same.
+    from lgs_fast.definitions import load_segment_rules
+    from lgs_fast.errors import InputError
+    from tests.utils import write_segment_map
+
+    with pytest.raises(InputError, match="--recommend: no segment 'At risk' in the segment map"):
+        Options(recommend_segments=("At risk",))
+    assert Options().recommend_segments == ("Can't Lose", "At Risk", "Need Attention")
+    # A map of its own without those names: nobody by default, and the report says none.
+    rules = load_segment_rules(write_segment_map(tmp_path / "own.toml", ("Best", "..", "x")))
+    assert Options(rules=rules).recommend_segments == ()
 
 
 def test_cli_chooses_segments_and_number(retail_lake: Path, tmp_path: Path) -> None:
