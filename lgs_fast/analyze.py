@@ -539,6 +539,11 @@ def analyze(
     options = options or Options()
     if lake is None or not is_uri(lake):
         check_apart(target, Path(lake) if lake is not None else default_lake())
+    if lists is not None and lists.control is not None and not report:
+        raise InputError(
+            "--control holds customers back from the campaign lists, which --no-report does "
+            "not write; leave one of them out"
+        )
     record = None
     if campaigns is not None:  # a bad record: one line before any work
         from lgs_fast.models.campaign_results import read_campaigns

@@ -160,12 +160,16 @@ def test_the_draw_is_stable_across_runs_and_engines(
 
 @pytest.mark.parametrize(
     ("value", "said"),
-    [("60%", "hold back from 1% to 50%"), ("ten", "give a share such as 10% or 0.1")],
+    [
+        ("60%", "hold back from 1% to 50%"),
+        ("ten", "give a share such as 10% or 0.1"),
+        ("10% --no-report", "--control holds customers back from the campaign lists"),
+    ],
 )
 def test_a_bad_control_share_is_one_line(tmp_path: Path, value: str, said: str) -> None:
     result = CliRunner().invoke(
         cli, ["analyze", "--lake", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
-              "--control", value],
+              "--control", *value.split()],
     )  # fmt: skip
     assert result.exit_code == 2 and said in result.stderr
     assert not (tmp_path / "o").exists()
