@@ -803,7 +803,7 @@ def analyze_command(
     highest spend first, with their last purchase date, segment movement and recommended
     products: reorder_1…, their own products to order again, and new_1…, products new to them;
     UTF-8 with a byte-order mark for Excel; --contacts joins your contact columns on);
-    OUT/lgs_report.xlsx, an Excel workbook with a sheet per segment list and per table;
+    OUT/lgs_report.xlsx, an Excel workbook with a sheet per segment list and per summary table; OUT/campaigns.json, who is on which list;
     OUT/report.html (opens offline).
     Charts, segment lists, workbook and report are written together (none with --no-report).
 
