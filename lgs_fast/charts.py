@@ -27,7 +27,7 @@ from typing import Any
 import altair as alt
 import polars as pl
 
-from lgs_fast.definitions import currency
+from lgs_fast.definitions import MOVEMENT_NEW, currency
 from lgs_fast.wording import (
     labelled_months,
     largest_reversal,
@@ -630,7 +630,7 @@ def segment_transitions(tables: Tables) -> alt.LayerChart:
     labelled; the diagonal is who stayed, everything off it moved."""
     frame = tables["segment_transitions"]
     now = segments_by_value(tables)["segment"].to_list()
-    then = ["new", *now]
+    then = [MOVEMENT_NEW, *now]
     strongest = float(frame["customers"].max() or 0)
     base = alt.Chart(_data(frame)).encode(
         x=alt.X(

@@ -303,6 +303,12 @@ def segment_rules_frame(rules: tuple[SegmentRule, ...]) -> pl.DataFrame:
 RECOMMENDATION_KINDS: Final = ("reorder", "new")
 
 
+# The words of segment movement (DESIGN.md "Segment movement"): a customer not yet scored at T0
+# is `new` (segment_then and movement), one in the same segment `same`, else THEN → NOW.
+MOVEMENT_NEW: Final = "new"
+MOVEMENT_SAME: Final = "same"
+MOVEMENT_ARROW: Final = " → "
+
 # The segments recommended to when no others are named: those a campaign wins back or pushes.
 RECOMMENDED_SEGMENTS: Final = ("Can't Lose", "At Risk", "Need Attention")
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import polars as pl
 
-from lgs_fast.definitions import COMPARE_DAYS, Options
+from lgs_fast.definitions import (
+    COMPARE_DAYS,
+    MOVEMENT_ARROW,
+    MOVEMENT_NEW,
+    MOVEMENT_SAME,
+    Options,
+)
 from lgs_fast.layers import as_layers
 from lgs_fast.metrics import DEFAULT, Data, reference_time, rfm, rfm_at
-
-NEW = "new"  # segment_then of a customer not yet scored at T0, and its movement
-SAME = "same"
-ARROW = " → "  # movement = THEN → NOW
 
 
 def compare_time(rows: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
@@ -52,13 +54,13 @@ def segment_movement(
         .join(then, on="customer_id", how="left")
         .select(
             "customer_id",
-            segment_then.fill_null(NEW),
+            segment_then.fill_null(MOVEMENT_NEW),
             "segment",
             movement=pl.when(segment_then.is_null())
-            .then(pl.lit(NEW))
+            .then(pl.lit(MOVEMENT_NEW))
             .when(segment_then == segment)
-            .then(pl.lit(SAME))
-            .otherwise(pl.concat_str(segment_then, pl.lit(ARROW), segment)),
+            .then(pl.lit(MOVEMENT_SAME))
+            .otherwise(pl.concat_str(segment_then, pl.lit(MOVEMENT_ARROW), segment)),
         )
         .sort("customer_id")
     )

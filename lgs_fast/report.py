@@ -26,6 +26,7 @@ import polars as pl
 from lgs_fast.campaigns import campaign_note, campaign_overview
 from lgs_fast.definitions import (
     COMPARE_DAYS,
+    MOVEMENT_NEW,
     Options,
     currency,
     current_presentation,
@@ -598,7 +599,7 @@ def movement_sentences(tables: Tables) -> list[str]:
     """How many stayed, moved and are new, then the largest moves between two segments."""
     moves = tables["segment_transitions"]
     total = int(moves["customers"].sum())
-    new = int(moves.filter(pl.col("segment_then") == "new")["customers"].sum())
+    new = int(moves.filter(pl.col("segment_then") == MOVEMENT_NEW)["customers"].sum())
     stayed = int(moves.filter(pl.col("segment_then") == pl.col("segment"))["customers"].sum())
     said = [
         f"Of the {total:,} customers scored now, {stayed:,} are in the same segment as then, "
@@ -607,7 +608,7 @@ def movement_sentences(tables: Tables) -> list[str]:
     ]
     largest = (
         moves.filter(
-            (pl.col("segment_then") != pl.col("segment")) & (pl.col("segment_then") != "new")
+            (pl.col("segment_then") != pl.col("segment")) & (pl.col("segment_then") != MOVEMENT_NEW)
         )
         .sort(["customers", "segment_then", "segment"], descending=[True, False, False])
         .head(MOVES_SHOWN)
