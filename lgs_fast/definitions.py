@@ -303,6 +303,11 @@ def segment_rules_frame(rules: tuple[SegmentRule, ...]) -> pl.DataFrame:
 RECOMMENDATION_KINDS: Final = ("reorder", "new")
 
 
+def as_datetime(value: dt.date | dt.datetime) -> dt.datetime:
+    """A date as its midnight; a datetime as it is (every range bound of every engine)."""
+    return value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+
+
 # The words of segment movement (DESIGN.md "Segment movement"): a customer not yet scored at T0
 # is `new` (segment_then and movement), one in the same segment `same`, else THEN → NOW.
 MOVEMENT_NEW: Final = "new"

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lgs_fast import layers
-from lgs_fast.definitions import is_uri
+from lgs_fast.definitions import as_datetime, is_uri
 from lgs_fast.errors import BusyError, DamagedError, InputError, LakeError
 from lgs_fast.layers import LAYERS, LAYERS_VERSION, Layers
 from lgs_fast.schema import ARROW_SCHEMA, POLARS_SCHEMA, SCHEMA_VERSION, to_arrow
@@ -511,22 +511,18 @@ def scan(
         pin(snap)  # the frame is the caller's to collect whenever they like
     lf = scan_files(snap)
     if start is not None:
-        start_ts = _timestamp(start)
+        start_ts = as_datetime(start)
         lf = lf.filter(
             (pl.col("year") * 100 + pl.col("month")) >= start_ts.year * 100 + start_ts.month,
             pl.col("invoice_date") >= start_ts,
         )
     if end is not None:
-        end_ts = _timestamp(end)
+        end_ts = as_datetime(end)
         lf = lf.filter(
             (pl.col("year") * 100 + pl.col("month")) <= end_ts.year * 100 + end_ts.month,
             pl.col("invoice_date") < end_ts,
         )
     return lf.select(ARROW_SCHEMA.names)
-
-
-def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
-    return value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
 
 
 def _in_range(key: str, start: dt.datetime | None, end: dt.datetime | None) -> tuple[bool, bool]:
@@ -560,8 +556,8 @@ def layer_plan(
       without current layers (a lake written before them), and for products and quality the
       months the range cuts through.
     """
-    lo = _timestamp(start) if start is not None else None
-    hi = _timestamp(end) if end is not None else None
+    lo = as_datetime(start) if start is not None else None
+    hi = as_datetime(end) if end is not None else None
     manifest = snap if isinstance(snap, Manifest) else snap.manifest
     layered = manifest.layered()
     invoice_months, whole_months, line_months = [], [], []
@@ -591,8 +587,8 @@ def scan_layers(
     if snap is None:
         snap = snapshot(lake)
         pin(snap)  # the frames are the caller's to collect whenever they like
-    lo = _timestamp(start) if start is not None else None
-    hi = _timestamp(end) if end is not None else None
+    lo = as_datetime(start) if start is not None else None
+    hi = as_datetime(end) if end is not None else None
     lines = scan(snap=snap, start=start, end=end)
     invoice_months, whole_months, line_months = layer_plan(snap, start, end)
     entries = snap.manifest.layered()

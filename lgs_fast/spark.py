@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 
 import polars as pl
 
-from lgs_fast.definitions import Options, segment_rules_frame
+from lgs_fast.definitions import Options, as_datetime, segment_rules_frame
 from lgs_fast.dialect import to_spark
 from lgs_fast.errors import DamagedError, EngineError, LakeError, LgsError
 from lgs_fast.lake import MANIFEST, Manifest, Snapshot, first_line, layer_plan
@@ -366,10 +366,6 @@ def _same_path(path: str) -> str:
 # Views ---------------------------------------------------------------------------------------
 
 
-def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
-    return value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
-
-
 def _between(df: DataFrame, start: dt.datetime | None, end: dt.datetime | None) -> DataFrame:
     from pyspark.sql import functions as F
 
@@ -425,8 +421,8 @@ def connect(
     options = options or Options()
     spark = session(master)
     _set_variables(spark, options)
-    lo = _timestamp(start) if start is not None else None
-    hi = _timestamp(end) if end is not None else None
+    lo = as_datetime(start) if start is not None else None
+    hi = as_datetime(end) if end is not None else None
     invoice_months, whole_months, line_months = layer_plan(lake.manifest, start, end)
     months = sorted(set(invoice_months) | set(line_months))
     lines = _between(
@@ -491,7 +487,7 @@ def _set_variables(spark: SparkSession, options: Options) -> None:
             # As text, cast by Spark: a Python datetime would be converted in the driver's zone.
             spark.sql(
                 f"SET VAR {name} = CAST(:value AS {_TYPES[name]})",
-                args={"value": _timestamp(value).isoformat(sep=" ")},
+                args={"value": as_datetime(value).isoformat(sep=" ")},
             )
         elif value is not None:
             spark.sql(f"SET VAR {name} = :value", args={"value": value})

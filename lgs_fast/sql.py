@@ -20,7 +20,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from lgs_fast.definitions import COMPARE_DAYS, NON_PRODUCT_PATTERN, Options, segment_rules_frame
+from lgs_fast.definitions import (
+    COMPARE_DAYS,
+    NON_PRODUCT_PATTERN,
+    Options,
+    as_datetime,
+    segment_rules_frame,
+)
 from lgs_fast.errors import LgsError
 from lgs_fast.lake import Snapshot, layer_plan, snapshot
 from lgs_fast.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
@@ -76,10 +82,6 @@ def variables(options: Options) -> dict[str, object]:
     }
 
 
-def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
-    return value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
-
-
 def _lines(
     con: duckdb.DuckDBPyConnection,
     files: list[Path],
@@ -96,12 +98,12 @@ def _lines(
         duckdb.sqltypes.INTEGER
     )
     if start is not None:
-        ts = _timestamp(start)
+        ts = as_datetime(start)
         rel = rel.filter(month >= const(ts.year * 100 + ts.month)).filter(
             col("invoice_date") >= const(ts)
         )
     if end is not None:
-        ts = _timestamp(end)
+        ts = as_datetime(end)
         rel = rel.filter(month <= const(ts.year * 100 + ts.month)).filter(
             col("invoice_date") < const(ts)
         )
@@ -115,9 +117,9 @@ def _between(
 ) -> duckdb.DuckDBPyRelation:
     col, const = duckdb.ColumnExpression, duckdb.ConstantExpression
     if start is not None:
-        rel = rel.filter(col("invoice_date") >= const(_timestamp(start)))
+        rel = rel.filter(col("invoice_date") >= const(as_datetime(start)))
     if end is not None:
-        rel = rel.filter(col("invoice_date") < const(_timestamp(end)))
+        rel = rel.filter(col("invoice_date") < const(as_datetime(end)))
     return rel
 
 
