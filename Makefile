@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 LAKE   ?= $(or $(LGS_LAKE),data/lake)
 OUT    ?= out
-EMBEDDED := lgs_fast/data/online_retail.parquet
+EMBEDDED := lgs_fast/ingest/data/online_retail.parquet
 BENCH_DSN := host=127.0.0.1 port=5432 user=postgres dbname=test
 
 .DEFAULT_GOAL := help

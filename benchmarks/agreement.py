@@ -20,7 +20,7 @@ import polars as pl
 from benchmarks.datasets import lake as benchmark_lake
 from lgs_fast import analyze
 from lgs_fast.analyze import compute_tables
-from lgs_fast.metrics import ANALYSES
+from lgs_fast.engines.polars import ANALYSES
 from tests.utils import assert_tables_agree
 
 

@@ -43,7 +43,7 @@ def _pandas(core: bool) -> Callable[[Path], Work]:
 
     def prepare(lake: Path) -> Work:
         from benchmarks import pandas_reference as reference
-        from lgs_fast.definitions import Options
+        from lgs_fast.config import Options
 
         options = Options(recommend_segments=()) if core else Options()
 
@@ -64,7 +64,7 @@ def _engine(engine: str, core: bool) -> Callable[[Path], Work]:
 
     def prepare(lake: Path) -> Work:
         from lgs_fast.analyze import compute_tables, recommendation_outputs
-        from lgs_fast.definitions import Options
+        from lgs_fast.config import Options
 
         options = Options(recommend_segments=()) if core else Options()
 
@@ -83,8 +83,8 @@ def _spark(core: bool) -> Callable[[Path], Work]:
 
     def prepare(lake: Path) -> Work:
         from lgs_fast.analyze import compute_tables
-        from lgs_fast.definitions import Options
-        from lgs_fast.spark import session
+        from lgs_fast.config import Options
+        from lgs_fast.engines.spark import session
 
         session()
         options = Options(recommend_segments=()) if core else Options()
@@ -157,8 +157,9 @@ def _feature(engine: str, tables: tuple[str, ...]) -> Callable[[Path], Work]:
     def prepare(lake: Path) -> Work:
         import polars as pl
 
-        from lgs_fast import metrics, sql
-        from lgs_fast.definitions import Options
+        from lgs_fast.config import Options
+        from lgs_fast.engines import duckdb as sql
+        from lgs_fast.engines import polars as metrics
         from lgs_fast.lake import scan_layers
 
         options = Options()
@@ -183,9 +184,10 @@ def _recommend(engine: str) -> Callable[[Path], Work]:
     def prepare(lake: Path) -> Work:
         import polars as pl
 
-        from lgs_fast import metrics, sql
         from lgs_fast.analyze import recommendation_outputs
-        from lgs_fast.definitions import Options
+        from lgs_fast.config import Options
+        from lgs_fast.engines import duckdb as sql
+        from lgs_fast.engines import polars as metrics
         from lgs_fast.lake import scan_layers
 
         options = Options()
@@ -207,10 +209,10 @@ def _recommend(engine: str) -> Callable[[Path], Work]:
 
 def forecast(lake: Path) -> Work:
     """Weekly sales by Polars, then the model: fits, intervals and the rolling-origin backtest."""
-    from lgs_fast import metrics
-    from lgs_fast.definitions import Options
-    from lgs_fast.forecast import sales_forecast
+    from lgs_fast.config import Options
+    from lgs_fast.engines import polars as metrics
     from lgs_fast.lake import scan_layers
+    from lgs_fast.models.forecast import sales_forecast
 
     return lambda: sales_forecast(metrics.weekly_sales(scan_layers(lake), Options()).collect())
 

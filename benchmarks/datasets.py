@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from lgs_fast.errors import LakeError
-from lgs_fast.generate import generate
+from lgs_fast.ingest.generate import generate
+from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import Manifest, upgrade_lake
-from lgs_fast.sources import import_files
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data"
-EMBEDDED = ROOT.parent / "lgs_fast" / "data" / "online_retail.parquet"
+EMBEDDED = ROOT.parent / "lgs_fast" / "ingest" / "data" / "online_retail.parquet"
 REAL_ROWS = 541_909
 SEED = 0
 

@@ -47,8 +47,8 @@ def ensure_table(dsn: str, rows: int) -> str:
     import psycopg
     from psycopg import sql
 
+    from lgs_fast.ingest.postgres import load_pg
     from lgs_fast.lake import snapshot
-    from lgs_fast.postgres import load_pg
 
     table = f"bench_retail_{rows}"
     with psycopg.connect(dsn) as conn:
@@ -68,7 +68,7 @@ def ensure_table(dsn: str, rows: int) -> str:
 
 
 SCRIPTS = {
-    "lgs": "from lgs_fast.postgres import export; export({dsn!r}, {out!r}, table={table!r}, full=True)",
+    "lgs": "from lgs_fast.ingest.postgres import export; export({dsn!r}, {out!r}, table={table!r}, full=True)",
     "pandas": (
         "import warnings, psycopg, pandas as pd; warnings.simplefilter('ignore');"
         "conn = psycopg.connect({dsn!r});"
@@ -98,7 +98,7 @@ def prepare(name: str, dsn: str, table: str, out: str) -> None:
     import psycopg
     from psycopg import sql
 
-    from lgs_fast.postgres import export
+    from lgs_fast.ingest.postgres import export
 
     export(dsn, out, table=table, full=True)
     if name == "lgs-one-month":

@@ -2,7 +2,7 @@
 
 It follows DESIGN.md ("Definitions") independently of lgs_fast's engines: it is the third
 opinion in the tests and the baseline in the benchmarks. It deliberately shares no code with
-`lgs_fast.metrics` or `queries/` beyond the option values (bins, presets, segment rules).
+`lgs_fast.engines.polars` or `queries/` beyond the option values (bins, presets, segment rules).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lgs_fast.definitions import COMPARE_DAYS, NON_PRODUCT_PATTERN, UNCLASSIFIED, Options
+from lgs_fast.config import COMPARE_DAYS, NON_PRODUCT_PATTERN, UNCLASSIFIED, Options
 
 COLUMNS = [
     "invoice_no", "stock_code", "description", "quantity",

@@ -26,7 +26,7 @@ from scipy import sparse
 
 from benchmarks.datasets import REAL_ROWS, lake
 from lgs_fast.analyze import compute_tables
-from lgs_fast.definitions import Options
+from lgs_fast.config import Options
 from lgs_fast.models.recommend import Matrix, Method, holdout
 
 

@@ -1,7 +1,7 @@
 """`analyze`: run every analysis with one engine and write the output tables.
 
-The engines themselves are `lgs_fast.metrics` (Polars), `lgs_fast.sql` (DuckDB) and
-`lgs_fast.spark` (Spark); this module only chooses one, collects at the edge, and writes
+The engines themselves are `lgs_fast.engines.polars` (Polars), `lgs_fast.engines.duckdb` (DuckDB) and
+`lgs_fast.engines.spark` (Spark); this module only chooses one, collects at the edge, and writes
 `OUT/tables/NAME.{parquet,csv}` atomically. A lake named by URI (`s3a://…`) is read by Spark
 alone; a local lake by any engine, under the readers' lock.
 """
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from lgs_fast.definitions import (
+from lgs_fast.config import (
     ENGINES,
     Engine,
     Options,
@@ -30,17 +30,17 @@ from lgs_fast.definitions import (
     is_uri,
     presenting,
 )
+from lgs_fast.engines.polars import MODEL_INPUTS
 from lgs_fast.errors import InputError, LgsError
 from lgs_fast.lake import Snapshot, default_lake, reading, scan_layers, verify_lake
-from lgs_fast.metrics import MODEL_INPUTS
-from lgs_fast.outputs import OutputSwitch, check_apart
+from lgs_fast.outputs.switch import OutputSwitch, check_apart
 
 if TYPE_CHECKING:
-    from lgs_fast.campaigns import ListSettings
-    from lgs_fast.clv import ClvSettings, CustomerModel
-    from lgs_fast.layers import Layers
+    from lgs_fast.engines.spark import SparkLake
+    from lgs_fast.lake.layers import Layers
     from lgs_fast.models.campaign_results import Campaigns
-    from lgs_fast.spark import SparkLake
+    from lgs_fast.models.clv import ClvSettings, CustomerModel
+    from lgs_fast.outputs.lists import ListSettings
 
     # One version of a lake: local (checked, under the readers' lock) or read by Spark.
     Version = Snapshot | SparkLake
@@ -60,7 +60,7 @@ IN_MEMORY_ROWS = 5_000_000
 def _collect(
     data: Layers, options: Options, *, rows: int, streaming: bool = False
 ) -> dict[str, pl.DataFrame]:
-    from lgs_fast import metrics
+    from lgs_fast.engines import polars as metrics
 
     if streaming:
         # Without common-subplan elimination: sharing a scan between the branches of one table
@@ -97,13 +97,13 @@ def _polars(
 def _duckdb(
     snap: Snapshot, options: Options, start: dt.date | None, end: dt.date | None
 ) -> dict[str, pl.DataFrame]:
-    from lgs_fast import sql
+    from lgs_fast.engines import duckdb as sql
 
     return sql.tables(sql.connect(snap=snap, options=options, start=start, end=end))
 
 
 def _spark_lake(version: Version) -> SparkLake:
-    from lgs_fast import spark
+    from lgs_fast.engines import spark
 
     return spark.from_snapshot(version) if isinstance(version, Snapshot) else version
 
@@ -116,7 +116,7 @@ def _spark(
     *,
     master: str | None = None,
 ) -> dict[str, pl.DataFrame]:
-    from lgs_fast import spark
+    from lgs_fast.engines import spark
 
     con = spark.connect(_spark_lake(version), options, start=start, end=end, master=master)
     return spark.tables(con)
@@ -142,7 +142,7 @@ def lake_version(
             raise InputError(
                 f"{lake}: a lake at a URI is read by the Spark engine: add --engine spark"
             )
-        from lgs_fast import spark
+        from lgs_fast.engines import spark
 
         yield spark.open_uri(spark.session(spark_master), str(lake))
         return
@@ -163,7 +163,7 @@ def compute_tables(
     """Every output table, computed by `engine` over the lake (optionally a date range).
 
     With `calibration_end`, also `clv_calibration`: the CLV summary of the lines before it.
-    `spark_master`: where the Spark engine runs (`lgs_fast.spark.master_url`).
+    `spark_master`: where the Spark engine runs (`lgs_fast.engines.spark.master_url`).
     """
     _check_request(engine, start, end)
     # The shared lock keeps every file of this version on disk while the engine reads it,
@@ -247,17 +247,17 @@ def _clv_summary(
     spark_master: str | None = None,
 ) -> pl.DataFrame:
     if engine == "spark":
-        from lgs_fast import spark
+        from lgs_fast.engines import spark
 
         con = spark.connect(_spark_lake(snap), options, start=start, end=end, master=spark_master)
         return spark.table(con, "clv_summary")
     assert isinstance(snap, Snapshot)
     if engine == "duckdb":
-        from lgs_fast import sql
+        from lgs_fast.engines import duckdb as sql
 
         con = sql.connect(snap=snap, options=options, start=start, end=end)
         return sql.query(con, "clv_summary").pl()
-    from lgs_fast.metrics import clv_summary
+    from lgs_fast.engines.polars import clv_summary
 
     data = scan_layers(snap=snap, start=start, end=end)
     return clv_summary(data, options).collect(engine="streaming")
@@ -273,7 +273,7 @@ def clv_outputs(
     tables: dict[str, pl.DataFrame], settings: ClvSettings | None
 ) -> tuple[CustomerModel, dict[str, pl.DataFrame]]:
     """The CLV models fitted to `clv_summary` (and checked on `clv_calibration`, if there)."""
-    from lgs_fast import clv as models
+    from lgs_fast.models import clv as models
 
     settings = settings or models.ClvSettings()
     summary, calibration = tables["clv_summary"], tables.get("clv_calibration")
@@ -349,7 +349,7 @@ def _measured(record: Campaigns, snap: Version, until: dt.datetime | None = None
 
 def forecast_outputs(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """sales_forecast, forecast_backtest and forecast_models from the `weekly_sales` table."""
-    from lgs_fast.forecast import sales_forecast
+    from lgs_fast.models.forecast import sales_forecast
 
     return sales_forecast(tables["weekly_sales"])
 
@@ -422,7 +422,7 @@ def tables_of(
     lines: pl.LazyFrame, options: Options | None = None, *, engine: Engine = "polars"
 ) -> dict[str, pl.DataFrame]:
     """Every output table of any LazyFrame of canonical lines (notebooks, tests), by `engine`."""
-    from lgs_fast import sql
+    from lgs_fast.engines import duckdb as sql
 
     options = options or Options()
     if engine == "spark":
@@ -431,7 +431,7 @@ def tables_of(
         )
     if engine == "duckdb":
         return sql.tables(sql.connect(options=options, lines=lines))
-    from lgs_fast.layers import of_lines
+    from lgs_fast.lake.layers import of_lines
 
     frame = lines.collect()
     return _collect(of_lines(frame.lazy()), options, rows=frame.height)
@@ -448,9 +448,9 @@ def write_tables(tables: dict[str, pl.DataFrame], directory: Path) -> None:
     """`NAME.parquet` and `NAME.csv` per table.
 
     Parquet keeps full precision; the CSV shows money to the penny and no text cell that a
-    spreadsheet would run as a formula (`lgs_fast.campaigns.write_csv`).
+    spreadsheet would run as a formula (`lgs_fast.outputs.lists.write_csv`).
     """
-    from lgs_fast.campaigns import write_csv
+    from lgs_fast.outputs.lists import write_csv
 
     directory.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
@@ -473,9 +473,10 @@ def _build(
     write_tables(tables, build / "tables")
     if settings is None:
         return
-    from lgs_fast import campaigns, workbook
-    from lgs_fast import charts as charting
-    from lgs_fast import report as reporting
+    from lgs_fast.outputs import charts as charting
+    from lgs_fast.outputs import lists as campaigns
+    from lgs_fast.outputs import report as reporting
+    from lgs_fast.outputs import workbook
 
     say(f"drawing {len(charting.CHARTS)} charts…")
     specs = charting.write_charts(charting.build_charts(tables), build / "charts", png=png)
@@ -526,7 +527,7 @@ def analyze(
     """Compute every table with `engine`; write tables, charts, segment exports and the report.
 
     Everything is built in a directory beside OUT and switched in with one atomic rename
-    (`lgs_fast.outputs`): a failure or a kill leaves the previous outputs as they were.
+    (`lgs_fast.outputs.switch`): a failure or a kill leaves the previous outputs as they were.
     `lists`: how the campaign lists are written (contacts joined on, people's headings);
     `presentation`: the report's title, the currency symbol and the time zone shown (default:
     the one in force); `png`: charts as PNG too; `campaigns`: an earlier run's
@@ -554,7 +555,7 @@ def analyze(
                 "--campaign-results measures on a lake in a local directory, not at a URI"
             )
     if engine == "spark":
-        from lgs_fast import spark
+        from lgs_fast.engines import spark
 
         spark.check_can_start(spark_master)  # a bad master or no Java: before any progress
         say("starting Spark…")
@@ -584,8 +585,8 @@ def analyze(
             tables["campaign_results"] = _measured(record, snap)
         settings = None
         if report:
-            from lgs_fast.clv import ClvSettings
-            from lgs_fast.report import analysis_settings
+            from lgs_fast.models.clv import ClvSettings
+            from lgs_fast.outputs.report import analysis_settings
 
             clv_used = (clv_settings or ClvSettings()) if "clv_models" in tables else None
             settings = (

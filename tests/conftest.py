@@ -9,12 +9,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lgs_fast.sources import import_files
+from lgs_fast.ingest.sources import import_files
 
 ROOT = Path(__file__).resolve().parent.parent
 # The real files the tests read (UCI Online Retail, its II extract, CDNOW), in the repository.
 SHARED_DATA = ROOT / "tests" / "data"
-EMBEDDED = ROOT / "lgs_fast" / "data" / "online_retail.parquet"
+EMBEDDED = ROOT / "lgs_fast" / "ingest" / "data" / "online_retail.parquet"
 ONLINE_RETAIL_CSV = SHARED_DATA / "online_retail.csv.gz"
 RETAIL_II_CSV = SHARED_DATA / "online_retail_ii_2009-12.csv.gz"
 
@@ -112,7 +112,7 @@ def pg_retail(pg_dsn: str) -> Iterator[str]:
     import psycopg
     from psycopg import sql
 
-    from lgs_fast.postgres import load_pg
+    from lgs_fast.ingest.postgres import load_pg
 
     name = f"retail_real_{os.getpid()}"
     assert load_pg([EMBEDDED], pg_dsn, table=name) == 541_909

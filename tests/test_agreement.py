@@ -9,8 +9,8 @@ import pytest
 
 from benchmarks import pandas_reference as reference
 from lgs_fast.analyze import compute_tables
-from lgs_fast.definitions import Options
-from lgs_fast.metrics import ANALYSES
+from lgs_fast.config import Options
+from lgs_fast.engines.polars import ANALYSES
 from tests.utils import assert_tables_agree
 
 CASES = {

@@ -13,9 +13,9 @@ import pytest
 
 import lgs_fast as lgs
 from lgs_fast.analyze import compute_tables, tables_of, write_tables
-from lgs_fast.campaigns import write_segment_exports
-from lgs_fast.definitions import Options, SegmentRule, load_segment_rules
+from lgs_fast.config import Options, SegmentRule, load_segment_rules
 from lgs_fast.errors import InputError
+from lgs_fast.outputs.lists import write_segment_exports
 from tests.utils import hostile_lines, write_segment_map
 
 # OWASP, CSV injection: a cell starting with one of these is run as a formula.

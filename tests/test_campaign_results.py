@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from lgs_fast.analyze import campaign_results, compute_tables
-from lgs_fast.campaigns import ListSettings, campaign_record
 from lgs_fast.cli import cli
-from lgs_fast.sources import import_files
-from lgs_fast.workbook import WORKBOOK_NAME
+from lgs_fast.ingest.sources import import_files
+from lgs_fast.outputs.lists import ListSettings, campaign_record
+from lgs_fast.outputs.workbook import WORKBOOK_NAME
 from tests.conftest import EMBEDDED
 
 CUT = dt.datetime(2011, 9, 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lgs_fast.sources import import_files
+from lgs_fast.ingest.sources import import_files
 from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from lgs_fast.analyze import clv
-from lgs_fast.clv import ClvSettings
+from lgs_fast.models.clv import ClvSettings
 
 CASES = [
     ("no lake", "clv --lake '{tmp}/none'", 3, "no lake here"),

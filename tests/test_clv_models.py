@@ -11,9 +11,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lgs_fast import clv, metrics, sql
-from lgs_fast.definitions import Options
+from lgs_fast.config import Options
+from lgs_fast.engines import duckdb as sql
+from lgs_fast.engines import polars as metrics
 from lgs_fast.lake import scan
+from lgs_fast.models import clv
 from lgs_fast.schema import POLARS_SCHEMA
 from tests.conftest import SHARED_DATA, shared
 

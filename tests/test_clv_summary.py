@@ -8,9 +8,10 @@ from pathlib import Path
 import polars as pl
 
 from benchmarks import pandas_reference as reference
-from lgs_fast import metrics, sql
-from lgs_fast.definitions import Options
-from lgs_fast.generate import generate
+from lgs_fast.config import Options
+from lgs_fast.engines import duckdb as sql
+from lgs_fast.engines import polars as metrics
+from lgs_fast.ingest.generate import generate
 from lgs_fast.lake import scan
 from lgs_fast.schema import POLARS_SCHEMA
 from tests.utils import assert_agree

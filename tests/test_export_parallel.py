@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lgs_fast import postgres
 from lgs_fast.errors import InputError, SourceError
+from lgs_fast.ingest import postgres
+from lgs_fast.ingest.postgres import export
 from lgs_fast.lake import LakeWriter, scan, verify_lake
-from lgs_fast.postgres import export
 from tests.conftest import EMBEDDED
 
 needs_psql = pytest.mark.skipif(postgres._psql() is None, reason="no psql on PATH")
@@ -180,7 +180,7 @@ def test_worker_failure_leaves_the_previous_lake(
 ) -> None:
     """One of three workers' backends terminated mid-COPY: one error, the previous lake as it
     was, and no worker, psql or backend left behind, whichever way the workers connect."""
-    from lgs_fast.sources import import_files
+    from lgs_fast.ingest.sources import import_files
 
     lake = tmp_path / "lake"
     import_files([EMBEDDED], lake)

@@ -20,9 +20,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from lgs_fast.ingest.postgres import load_pg
+from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import MANIFEST, Manifest, reading, scan, verify_lake
-from lgs_fast.postgres import load_pg
-from lgs_fast.sources import import_files
 from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
 
 KILLS = 20

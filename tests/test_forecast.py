@@ -12,17 +12,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lgs_fast import forecast
+from lgs_fast.engines.polars import weekly_sales
 from lgs_fast.errors import InputError
 from lgs_fast.lake import scan
-from lgs_fast.metrics import weekly_sales
+from lgs_fast.models import forecast
 
 FIRST_COMPLETE, LAST_COMPLETE = dt.date(2010, 12, 6), dt.date(2011, 11, 28)
 
 
 def _weekly(lake: Path, engine: str, **dates: dt.date) -> pl.DataFrame:
     if engine == "duckdb":
-        from lgs_fast import sql
+        from lgs_fast.engines import duckdb as sql
 
         return sql.query(sql.connect(lake, **dates), "weekly_sales").pl()
     return weekly_sales(scan(lake, **dates)).collect()
@@ -279,7 +279,7 @@ def test_bad_requests() -> None:
 
 def test_import_loads_no_model_library() -> None:
     code = (
-        "import sys, lgs_fast.forecast; "
+        "import sys, lgs_fast.models.forecast; "
         "print([m for m in ('statsmodels', 'pandas', 'threadpoolctl') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from lgs_fast.cli import cli
 from lgs_fast.errors import InputError
-from lgs_fast.generate import generate, generate_lines
+from lgs_fast.ingest.generate import generate, generate_lines
 from lgs_fast.lake import Manifest, scan, verify_lake
 from lgs_fast.schema import POLARS_SCHEMA
 from tests.conftest import EMBEDDED
@@ -145,7 +145,7 @@ def test_wholesale_preset_is_deterministic_and_checked() -> None:
 def test_generate_never_silently_replaces_real_data(tmp_path: Path) -> None:
     """A lake of imported lines is written over only with --replace (it once was silently,
     leaving a user analysing synthetic lines as theirs); a generated lake is replaced freely."""
-    from lgs_fast.sources import import_files
+    from lgs_fast.ingest.sources import import_files
 
     lake = tmp_path / "lake"
     import_files([EMBEDDED], lake)

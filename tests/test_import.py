@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from lgs_fast.cli import cli
+from lgs_fast.engines.polars import data_quality
 from lgs_fast.errors import InputError
+from lgs_fast.ingest.sources import import_files, read_source
 from lgs_fast.lake import scan, verify_lake
-from lgs_fast.metrics import data_quality
 from lgs_fast.schema import COLUMNS, HEADER_FORMS, POLARS_SCHEMA
-from lgs_fast.sources import import_files, read_source
 from tests.conftest import EMBEDDED, ONLINE_RETAIL_CSV, RETAIL_II_CSV, shared
 
 # tests/data/README.md, "What is in them (measured)".

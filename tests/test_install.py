@@ -35,10 +35,10 @@ def test_wheel_carries_what_lgs_fast_reads(wheel: Path) -> None:
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "lgs_fast").rglob("*.py")}
     assert modules <= names, sorted(modules - names)
     for needed in (
-        "lgs_fast/templates/report.html",
+        "lgs_fast/outputs/templates/report.html",
         "lgs_fast/segments.toml",
         "lgs_fast/segments_4.toml",
-        "lgs_fast/data/online_retail.parquet",
+        "lgs_fast/ingest/data/online_retail.parquet",
     ):
         assert needed in names, needed
 
@@ -56,11 +56,11 @@ def test_installed_copy_runs_both_engines(wheel: Path, tmp_path: Path) -> None:
     work = tmp_path / "elsewhere"
     work.mkdir()
     where = subprocess.run(
-        [sys.executable, "-c", "import lgs_fast.sql as s; print(s.__file__, s._queries())"],
+        [sys.executable, "-c", "import lgs_fast.engines.duckdb as s; print(s.__file__, s._queries())"],
         capture_output=True, text=True, cwd=work, env=env, check=True,
     ).stdout  # fmt: skip
     assert where.startswith(str(site)) and str(ROOT) not in where, where
-    data = site / "lgs_fast" / "data" / "online_retail.parquet"
+    data = site / "lgs_fast" / "ingest" / "data" / "online_retail.parquet"
     run = [sys.executable, "-m", "lgs_fast"]
     imported = subprocess.run(
         [*run, "import", str(data), "--lake", "lake"], capture_output=True, text=True, cwd=work,

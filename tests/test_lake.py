@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from lgs_fast.cli import cli
 from lgs_fast.errors import DamagedError, LakeError
+from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import MANIFEST, scan, verify_lake
-from lgs_fast.sources import import_files
 from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
 
 GOOD_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"

@@ -14,13 +14,15 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from benchmarks import pandas_reference as reference
-from lgs_fast import layers
 from lgs_fast.analyze import compute_tables, tables_of
-from lgs_fast.definitions import Options
+from lgs_fast.config import Options
+from lgs_fast.engines.polars import ANALYSES, UNORDERED
 from lgs_fast.errors import DamagedError
+from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import (
     MANIFEST,
     Manifest,
+    layers,
     scan,
     scan_invoices,
     scan_layers,
@@ -28,9 +30,7 @@ from lgs_fast.lake import (
     verify_lake,
     write_lake,
 )
-from lgs_fast.metrics import ANALYSES, UNORDERED
 from lgs_fast.schema import POLARS_SCHEMA
-from lgs_fast.sources import import_files
 from tests.conftest import RETAIL_II_CSV, shared
 from tests.utils import assert_tables_agree
 

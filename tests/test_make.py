@@ -56,7 +56,7 @@ def test_notebook_opens_jupyterlab_from_its_extra() -> None:
 def test_analyze_keeps_a_lake_that_exists(tmp_path: Path) -> None:
     """`make analyze` once imported the shipped data over whatever lake it was given, so a user
     who had imported their own file got LGS's report: now an existing lake is analysed as is."""
-    from lgs_fast.generate import generate
+    from lgs_fast.ingest.generate import generate
     from lgs_fast.lake import Manifest
 
     lake, out = tmp_path / "lake", tmp_path / "out"

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from lgs_fast.analyze import compute_tables, tables_of
-from lgs_fast.definitions import Options
+from lgs_fast.config import Options
 from tests.utils import check_agreement, frame, line
 
 

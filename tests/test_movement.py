@@ -10,12 +10,12 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from lgs_fast import sql
 from lgs_fast.analyze import compute_tables
-from lgs_fast.definitions import Options
+from lgs_fast.config import Options
+from lgs_fast.engines import duckdb as sql
+from lgs_fast.engines.polars.movement import compare_time
 from lgs_fast.errors import InputError, LgsError
 from lgs_fast.lake import scan
-from lgs_fast.movement import compare_time
 from tests.utils import START, check_agreement, frame, line
 
 QUARTER = Options(as_of=dt.datetime(2011, 12, 9), compare_as_of=dt.datetime(2011, 9, 9))
@@ -181,7 +181,7 @@ def test_cli_compare_as_of(retail_lake: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["new", "same"])
 def test_segment_may_not_take_a_movement_marker(tmp_path: Path, name: str) -> None:
     """A segment called `new` would be read as "not scored then" in segment_movement."""
-    from lgs_fast.definitions import load_segment_rules
+    from lgs_fast.config import load_segment_rules
     from lgs_fast.errors import InputError
 
     path = tmp_path / "map.toml"

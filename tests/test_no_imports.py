@@ -38,16 +38,17 @@ def _loaded(statement: str, names: tuple[str, ...] = HEAVY) -> list[str]:
 def test_package_import_is_light() -> None:
     assert _loaded("import lgs_fast", ENGINES + HEAVY) == []
     assert _loaded("import lgs_fast.cli", ENGINES + HEAVY) == []
-    assert _loaded("import lgs_fast.definitions", ENGINES + HEAVY) == []
+    assert _loaded("import lgs_fast.config", ENGINES + HEAVY) == []
 
 
 def test_names_load_on_first_use() -> None:
     assert _loaded("import lgs_fast; lgs_fast.scan") == []
-    assert "duckdb" in _loaded("from lgs_fast import sql")
+    assert "duckdb" in _loaded("from lgs_fast.engines import duckdb")
 
 
 def test_light_constants_match_the_engines() -> None:
-    from lgs_fast import analyze, definitions
+    from lgs_fast import analyze
+    from lgs_fast import config as definitions
 
     assert definitions.ENGINES == analyze.ENGINES
 

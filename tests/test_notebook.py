@@ -11,8 +11,8 @@ import pytest
 from nbclient import NotebookClient
 
 import lgs_fast as lgs
-from lgs_fast import charts
 from lgs_fast.errors import LakeError
+from lgs_fast.outputs import charts
 from tests.conftest import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "rfm_segments.ipynb"

@@ -15,8 +15,8 @@ from psycopg import sql
 
 from lgs_fast.cli import cli
 from lgs_fast.errors import InputError, SourceError
+from lgs_fast.ingest.postgres import export, load_pg, redact
 from lgs_fast.lake import Manifest, scan, verify_lake
-from lgs_fast.postgres import export, load_pg, redact
 from lgs_fast.schema import COLUMNS
 from tests.conftest import EMBEDDED
 
@@ -159,7 +159,7 @@ def test_column_mapping_and_types(pg_dsn: str, pg_table: str, tmp_path: Path) ->
 
 @pytest.fixture
 def old_lake(tmp_path: Path) -> Path:
-    from lgs_fast.sources import import_files
+    from lgs_fast.ingest.sources import import_files
 
     lake = tmp_path / "lake"
     import_files([EMBEDDED], lake)
@@ -339,7 +339,7 @@ def test_closed_stream_releases_a_waiting_reader() -> None:
     The export once hung when a bad value stopped it while that thread waited for a block the
     stopped COPY reader would never send.
     """
-    from lgs_fast.postgres import _CopyStream
+    from lgs_fast.ingest.postgres import _CopyStream
 
     built = threading.Event()
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from lgs_fast.analyze import tables_of
-from lgs_fast.definitions import UNCLASSIFIED, Options, SegmentRule
+from lgs_fast.config import UNCLASSIFIED, Options, SegmentRule
 from tests.utils import START, check_agreement, frame, line
 
 

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 
 from benchmarks import pandas_reference as reference
 from lgs_fast.analyze import compute_tables, recommendation_outputs
-from lgs_fast.definitions import UNCLASSIFIED, Options
+from lgs_fast.config import UNCLASSIFIED, Options
+from lgs_fast.engines.polars import UNORDERED
 from lgs_fast.errors import InputError
-from lgs_fast.metrics import UNORDERED
 from lgs_fast.models import recommend
 from tests.utils import START, assert_agree, check_agreement, line
 
@@ -278,7 +278,7 @@ def test_as_of_drops_later_lines() -> None:
 def test_the_api_checks_the_segments_it_recommends_to(tmp_path: Path) -> None:
     # Only the CLI checked --recommend: Options(recommend_segments=("At risk",)) recommended to
     # nobody, silently, and the report named the segment all the same.
-    from lgs_fast.definitions import load_segment_rules
+    from lgs_fast.config import load_segment_rules
     from lgs_fast.errors import InputError
     from tests.utils import write_segment_map
 

@@ -18,9 +18,9 @@ import pytest
 from altair.vegalite.v6.schema import load_schema
 
 from lgs_fast.analyze import analyze
-from lgs_fast.campaigns import slug
-from lgs_fast.charts import CHARTS, PNG_SCALE
-from lgs_fast.clv import ClvSettings
+from lgs_fast.models.clv import ClvSettings
+from lgs_fast.outputs.charts import CHARTS, PNG_SCALE
+from lgs_fast.outputs.lists import slug
 from tests.conftest import EMBEDDED, ROOT
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -120,7 +120,7 @@ def test_segment_exports_cover_rfm(output: Path) -> None:
 
 def test_report_content_is_escaped(retail_lake: Path, tmp_path: Path) -> None:
     from lgs_fast.analyze import compute_tables
-    from lgs_fast.report import render_report
+    from lgs_fast.outputs.report import render_report
 
     tables = compute_tables(retail_lake)
     evil = "<script>alert(1)</script> & </script>"
@@ -436,8 +436,8 @@ def test_totals_explained_when_the_reference_time_is_early(retail_lake: Path) ->
     """Customers who first bought after --as-of are not scored: the page says so, rather than
     blaming credit notes for them."""
     from lgs_fast.analyze import compute_tables
-    from lgs_fast.definitions import Options
-    from lgs_fast.wording import reconciliation
+    from lgs_fast.config import Options
+    from lgs_fast.outputs.wording import reconciliation
 
     tables = compute_tables(retail_lake, Options(as_of=dt.datetime(2010, 12, 5)))
     said = reconciliation(tables)[2]
@@ -450,7 +450,7 @@ def test_title_currency_and_time_zone_reach_every_output(retail_lake: Path, tmp_
     from openpyxl import load_workbook
 
     from lgs_fast.cli import cli
-    from lgs_fast.workbook import WORKBOOK_NAME
+    from lgs_fast.outputs.workbook import WORKBOOK_NAME
 
     out = tmp_path / "out"
     said = CliRunner().invoke(cli, [
@@ -506,7 +506,7 @@ def test_bad_presentation_options_are_one_line_before_any_work(
 def test_vega_bundle_is_cached_and_a_damaged_cache_is_rebuilt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lgs_fast.report import vega_javascript
+    from lgs_fast.outputs.report import vega_javascript
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     built = vega_javascript()

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 import lgs_fast as lgs
-from lgs_fast import sql
 from lgs_fast.analyze import compute_tables
-from lgs_fast.definitions import Options
+from lgs_fast.config import Options
+from lgs_fast.engines import duckdb as sql
 from tests.utils import check_agreement, frame, line
 
 COLUMNS = {

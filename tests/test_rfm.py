@@ -11,7 +11,7 @@ import pytest
 
 import lgs_fast as lgs
 from lgs_fast.analyze import compute_tables
-from lgs_fast.definitions import Options, load_segment_rules
+from lgs_fast.config import Options, load_segment_rules
 from lgs_fast.errors import InputError
 
 STANDARD_SEGMENTS = {

@@ -20,9 +20,9 @@ import pytest
 import lgs_fast as lgs
 from lgs_fast import analyze
 from lgs_fast.analyze import compute_tables
-from lgs_fast.definitions import Options
-from lgs_fast.generate import generate
-from lgs_fast.metrics import ANALYSES
+from lgs_fast.config import Options
+from lgs_fast.engines.polars import ANALYSES
+from lgs_fast.ingest.generate import generate
 from tests.test_properties import START, check_agreement
 from tests.utils import assert_tables_agree
 

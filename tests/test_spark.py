@@ -1,4 +1,4 @@
-"""The Spark engine: the same queries, translated (lgs_fast/dialect.py), on a real local[2]
+"""The Spark engine: the same queries, translated (lgs_fast/engines/spark/dialect.py), on a real local[2]
 Spark, agree with Polars and DuckDB on every table of the real data, both presets, and over a
 range that cuts months (tests/test_spark_command.py: URIs, the command, its errors)."""
 
@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from lgs_fast.analyze import compute_tables
-from lgs_fast.definitions import Options
-from lgs_fast.dialect import to_spark
-from lgs_fast.metrics import ANALYSES
+from lgs_fast.config import Options
+from lgs_fast.engines.polars import ANALYSES
+from lgs_fast.engines.spark.dialect import to_spark
 from tests.utils import assert_tables_agree
 
 MASTER = "local[2]"
@@ -22,7 +22,7 @@ MASTER = "local[2]"
 
 @pytest.fixture(scope="module")
 def spark():  # type: ignore[no-untyped-def]
-    from lgs_fast.spark import session
+    from lgs_fast.engines.spark import session
 
     return session(MASTER)
 

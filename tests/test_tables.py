@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from lgs_fast.analyze import compute_tables
-from lgs_fast.definitions import Options
+from lgs_fast.config import Options
 from tests.utils import assert_agree
 
 
@@ -148,7 +148,7 @@ def test_csv_shows_money_to_the_penny_and_parquet_keeps_full_precision(
     retail_lake: Path, tmp_path: Path
 ) -> None:
     from lgs_fast.analyze import write_tables
-    from lgs_fast.definitions import MONEY_COLUMNS
+    from lgs_fast.config import MONEY_COLUMNS
 
     tables = compute_tables(retail_lake)
     write_tables(tables, tmp_path)

@@ -21,14 +21,14 @@ from polars.testing import assert_frame_equal
 from psycopg import sql
 
 from lgs_fast.analyze import compute_tables
-from lgs_fast.charts import CHARTS
 from lgs_fast.cli import cli
 from lgs_fast.errors import DamagedError
+from lgs_fast.ingest.postgres import export, load_pg
+from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import MANIFEST, Manifest, scan, verify_lake
-from lgs_fast.postgres import export, load_pg
+from lgs_fast.outputs.charts import CHARTS
+from lgs_fast.outputs.workbook import WORKBOOK_NAME
 from lgs_fast.schema import COLUMNS
-from lgs_fast.sources import import_files
-from lgs_fast.workbook import WORKBOOK_NAME
 from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
 
 
@@ -843,7 +843,7 @@ def test_builds_of_killed_runs_are_removed_whatever_the_moment(
     """A run killed between creating its build and marking it leaves an empty build; a run
     killed while removing the previous run used to leave it unmarked (the marker went first)
     and so forever. The next run removes both; an unmarked build holding files is kept."""
-    from lgs_fast.outputs import MARKER, _remove_build
+    from lgs_fast.outputs.switch import MARKER, _remove_build
 
     empty = tmp_path / ".out.build-0123456789abcdef"
     empty.mkdir()

@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from lgs_fast import sources
 from lgs_fast.cli import cli
 from lgs_fast.errors import InputError
+from lgs_fast.ingest import sources
+from lgs_fast.ingest.sources import import_files, read_source
 from lgs_fast.schema import COLUMNS, HEADER_FORMS
-from lgs_fast.sources import import_files, read_source
 
 HEADER = ",".join(HEADER_FORMS["uci"])
 GOOD = {
@@ -120,7 +120,7 @@ def test_postgres_refuses_non_finite_price(pg_dsn: str, pg_table: str, tmp_path:
     import psycopg
     from psycopg import sql
 
-    from lgs_fast.postgres import export
+    from lgs_fast.ingest.postgres import export
 
     with psycopg.connect(pg_dsn) as conn:
         conn.execute(

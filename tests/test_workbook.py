@@ -13,9 +13,9 @@ from openpyxl.utils import get_column_letter
 
 import lgs_fast as lgs
 from lgs_fast.analyze import analyze, tables_of
-from lgs_fast.campaigns import spreadsheet_safe
-from lgs_fast.definitions import MONEY_COLUMNS, Options, load_segment_rules
-from lgs_fast.workbook import (
+from lgs_fast.config import MONEY_COLUMNS, Options, load_segment_rules, segment_slug
+from lgs_fast.outputs.lists import spreadsheet_safe
+from lgs_fast.outputs.workbook import (
     MODEL_DETAIL,
     PER_CUSTOMER,
     WORKBOOK_NAME,
@@ -171,7 +171,7 @@ def test_campaign_lists_by_net_spend_without_customers_who_spent_nothing(out: Pa
     assert 12558 in spent_nothing  # a net spend of 2.66e-14 in float arithmetic
     listed = 0
     for segment in SEGMENTS:
-        csv = pl.read_csv(out / "segments" / f"{lgs.definitions.segment_slug(segment)}.csv")
+        csv = pl.read_csv(out / "segments" / f"{segment_slug(segment)}.csv")
         sheet = sheets[segment]
         assert csv["customer_id"].to_list() == sheet["customer_id"].to_list()
         spend = sheet["monetary"]

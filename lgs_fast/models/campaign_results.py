@@ -29,7 +29,7 @@ from typing import Final
 
 import polars as pl
 
-from lgs_fast.definitions import currency
+from lgs_fast.config import currency
 from lgs_fast.errors import InputError
 
 MIN_GROUP: Final = 30

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 import polars as pl
 
-from lgs_fast.definitions import RECOMMENDATION_KINDS, Options
+from lgs_fast.config import RECOMMENDATION_KINDS, Options
 
 if TYPE_CHECKING:
     from scipy import sparse

@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from lgs_fast.definitions import (
+from lgs_fast.config import (
     MONEY_COLUMNS,
     RECOMMENDATION_KINDS,
     UNCLASSIFIED,

@@ -4,7 +4,7 @@ Nothing here computes a metric: it formats the tables `analyze` produced. Every 
 the data (countries, descriptions, segment names) is HTML-escaped; chart specs are inlined as
 JSON with `<`, `>` and `&` escaped so no value can close a script element. The Vega, Vega-Lite
 and Vega-Embed libraries are inlined too (vl-convert's bundle), so the page opens offline.
-The campaign lists and CSV files the page links to are written by `lgs_fast.campaigns`.
+The campaign lists and CSV files the page links to are written by `lgs_fast.outputs.lists`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from lgs_fast.campaigns import campaign_note, campaign_overview
-from lgs_fast.definitions import (
+from lgs_fast.config import (
     COMPARE_DAYS,
     MOVEMENT_NEW,
     Options,
@@ -32,7 +31,8 @@ from lgs_fast.definitions import (
     current_presentation,
     load_segment_rules,
 )
-from lgs_fast.wording import (
+from lgs_fast.outputs.lists import campaign_note, campaign_overview
+from lgs_fast.outputs.wording import (
     QUALITY_LABELS,
     headline,
     largest_reversal,
@@ -44,7 +44,7 @@ from lgs_fast.wording import (
 )
 
 if TYPE_CHECKING:
-    from lgs_fast.clv import ClvSettings
+    from lgs_fast.models.clv import ClvSettings
 
 Tables = dict[str, pl.DataFrame]
 
@@ -415,7 +415,9 @@ def render_report(
     }
     present = [(a, t) for a, t in SECTIONS if sections[a]]
     toc = " · ".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in present)
-    template = Template(resources.files("lgs_fast").joinpath("templates/report.html").read_text())
+    template = Template(
+        resources.files("lgs_fast.outputs").joinpath("templates/report.html").read_text()
+    )
     return template.substitute(
         title=_e(current_presentation().title),
         subtitle=_e(f"{o['lines']:,} invoice lines, {span}.{generated}"),

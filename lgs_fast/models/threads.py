@@ -1,4 +1,4 @@
-"""How the models (`lgs_fast.clv`, `lgs_fast.forecast`) run their numerical work: on one BLAS
+"""How the models (`lgs_fast.models.clv`, `lgs_fast.models.forecast`) run their numerical work: on one BLAS
 thread.
 
 Their maximum-likelihood searches make many small matrix and vector operations. With one BLAS

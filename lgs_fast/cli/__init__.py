@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 # Option choices and defaults come from where they are defined; that module loads no engine.
-from lgs_fast.definitions import COMPARE_DAYS, ENGINES, PRESETS, Presentation, presenting
+from lgs_fast.config import COMPARE_DAYS, ENGINES, PRESETS, Presentation, presenting
 from lgs_fast.errors import InputError, LgsError
 
 LAKE_HELP = "Lake directory (default: $LGS_LAKE or data/lake)."
@@ -87,7 +87,7 @@ def _what_changed() -> str:
     half-imported Polars fails on first use).
     """
     said: list[str] = []
-    for name in ("lgs_fast.lake", "lgs_fast.outputs"):
+    for name in ("lgs_fast.lake", "lgs_fast.outputs.switch"):
         state = getattr(sys.modules.get(name), "interrupted_state", None)
         if state is not None:
             said += state()
@@ -169,9 +169,9 @@ def import_command(
     (see --date-format); accepted from 1900-01-01 to 2099-12-31.
     LAKE must be new, empty, or a lake lgs_fast made; one writer at a time (exit 5 if busy).
     """
+    from lgs_fast.engines.polars import data_quality
+    from lgs_fast.ingest.sources import import_files
     from lgs_fast.lake import scan_layers
-    from lgs_fast.metrics import data_quality
-    from lgs_fast.sources import import_files
 
     result = import_files(
         files,
@@ -254,7 +254,7 @@ def export_command(
     Ctrl-C) the previous lake stays as it was.
     """
     columns = _parse_columns(column_pairs)  # before psycopg is imported
-    from lgs_fast.postgres import export
+    from lgs_fast.ingest.postgres import export
 
     result = export(
         dsn,
@@ -298,7 +298,7 @@ def load_pg_command(
 
     One transaction: on bad input or a lost connection the table is left as it was.
     """
-    from lgs_fast.postgres import load_pg
+    from lgs_fast.ingest.postgres import load_pg
 
     rows = load_pg(
         files,
@@ -358,7 +358,7 @@ def generate_command(
     million lines, so 100M lines need no more memory than 1M. With --customers, a fixed number
     of wholesale customers who mostly re-order from ranges of their own, over two years.
     """
-    from lgs_fast.generate import generate
+    from lgs_fast.ingest.generate import generate
 
     root, written = generate(
         rows,
@@ -403,9 +403,9 @@ def campaign_results_command(
     made at or after the data's last invoice have nothing to measure yet.
     """
     from lgs_fast.analyze import campaign_results
-    from lgs_fast.campaigns import check_csv_target, write_csv_file
     from lgs_fast.lake import local_lake
     from lgs_fast.models.campaign_results import read_campaigns
+    from lgs_fast.outputs.lists import check_csv_target, write_csv_file
 
     when = _parse_when(until, "--until")
     read_campaigns(campaigns_file)  # its faults first, before the lake's
@@ -569,7 +569,7 @@ def clv_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def _clv_settings(
     calibration_end: dt.date | None, model: str, horizon: int, months: int, discount: float
 ) -> Any:
-    from lgs_fast.clv import ClvSettings  # NumPy and SciPy
+    from lgs_fast.models.clv import ClvSettings  # NumPy and SciPy
 
     return ClvSettings(
         model=model,  # type: ignore[arg-type]
@@ -606,7 +606,7 @@ def _share(value: str, option: str) -> float:
 
 
 def _lake(value: str | None) -> str | Path | None:
-    from lgs_fast.definitions import is_uri
+    from lgs_fast.config import is_uri
 
     return value if value is None or is_uri(value) else Path(value)
 
@@ -811,7 +811,7 @@ def analyze_command(
     17+), locally or on a cluster (--spark-master, $SPARK_REMOTE), over a local lake or one at
     a URI.
     """
-    from lgs_fast.definitions import Options, check_score_range, load_segment_rules
+    from lgs_fast.config import Options, check_score_range, load_segment_rules
 
     # Plain argument errors first, before any engine is imported.
     _check_spark_master(engine, spark_master)
@@ -835,7 +835,7 @@ def analyze_command(
         **({"recommend_segments": ()} if no_recommendations else {}),
     )
     settings = _clv_settings(calibration_day, model, horizon, months, discount)
-    from lgs_fast.campaigns import ListSettings, read_contacts
+    from lgs_fast.outputs.lists import ListSettings, read_contacts
 
     lists = ListSettings(
         contacts=read_contacts(contacts_file) if contacts_file is not None else None,
@@ -917,10 +917,10 @@ def clv_command(
     calibration_day = _parse_day(calibration_end, "--calibration-end")
 
     from lgs_fast.analyze import clv
-    from lgs_fast.campaigns import check_csv_target, write_csv_file
-    from lgs_fast.definitions import Options
+    from lgs_fast.config import Options
     from lgs_fast.lake import default_lake
-    from lgs_fast.report import clv_verdicts, holdout_sentences
+    from lgs_fast.outputs.lists import check_csv_target, write_csv_file
+    from lgs_fast.outputs.report import clv_verdicts, holdout_sentences
 
     lake_arg = _lake(lake)
     if csv_path is not None:
@@ -965,7 +965,7 @@ def clv_command(
 
 
 def _print_summary(tables: dict[str, Any]) -> None:
-    from lgs_fast.wording import headline, partial_months, segments_by_value
+    from lgs_fast.outputs.wording import headline, partial_months, segments_by_value
 
     rows = [(f.label.lower(), f.value, f.detail) for f in headline(tables)]
     partial = partial_months(tables)

@@ -1,5 +1,5 @@
 """The Spark engine: the same `queries/*.sql` as the DuckDB engine, translated into Spark SQL by
-`lgs_fast.dialect`, over the lake read by Spark itself, from a local path or any URI Hadoop can
+`lgs_fast.engines.spark.dialect`, over the lake read by Spark itself, from a local path or any URI Hadoop can
 read (`file://`, `s3a://`, `hdfs://`, …).
 
 Spark sees what DuckDB sees: view `invoice_lines` (exactly the manifest's files, never a glob),
@@ -36,13 +36,13 @@ from urllib.parse import urlparse
 
 import polars as pl
 
-from lgs_fast.definitions import Options, as_datetime, segment_rules_frame
-from lgs_fast.dialect import to_spark
+from lgs_fast.config import Options, as_datetime, segment_rules_frame
+from lgs_fast.engines.duckdb import MACROS, VIEWS, load_query, variables
+from lgs_fast.engines.spark.dialect import to_spark
 from lgs_fast.errors import DamagedError, EngineError, LakeError, LgsError
 from lgs_fast.lake import MANIFEST, Manifest, Snapshot, first_line, layer_plan
-from lgs_fast.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
+from lgs_fast.lake.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
 from lgs_fast.schema import COLUMNS
-from lgs_fast.sql import MACROS, VIEWS, load_query, variables
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -171,7 +171,7 @@ def _session(url: str) -> SparkSession:
     if url.startswith("sc://"):
         builder = builder.remote(url)
     else:
-        log4j = resources.files("lgs_fast") / "spark_log4j2.properties"
+        log4j = resources.files("lgs_fast.engines.spark") / "log4j2.properties"
         java_options = f"-Dlog4j2.configurationFile=file:{log4j} " + os.environ.get(
             "LGS_SPARK_JAVA_OPTIONS", ""
         )
@@ -510,7 +510,7 @@ def table(con: Connection, name: str) -> pl.DataFrame:
 
 def tables(con: Connection) -> dict[str, pl.DataFrame]:
     """Every analysis of `queries/`, as Polars frames in the DuckDB engine's schema."""
-    from lgs_fast.metrics import ANALYSES
+    from lgs_fast.engines.polars import ANALYSES
 
     for name in VIEWS:  # computed once here, not once per query that reads them
         con.spark.table(name).cache()
@@ -533,7 +533,7 @@ def to_polars(df: DataFrame, schema: pl.Schema) -> pl.DataFrame:
 @cache
 def _schemas(options: Options) -> dict[str, pl.Schema]:
     """Each table's schema as the DuckDB engine gives it: the one shape of every engine."""
-    from lgs_fast import sql
+    from lgs_fast.engines import duckdb as sql
     from lgs_fast.schema import POLARS_SCHEMA
 
     empty = pl.LazyFrame(schema=POLARS_SCHEMA)

@@ -5,7 +5,7 @@ twin of each, and `benchmarks/pandas_reference.py` the third opinion. Nothing he
 
 Each takes the lake's `Layers` (`lgs_fast.lake.scan_layers`), reading the invoice and product
 layers where they hold what it needs and the lines only where nothing else does; any LazyFrame
-of lines is accepted too, its layers then computed from it (`lgs_fast.layers.of_lines`).
+of lines is accepted too, its layers then computed from it (`lgs_fast.lake.layers.of_lines`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from decimal import Decimal
 
 import polars as pl
 
-from lgs_fast.definitions import NON_PRODUCT_PATTERN, UNCLASSIFIED, Options, segment_rules_frame
-from lgs_fast.layers import Layers, as_layers
+from lgs_fast.config import NON_PRODUCT_PATTERN, UNCLASSIFIED, Options, segment_rules_frame
+from lgs_fast.lake.layers import Layers, as_layers
 
 Data = pl.LazyFrame | Layers  # the lake's layers, or lines to derive them from
 
@@ -379,7 +379,7 @@ def _segment(rf: pl.Expr, options: Options) -> pl.Expr:
 
 
 # Net spend is added up exactly: each line's amount in whole millionths of a pound (the invoice
-# layer's `micro`, `lgs_fast.layers`; exact for
+# layer's `micro`, `lgs_fast.lake.layers`; exact for
 # prices of up to six decimals; the real data has at most three), summed as integers, which give
 # the same total in any order. A float sum depends on the order of addition, which differs
 # between engines and between runs: a spend that is mathematically zero came out as 3.3e-13, and
@@ -898,8 +898,8 @@ def tables(
     layers = as_layers(data)
     totals = invoice_totals(layers, options) if totals is None else totals
     table = rfm(layers, options) if rfm_table is None else rfm_table
-    # Imported here: lgs_fast.movement builds on this module's rfm.
-    from lgs_fast.movement import segment_movement, segment_transitions
+    # Imported here: lgs_fast.engines.polars.movement builds on this module's rfm.
+    from lgs_fast.engines.polars.movement import segment_movement, segment_transitions
 
     movement = segment_movement(layers, options, rfm_now=table)
     derived = {

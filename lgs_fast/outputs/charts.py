@@ -6,7 +6,7 @@ Every chart takes the tables `analyze` produced (dozens to a few hundred rows), 
 In a notebook, each public function returns an Altair chart that Jupyter draws inline:
 
     import lgs_fast as lgs
-    from lgs_fast import charts
+    from lgs_fast.outputs import charts
 
     tables = lgs.compute_tables(lgs.find_lake().path)   # or lgs_fast.analyze.tables_of(lines)
     charts.show_inline()                                # once: draw without network access
@@ -27,8 +27,8 @@ from typing import Any
 import altair as alt
 import polars as pl
 
-from lgs_fast.definitions import MOVEMENT_NEW, currency
-from lgs_fast.wording import (
+from lgs_fast.config import MOVEMENT_NEW, currency
+from lgs_fast.outputs.wording import (
     labelled_months,
     largest_reversal,
     money,

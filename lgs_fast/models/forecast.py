@@ -33,7 +33,7 @@ horizon (their 2.5, 10, 90 and 97.5% quantiles around the forecast). With too fe
 backtest, the ETS candidate with the lowest AICc is published and the models table says why.
 
 statsmodels (and the pandas it needs) is imported inside the functions that fit, so that
-`import lgs_fast` stays light. The fits run with one BLAS thread (`lgs_fast.threads`):
+`import lgs_fast` stays light. The fits run with one BLAS thread (`lgs_fast.models.threads`):
 statsmodels' optimiser (scipy's L-BFGS-B) makes many tiny BLAS calls, and with a thread per
 core they spent more time waking threads than computing (measured on 2 busy cores: 5.7 s
 against 0.4 s for the real data's backtest).
@@ -55,7 +55,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from lgs_fast.errors import InputError
-from lgs_fast.threads import one_blas_thread
+from lgs_fast.models.threads import one_blas_thread
 
 Array = NDArray[np.float64]
 

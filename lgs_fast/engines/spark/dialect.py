@@ -5,7 +5,7 @@ sqlglot parses each query as DuckDB and writes it as Spark; the rewrites below c
 does not translate, or not with DuckDB's meaning:
 
 - `getvariable('x')` becomes a reference to the session variable `system.session.x`, which
-  `lgs_fast.spark` declares with a type and sets from a bound value: options never reach the
+  `lgs_fast.engines.spark` declares with a type and sets from a bound value: options never reach the
   text of a query;
 - a call of a table macro (`rfm_at(expr)`) becomes the macro's query with its parameter
   replaced by the argument, as DuckDB expands it;

@@ -1256,7 +1256,7 @@ def load_pg(
     import psycopg
     from psycopg import sql
 
-    from lgs_fast.sources import read_source
+    from lgs_fast.ingest.sources import read_source
 
     for path in paths:
         # Checks paths, file types and the date format before touching the database.

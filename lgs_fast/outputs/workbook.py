@@ -18,7 +18,8 @@ from typing import Any
 
 import polars as pl
 
-from lgs_fast.campaigns import (
+from lgs_fast.config import MONEY_COLUMNS, currency
+from lgs_fast.outputs.lists import (
     CONTROL,
     ListSettings,
     campaign_counts,
@@ -28,7 +29,6 @@ from lgs_fast.campaigns import (
     split_list,
     spreadsheet_safe,
 )
-from lgs_fast.definitions import MONEY_COLUMNS, currency
 
 Tables = dict[str, pl.DataFrame]
 

@@ -1,7 +1,7 @@
 """The lake: hive-partitioned Parquet of canonical invoice lines, plus `_manifest.json`.
 
 Layout: ``LAKE/invoice_lines/year=YYYY/month=MM/part-<write id>.parquet`` (zstd), and beside
-each month its derived layers (`lgs_fast.layers`): ``LAKE/invoices/…`` and ``LAKE/products/…``
+each month its derived layers (`lgs_fast.lake.layers`): ``LAKE/invoices/…`` and ``LAKE/products/…``
 under the same partition and file name, and the month's quality counts in the manifest. The
 manifest is the lake's one source of truth: it names the file of every month and of its layers,
 with their row counts, sizes and checksums. Writes are transactions:
@@ -40,10 +40,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lgs_fast import layers
-from lgs_fast.definitions import as_datetime, is_uri
+from lgs_fast.config import as_datetime, is_uri
 from lgs_fast.errors import BusyError, DamagedError, InputError, LakeError
-from lgs_fast.layers import LAYERS, LAYERS_VERSION, Layers
+from lgs_fast.lake import layers
+from lgs_fast.lake.layers import LAYERS, LAYERS_VERSION, Layers
 from lgs_fast.schema import ARROW_SCHEMA, POLARS_SCHEMA, SCHEMA_VERSION, to_arrow
 
 DEFAULT_LAKE = Path("data/lake")
@@ -581,7 +581,7 @@ def scan_layers(
     end: dt.date | dt.datetime | None = None,
     snap: Snapshot | None = None,
 ) -> Layers:
-    """The lake's lines and derived layers (`lgs_fast.layers.Layers`), lazy, over an optional
+    """The lake's lines and derived layers (`lgs_fast.lake.layers.Layers`), lazy, over an optional
     date range: what the analyses read. Exact for any range and any lake: layers are read
     where they cover what is asked and computed from the lines where they do not."""
     if snap is None:
@@ -638,7 +638,7 @@ def scan_invoices(
     start: dt.date | dt.datetime | None = None,
     end: dt.date | dt.datetime | None = None,
 ) -> pl.LazyFrame:
-    """The invoice layer (`lgs_fast.layers`) of the lake as a LazyFrame, over an optional range."""
+    """The invoice layer (`lgs_fast.lake.layers`) of the lake as a LazyFrame, over an optional range."""
     return scan_layers(lake, start=start, end=end).invoices
 
 

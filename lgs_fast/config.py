@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 Preset = Literal["standard", "notebook"]
 PRESETS: Final[tuple[Preset, ...]] = ("standard", "notebook")
 
-# The engines that compute the tables (`lgs_fast.metrics`, `lgs_fast.sql`, `lgs_fast.spark`);
+# The engines that compute the tables (`lgs_fast.engines.polars`, `lgs_fast.engines.duckdb`, `lgs_fast.engines.spark`);
 # all give the same.
 Engine = Literal["polars", "duckdb", "spark"]
 ENGINES: Final[tuple[Engine, ...]] = ("polars", "duckdb", "spark")

@@ -34,7 +34,7 @@ from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
 from lgs_fast.errors import InputError
-from lgs_fast.threads import one_blas_thread
+from lgs_fast.models.threads import one_blas_thread
 
 Array = NDArray[np.float64]
 PurchaseModel = Literal["bgnbd", "mbgnbd", "pnbd", "nbd"]
@@ -307,7 +307,7 @@ def _hessian(f: Callable[[Array], float], at: Array, step: float = 1e-4) -> Arra
     return h
 
 
-# One BLAS thread (lgs_fast/threads.py): ten times faster here, and the same every run.
+# One BLAS thread (lgs_fast/models/threads.py): ten times faster here, and the same every run.
 @one_blas_thread()
 def _maximise(
     model: str,

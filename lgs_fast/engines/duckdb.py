@@ -1,5 +1,5 @@
 """The DuckDB engine: `queries/*.sql` over the lake, registered as view `invoice_lines`, and
-its derived layers (`lgs_fast.layers`) as views `invoices`, `products` and `quality`.
+its derived layers (`lgs_fast.lake.layers`) as views `invoices`, `products` and `quality`.
 
 Options reach the SQL as DuckDB variables set with bound parameters (`getvariable('bins')`),
 never pasted into the text, so each query file runs unchanged for every option.
@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from lgs_fast.definitions import (
+from lgs_fast.config import (
     COMPARE_DAYS,
     NON_PRODUCT_PATTERN,
     Options,
@@ -29,7 +29,7 @@ from lgs_fast.definitions import (
 )
 from lgs_fast.errors import LgsError
 from lgs_fast.lake import Snapshot, layer_plan, snapshot
-from lgs_fast.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
+from lgs_fast.lake.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
 from lgs_fast.schema import ARROW_SCHEMA, COLUMNS
 
 
@@ -230,7 +230,7 @@ def query(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBPyRelation:
 
 def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     """Every analysis of `queries/`, fetched as Polars frames, keyed by table name."""
-    from lgs_fast.metrics import ANALYSES
+    from lgs_fast.engines.polars import ANALYSES
 
     for name in VIEWS:  # computed once here, not once per query that reads them
         con.execute(f"DROP VIEW {name}")

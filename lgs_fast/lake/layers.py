@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from lgs_fast.definitions import NON_PRODUCT_PATTERN
+from lgs_fast.config import NON_PRODUCT_PATTERN
 
 # Raised whenever a layer's definition or columns change: a lake whose layers carry another
 # version is read as if it had none (built again from its lines), never trusted.

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import polars as pl
 
-from lgs_fast.definitions import (
+from lgs_fast.config import (
     COMPARE_DAYS,
     MOVEMENT_ARROW,
     MOVEMENT_NEW,
     MOVEMENT_SAME,
     Options,
 )
-from lgs_fast.layers import as_layers
-from lgs_fast.metrics import DEFAULT, Data, reference_time, rfm, rfm_at
+from lgs_fast.engines.polars import DEFAULT, Data, reference_time, rfm, rfm_at
+from lgs_fast.lake.layers import as_layers
 
 
 def compare_time(rows: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:

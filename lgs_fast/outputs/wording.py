@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from lgs_fast.definitions import currency
+from lgs_fast.config import currency
 
 Tables = dict[str, pl.DataFrame]
 
