@@ -1,8 +1,8 @@
 """`analyze`: run every analysis with one engine and write the output tables.
 
-The engines themselves are `lgs_fast.engines.polars` (Polars), `lgs_fast.engines.duckdb` (DuckDB) and
-`lgs_fast.engines.spark` (Spark); this module only chooses one, collects at the edge, and writes
-`OUT/tables/NAME.{parquet,csv}` atomically. A lake named by URI (`s3a://…`) is read by Spark
+The engines themselves are `lgs_fast.engines.polars`, `lgs_fast.engines.duckdb` and
+`lgs_fast.engines.spark`, named by the registry `lgs_fast.engines`; this module asks one for the
+catalog's tables, hands them to the models, and writes the outputs atomically. A lake named by URI (`s3a://…`) is read by Spark
 alone; a local lake by any engine, under the readers' lock.
 """
 
@@ -11,140 +11,44 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from lgs_fast import engines
+from lgs_fast.catalog import MODEL_INPUTS
 from lgs_fast.config import (
-    ENGINES,
-    Engine,
+    EngineName,
     Options,
     Presentation,
     current_presentation,
     is_uri,
     presenting,
 )
-from lgs_fast.engines.polars import MODEL_INPUTS
+from lgs_fast.engines.base import EngineSettings, Span
 from lgs_fast.errors import InputError, LgsError
 from lgs_fast.lake import Snapshot, default_lake, reading, scan_layers, verify_lake
 from lgs_fast.outputs.switch import OutputSwitch, check_apart
 
 if TYPE_CHECKING:
-    from lgs_fast.engines.spark import SparkLake
-    from lgs_fast.lake.layers import Layers
+    from lgs_fast.engines.base import Engine, Version
     from lgs_fast.models.campaign_results import Campaigns
     from lgs_fast.models.clv import ClvSettings, CustomerModel
     from lgs_fast.outputs.lists import ListSettings
 
-    # One version of a lake: local (checked, under the readers' lock) or read by Spark.
-    Version = Snapshot | SparkLake
-
 DEFAULT_OUT = Path("out")
 
 
-# Above this many lines the Polars engine collects one table at a time with its streaming
-# engine, trading the shared scans of one collect_all for a smaller working set.
-# LGS_STREAMING_ROWS moves the threshold (0: always stream, for machines with little memory).
-STREAMING_ROWS = int(os.environ.get("LGS_STREAMING_ROWS", 20_000_000))
-# Below this many lines the tables are collected together by Polars' in-memory engine, above it
-# by its streaming engine (measured: 1M lines 0.32 s against 0.49; 10M lines 2.3 s against 1.9).
-IN_MEMORY_ROWS = 5_000_000
-
-
-def _collect(
-    data: Layers, options: Options, *, rows: int, streaming: bool = False
-) -> dict[str, pl.DataFrame]:
-    from lgs_fast.engines import polars as metrics
-
-    if streaming:
-        # Without common-subplan elimination: sharing a scan between the branches of one table
-        # caches the whole scan in memory (measured: 931 MiB against 328 MiB at 10M lines).
-        separate = pl.QueryOptFlags(comm_subplan_elim=False)
-
-        def run(frame: pl.LazyFrame) -> pl.DataFrame:
-            return frame.collect(engine="streaming", optimizations=separate)
-
-        # Invoice totals and rfm are small and read by other tables: computed once, not once
-        # per reader (and, without shared sub-plans, once per branch of each reader).
-        lazy = metrics.tables(
-            data,
-            options,
-            totals=run(metrics.invoice_totals(data, options)).lazy(),
-            rfm_table=run(metrics.rfm(data, options)).lazy(),
-        )
-        return {name: run(frame) for name, frame in lazy.items()}
-    # The tables together in one collect_all, which shares their common sub-plans (the layers'
-    # scans).
-    lazy = metrics.tables(data, options)
-    engine = "in-memory" if rows < IN_MEMORY_ROWS else "streaming"
-    return dict(zip(lazy, pl.collect_all(list(lazy.values()), engine=engine), strict=True))
-
-
-def _polars(
-    snap: Snapshot, options: Options, start: dt.date | None, end: dt.date | None
-) -> dict[str, pl.DataFrame]:
-    streaming = snap.manifest.rows > STREAMING_ROWS
-    data = scan_layers(snap=snap, start=start, end=end)
-    return _collect(data, options, rows=snap.manifest.rows, streaming=streaming)
-
-
-def _duckdb(
-    snap: Snapshot, options: Options, start: dt.date | None, end: dt.date | None
-) -> dict[str, pl.DataFrame]:
-    from lgs_fast.engines import duckdb as sql
-
-    return sql.tables(sql.connect(snap=snap, options=options, start=start, end=end))
-
-
-def _spark_lake(version: Version) -> SparkLake:
-    from lgs_fast.engines import spark
-
-    return spark.from_snapshot(version) if isinstance(version, Snapshot) else version
-
-
-def _spark(
-    version: Version,
-    options: Options,
-    start: dt.date | None,
-    end: dt.date | None,
-    *,
-    master: str | None = None,
-) -> dict[str, pl.DataFrame]:
-    from lgs_fast.engines import spark
-
-    con = spark.connect(_spark_lake(version), options, start=start, end=end, master=master)
-    return spark.tables(con)
-
-
-_RUNNERS: dict[
-    Engine, Callable[[Snapshot, Options, dt.date | None, dt.date | None], dict[str, pl.DataFrame]]
-] = {
-    "polars": _polars,
-    "duckdb": _duckdb,
-    "spark": _spark,  # type: ignore[dict-item]
-}
-
-
 @contextlib.contextmanager
-def lake_version(
-    lake: str | Path | None, engine: str, spark_master: str | None = None
-) -> Iterator[Version]:
+def lake_version(lake: str | Path | None, engine: Engine) -> Iterator[Version]:
     """The lake's current version while the block reads it: a local lake's checked snapshot
-    under the readers' lock, or a URI lake's manifest and files as Spark sees them."""
+    under the readers' lock, or a URI lake's manifest and files as `engine` sees them."""
     if lake is not None and is_uri(lake):
-        if engine != "spark":
-            raise InputError(
-                f"{lake}: a lake at a URI is read by the Spark engine: add --engine spark"
-            )
-        from lgs_fast.engines import spark
-
-        yield spark.open_uri(spark.session(spark_master), str(lake))
+        yield engine.open_uri(str(lake))
         return
     with reading(Path(lake) if lake is not None else default_lake()) as snap:
         yield snap
@@ -154,7 +58,7 @@ def compute_tables(
     lake: str | Path | None = None,
     options: Options | None = None,
     *,
-    engine: Engine = "polars",
+    engine: EngineName = "polars",
     start: dt.date | None = None,
     end: dt.date | None = None,
     calibration_end: dt.date | None = None,
@@ -165,57 +69,49 @@ def compute_tables(
     With `calibration_end`, also `clv_calibration`: the CLV summary of the lines before it.
     `spark_master`: where the Spark engine runs (`lgs_fast.engines.spark.master_url`).
     """
-    _check_request(engine, start, end)
+    runner = _engine(engine, start, end, spark_master)
     # The shared lock keeps every file of this version on disk while the engine reads it,
     # whatever a writer does meanwhile.
-    with lake_version(lake, engine, spark_master) as version:
-        return _compute(
-            version, options or Options(), engine, start, end, calibration_end,
-            spark_master=spark_master,
-        )  # fmt: skip
+    with lake_version(lake, runner) as version:
+        return _compute(version, options or Options(), runner, Span(start, end), calibration_end)
 
 
-def _check_request(engine: str, start: dt.date | None, end: dt.date | None) -> None:
-    if engine not in _RUNNERS:
-        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+def _engine(
+    name: str, start: dt.date | None, end: dt.date | None, spark_master: str | None
+) -> Engine:
     if start is not None and end is not None and start >= end:
         raise InputError(f"empty date range: --from {start} is not before --to {end}")
+    return engines.engine(name, EngineSettings(spark_master=spark_master))
 
 
 def _compute(
     snap: Version,
     options: Options,
-    engine: str,
-    start: dt.date | None,
-    end: dt.date | None,
+    engine: Engine,
+    span: Span,
     calibration_end: dt.date | None = None,
     *,
     clv_only: bool = False,
-    spark_master: str | None = None,
 ) -> dict[str, pl.DataFrame]:
-    runner = _RUNNERS[engine]  # type: ignore[index]
-    if engine == "spark":
-        runner = partial(_spark, master=spark_master)
-    summary = partial(_clv_summary, spark_master=spark_master)
     try:
         if clv_only:
-            tables = {"clv_summary": summary(snap, options, engine, start, end)}
+            tables = {"clv_summary": engine.clv_summary(snap, options, span)}
         else:
-            tables = runner(snap, options, start, end)  # type: ignore[arg-type]
+            tables = engine.tables(snap, options, span)
         if calibration_end is not None:
             calibration = calibration_options(options, calibration_end)
-            tables["clv_calibration"] = summary(snap, calibration, engine, start, end)
+            tables["clv_calibration"] = engine.clv_summary(snap, calibration, span)
             # The baseline "as many purchase days as in the same span before": the summary
             # at the calibration's end less the holdout's length.
             days = holdout_days(tables["clv_summary"], tables["clv_calibration"])
             if days > 0:
                 earlier = calibration_options(options, calibration_end - dt.timedelta(days=days))
-                tables["clv_earlier"] = summary(snap, earlier, engine, start, end)
+                tables["clv_earlier"] = engine.clv_summary(snap, earlier, span)
         return tables
     except (LgsError, KeyboardInterrupt, SystemExit, MemoryError):
         raise
     except BaseException as err:  # engines raise their own types, Polars even panics
-        raise _read_failure(snap, engine, err) from None
+        raise _read_failure(snap, engine.name, err) from None
 
 
 def holdout_days(summary: pl.DataFrame, calibration: pl.DataFrame) -> int:
@@ -235,32 +131,6 @@ def calibration_options(options: Options, calibration_end: dt.date) -> Options:
             f"--calibration-end {calibration_end} is after --as-of {options.as_of}: no holdout"
         )
     return replace(options, as_of=first_holdout - dt.timedelta(microseconds=1))
-
-
-def _clv_summary(
-    snap: Version,
-    options: Options,
-    engine: str,
-    start: dt.date | None,
-    end: dt.date | None,
-    *,
-    spark_master: str | None = None,
-) -> pl.DataFrame:
-    if engine == "spark":
-        from lgs_fast.engines import spark
-
-        con = spark.connect(_spark_lake(snap), options, start=start, end=end, master=spark_master)
-        return spark.table(con, "clv_summary")
-    assert isinstance(snap, Snapshot)
-    if engine == "duckdb":
-        from lgs_fast.engines import duckdb as sql
-
-        con = sql.connect(snap=snap, options=options, start=start, end=end)
-        return sql.query(con, "clv_summary").pl()
-    from lgs_fast.engines.polars import clv_summary
-
-    data = scan_layers(snap=snap, start=start, end=end)
-    return clv_summary(data, options).collect(engine="streaming")
 
 
 @dataclass(frozen=True)
@@ -297,7 +167,7 @@ def clv(
     lake: str | Path | None = None,
     options: Options | None = None,
     *,
-    engine: Engine = "polars",
+    engine: EngineName = "polars",
     start: dt.date | None = None,
     end: dt.date | None = None,
     settings: ClvSettings | None = None,
@@ -305,12 +175,12 @@ def clv(
 ) -> ClvResult:
     """The CLV models alone: the summary by `engine`, the fits, per-customer predictions and,
     with `settings.calibration_end`, the holdout check (tables as `analyze` writes them)."""
-    _check_request(engine, start, end)
+    runner = _engine(engine, start, end, spark_master)
     calibration_end = settings.calibration_end if settings else None
-    with lake_version(lake, engine, spark_master) as version:
+    with lake_version(lake, runner) as version:
         inputs = _compute(
-            version, options or Options(), engine, start, end, calibration_end,
-            clv_only=True, spark_master=spark_master,
+            version, options or Options(), runner, Span(start, end), calibration_end,
+            clv_only=True,
         )  # fmt: skip
     return ClvResult(*clv_outputs(inputs, settings))
 
@@ -419,22 +289,10 @@ def _read_failure(snap: Version, engine: str, err: BaseException) -> LgsError:
 
 
 def tables_of(
-    lines: pl.LazyFrame, options: Options | None = None, *, engine: Engine = "polars"
+    lines: pl.LazyFrame, options: Options | None = None, *, engine: EngineName = "polars"
 ) -> dict[str, pl.DataFrame]:
     """Every output table of any LazyFrame of canonical lines (notebooks, tests), by `engine`."""
-    from lgs_fast.engines import duckdb as sql
-
-    options = options or Options()
-    if engine == "spark":
-        raise InputError(
-            "the Spark engine reads a lake, not a frame: compute_tables(lake, engine='spark')"
-        )
-    if engine == "duckdb":
-        return sql.tables(sql.connect(options=options, lines=lines))
-    from lgs_fast.lake.layers import of_lines
-
-    frame = lines.collect()
-    return _collect(of_lines(frame.lazy()), options, rows=frame.height)
+    return engines.engine(engine).tables_of(lines, options or Options())
 
 
 @dataclass(frozen=True)
@@ -512,7 +370,7 @@ def analyze(
     out: str | Path = DEFAULT_OUT,
     options: Options | None = None,
     *,
-    engine: Engine = "polars",
+    engine: EngineName = "polars",
     start: dt.date | None = None,
     end: dt.date | None = None,
     report: bool = True,
@@ -536,7 +394,7 @@ def analyze(
     """
     say = progress or (lambda _: None)
     target = Path(out)
-    _check_request(engine, start, end)
+    runner = _engine(engine, start, end, spark_master)
     options = options or Options()
     if lake is None or not is_uri(lake):
         check_apart(target, Path(lake) if lake is not None else default_lake())
@@ -554,20 +412,16 @@ def analyze(
             raise InputError(
                 "--campaign-results measures on a lake in a local directory, not at a URI"
             )
-    if engine == "spark":
-        from lgs_fast.engines import spark
-
-        spark.check_can_start(spark_master)  # a bad master or no Java: before any progress
-        say("starting Spark…")
+    starting = runner.check()  # a bad Spark master, or no Java: before any progress
+    if starting is not None:
+        say(starting)
     # The lake is checked and OUT claimed before the long work, so that a damaged lake or a
     # busy or foreign OUT fails at once.
-    with lake_version(lake, engine, spark_master) as snap, OutputSwitch(target) as switch:
+    with lake_version(lake, runner) as snap, OutputSwitch(target) as switch:
         _check_compare_time(options, end, snap)
         say(f"computing tables with {engine}…")
         calibration_end = clv_settings.calibration_end if clv_settings else None
-        tables = _compute(
-            snap, options, engine, start, end, calibration_end, spark_master=spark_master
-        )
+        tables = _compute(snap, options, runner, Span(start, end), calibration_end)
         if tables["clv_summary"].height > 0:  # no purchase at all: no model, no CLV section
             say("fitting the CLV models…")
             tables.update(clv_outputs(tables, clv_settings)[1])

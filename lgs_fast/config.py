@@ -31,8 +31,8 @@ PRESETS: Final[tuple[Preset, ...]] = ("standard", "notebook")
 
 # The engines that compute the tables (`lgs_fast.engines.polars`, `lgs_fast.engines.duckdb`, `lgs_fast.engines.spark`);
 # all give the same.
-Engine = Literal["polars", "duckdb", "spark"]
-ENGINES: Final[tuple[Engine, ...]] = ("polars", "duckdb", "spark")
+EngineName = Literal["polars", "duckdb", "spark"]
+ENGINES: Final[tuple[EngineName, ...]] = ("polars", "duckdb", "spark")
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 

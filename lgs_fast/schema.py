@@ -13,6 +13,7 @@ from typing import Final
 import polars as pl
 import pyarrow as pa
 
+from lgs_fast.catalog import BY_NAME
 from lgs_fast.errors import InputError
 
 SCHEMA_VERSION: Final = 1
@@ -347,3 +348,21 @@ def _type_label(dtype: pl.DataType) -> str:
 def to_arrow(df: pl.DataFrame) -> pa.Table:
     """The canonical Arrow table of a conformed frame (plain `string`, not Polars' views)."""
     return df.to_arrow().cast(ARROW_SCHEMA)
+
+
+# The catalog's type names as Polars types (a timestamp is the canonical one: µs, no zone).
+_CATALOG_TYPES: Final[dict[str, pl.DataType]] = {
+    "Int32": pl.Int32(),
+    "Int64": pl.Int64(),
+    "Float64": pl.Float64(),
+    "String": pl.String(),
+    "Date": pl.Date(),
+    "Datetime": pl.Datetime("us"),
+    "Boolean": pl.Boolean(),
+}
+
+
+def table_schema(name: str) -> pl.Schema:
+    """Output table `name`'s declared schema (`lgs_fast.catalog`) as a Polars schema."""
+    from_catalog = BY_NAME[name].schema
+    return pl.Schema({column: _CATALOG_TYPES[kind] for column, kind in from_catalog.items()})

@@ -9,8 +9,8 @@ import pytest
 
 from benchmarks import pandas_reference as reference
 from lgs_fast.analyze import compute_tables
+from lgs_fast.catalog import ANALYSES
 from lgs_fast.config import Options
-from lgs_fast.engines.polars import ANALYSES
 from tests.utils import assert_tables_agree
 
 CASES = {
@@ -89,13 +89,13 @@ def test_date_range_without_data(retail_lake: Path, engine: str) -> None:
 def test_streaming_path_agrees(retail_lake: Path) -> None:
     """Above STREAMING_ROWS the Polars engine collects table by table, above IN_MEMORY_ROWS
     together with the streaming engine, below with the in-memory one; same answers."""
-    from lgs_fast.analyze import IN_MEMORY_ROWS, _collect
+    from lgs_fast.engines.polars.engine import IN_MEMORY_ROWS, collect_tables
     from lgs_fast.lake import scan_layers
 
     layers = scan_layers(retail_lake)
-    whole = _collect(layers, Options(), rows=1)
+    whole = collect_tables(layers, Options(), rows=1)
     for rows, streaming in ((IN_MEMORY_ROWS, False), (1, True)):
-        other = _collect(layers, Options(), rows=rows, streaming=streaming)
+        other = collect_tables(layers, Options(), rows=rows, streaming=streaming)
         for name in ANALYSES:
             assert_tables_agree(
                 name, whole[name], other[name], f"{rows} rows, streaming {streaming}/{name}"

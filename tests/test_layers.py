@@ -15,8 +15,8 @@ from polars.testing import assert_frame_equal
 
 from benchmarks import pandas_reference as reference
 from lgs_fast.analyze import compute_tables, tables_of
+from lgs_fast.catalog import ANALYSES, UNORDERED
 from lgs_fast.config import Options
-from lgs_fast.engines.polars import ANALYSES, UNORDERED
 from lgs_fast.errors import DamagedError
 from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import (

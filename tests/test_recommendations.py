@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 
 from benchmarks import pandas_reference as reference
 from lgs_fast.analyze import compute_tables, recommendation_outputs
+from lgs_fast.catalog import UNORDERED
 from lgs_fast.config import UNCLASSIFIED, Options
-from lgs_fast.engines.polars import UNORDERED
 from lgs_fast.errors import InputError
 from lgs_fast.models import recommend
 from tests.utils import START, assert_agree, check_agreement, line

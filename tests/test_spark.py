@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from lgs_fast.analyze import compute_tables
+from lgs_fast.catalog import ANALYSES
 from lgs_fast.config import Options
-from lgs_fast.engines.polars import ANALYSES
 from lgs_fast.engines.spark.dialect import to_spark
 from tests.utils import assert_tables_agree
 

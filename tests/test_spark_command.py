@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 
 from lgs_fast.analyze import compute_tables
+from lgs_fast.catalog import ANALYSES, MODEL_INPUTS
 from lgs_fast.config import Options
-from lgs_fast.engines.polars import ANALYSES, MODEL_INPUTS
 from tests.utils import assert_agree
 
 MASTER = "local[2]"

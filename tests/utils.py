@@ -60,7 +60,7 @@ def assert_tables_agree(
 ) -> None:
     """`assert_agree` for table `name`: a table in no set order (`metrics.UNORDERED`) is
     compared with both sides sorted by its key."""
-    from lgs_fast.engines.polars import UNORDERED
+    from lgs_fast.catalog import UNORDERED
 
     key = UNORDERED.get(name)
     if key is not None:
@@ -99,7 +99,7 @@ def check_agreement(rows: list[dict[str, object]], options: Options) -> dict[str
     """Every table of `rows` by Polars, DuckDB and the pandas reference, compared; Polars' back."""
     from benchmarks import pandas_reference as reference
     from lgs_fast.analyze import tables_of
-    from lgs_fast.engines.polars import ANALYSES
+    from lgs_fast.catalog import ANALYSES
 
     lines = frame(rows)
     polars = tables_of(lines, options, engine="polars")

@@ -1,0 +1,31 @@
+"""The engines, siblings behind one protocol (`lgs_fast.engines.base.Engine`): Polars
+(`engines.polars`), DuckDB (`engines.duckdb`) and Spark (`engines.spark`). This registry is the
+one place that tells them apart by name; each is imported when it is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from lgs_fast.engines.base import EngineSettings
+from lgs_fast.errors import InputError
+
+if TYPE_CHECKING:
+    from lgs_fast.engines.base import Engine
+
+# Each engine's module, which defines `open_engine(settings) -> Engine`; the same names, in the
+# same order, as `lgs_fast.config.ENGINES` (the command line's choices, known without importing).
+REGISTRY: dict[str, str] = {
+    "polars": "lgs_fast.engines.polars.engine",
+    "duckdb": "lgs_fast.engines.duckdb",
+    "spark": "lgs_fast.engines.spark",
+}
+
+
+def engine(name: str, settings: EngineSettings | None = None) -> Engine:
+    """The engine called `name`, set up with `settings`."""
+    if name not in REGISTRY:
+        raise InputError(f"unknown engine {name!r}; choose one of {', '.join(REGISTRY)}")
+    module = importlib.import_module(REGISTRY[name])
+    return module.open_engine(settings or EngineSettings())

@@ -12,14 +12,17 @@ import datetime as dt
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
 
+from lgs_fast.catalog import ANALYSES
 from lgs_fast.config import (
     COMPARE_DAYS,
     NON_PRODUCT_PATTERN,
@@ -27,10 +30,14 @@ from lgs_fast.config import (
     as_datetime,
     segment_rules_frame,
 )
-from lgs_fast.errors import LgsError
+from lgs_fast.engines.base import EngineSettings, Span
+from lgs_fast.errors import InputError, LgsError
 from lgs_fast.lake import Snapshot, layer_plan, snapshot
 from lgs_fast.lake.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
 from lgs_fast.schema import ARROW_SCHEMA, COLUMNS
+
+if TYPE_CHECKING:
+    from lgs_fast.engines.base import Version
 
 
 def _queries() -> Traversable:
@@ -230,8 +237,6 @@ def query(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBPyRelation:
 
 def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     """Every analysis of `queries/`, fetched as Polars frames, keyed by table name."""
-    from lgs_fast.engines.polars import ANALYSES
-
     for name in VIEWS:  # computed once here, not once per query that reads them
         con.execute(f"DROP VIEW {name}")
         con.execute(f"CREATE TEMP TABLE {name} AS {load_query(name)}")
@@ -239,3 +244,38 @@ def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     return {
         name: (con.table(name) if name in VIEWS else query(con, name)).pl() for name in ANALYSES
     }
+
+
+def _local(version: Version) -> Snapshot:
+    if not isinstance(version, Snapshot):
+        raise InputError(f"{version.location}: the DuckDB engine reads a lake in a local directory")
+    return version
+
+
+@dataclass(frozen=True)
+class DuckDBEngine:
+    """The DuckDB engine behind the engines' protocol: `queries/*.sql` over the lake's files."""
+
+    name: str = "duckdb"
+
+    def check(self) -> str | None:
+        return None
+
+    def open_uri(self, uri: str) -> Version:
+        raise InputError(f"{uri}: a lake at a URI is read by the Spark engine: add --engine spark")
+
+    def tables(self, version: Version, options: Options, span: Span) -> dict[str, pl.DataFrame]:
+        snap = _local(version)
+        return tables(connect(snap=snap, options=options, start=span.start, end=span.end))
+
+    def clv_summary(self, version: Version, options: Options, span: Span) -> pl.DataFrame:
+        snap = _local(version)
+        con = connect(snap=snap, options=options, start=span.start, end=span.end)
+        return query(con, "clv_summary").pl()
+
+    def tables_of(self, lines: pl.LazyFrame, options: Options) -> dict[str, pl.DataFrame]:
+        return tables(connect(options=options, lines=lines))
+
+
+def open_engine(settings: EngineSettings) -> DuckDBEngine:
+    return DuckDBEngine()

@@ -10,46 +10,35 @@ of lines is accepted too, its layers then computed from it (`lgs_fast.lake.layer
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import polars as pl
 
-from lgs_fast.config import NON_PRODUCT_PATTERN, UNCLASSIFIED, Options, segment_rules_frame
-from lgs_fast.lake.layers import Layers, as_layers
+from lgs_fast.catalog import ANALYSES
+from lgs_fast.config import NON_PRODUCT_PATTERN, Options
 
-Data = pl.LazyFrame | Layers  # the lake's layers, or lines to derive them from
-
-AMOUNT = (pl.col("quantity").cast(pl.Float64) * pl.col("unit_price")).alias("amount")
-IS_CANCELLATION = pl.col("invoice_no").str.starts_with("C")
-CANCELLATION = pl.col("cancellation")  # IS_CANCELLATION, as the invoice layer stores it
-HAS_CUSTOMER = pl.col("customer_id").is_not_null()
-MONTH = pl.col("invoice_date").dt.truncate("1mo").dt.date().alias("month")
-_DAY_US = 86_400_000_000
-
-_RANK = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("rank")
-
-DEFAULT = Options()
-
-
-def _count(expr: pl.Expr) -> pl.Expr:
-    return expr.cast(pl.Int64)
-
-
-def _month_index(col: str | pl.Expr) -> pl.Expr:
-    date = pl.col(col) if isinstance(col, str) else col
-    return date.dt.year().cast(pl.Int32) * 12 + date.dt.month().cast(pl.Int32)
-
-
-def _yyyymm(col: str) -> pl.Expr:
-    return (
-        pl.col(col).dt.year().cast(pl.Int32) * 100 + pl.col(col).dt.month().cast(pl.Int32)
-    ).alias("yyyymm")
-
-
-def _distinct(lines: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
-    # unique() then a count streams in bounded memory; the n_unique() expression holds the
-    # whole column first (measured: 4.6 GiB for invoice_no at 100M lines).
-    return lines.select(column).drop_nulls().unique().select(_count(pl.len()).alias(name))
+# The customers' tables, public here beside the rest of the engine's functions.
+from lgs_fast.engines.polars.customers import clv_summary as clv_summary
+from lgs_fast.engines.polars.customers import reference_time as reference_time
+from lgs_fast.engines.polars.customers import rfm as rfm
+from lgs_fast.engines.polars.customers import rfm_at as rfm_at
+from lgs_fast.engines.polars.customers import segments as segments
+from lgs_fast.engines.polars.expressions import (
+    AMOUNT,
+    CANCELLATION,
+    DEFAULT,
+    HAS_CUSTOMER,
+    IS_CANCELLATION,
+    MONTH,
+    RANK,
+    Data,
+    as_count,
+    distinct_count,
+    month_index,
+    pence_of_micro,
+    pounds_of_micro,
+    yyyymm,
+)
+from lgs_fast.engines.polars.movement import segment_movement, segment_transitions
+from lgs_fast.lake.layers import as_layers
 
 
 def overview(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
@@ -72,20 +61,20 @@ def overview(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         rows.group_by("invoice_no", "cancellation")
         .agg(amount.sum().alias("total"))
         .select(
-            invoices=_count(pl.len()),
-            purchase_invoices=_count((~cancel).sum()),
-            credit_notes=_count(cancel.sum()),
+            invoices=as_count(pl.len()),
+            purchase_invoices=as_count((~cancel).sum()),
+            credit_notes=as_count(cancel.sum()),
             mean_invoice_total=total.filter(total > 0).mean(),
         )
     )
     distinct = [
-        _distinct(rows, "customer_id", "customers"),
-        _distinct(rows.filter(~cancel), "customer_id", "customers_with_purchase"),
-        _distinct(layers.products, "stock_code", "stock_codes"),
-        _distinct(rows, "country", "countries"),
+        distinct_count(rows, "customer_id", "customers"),
+        distinct_count(rows.filter(~cancel), "customer_id", "customers_with_purchase"),
+        distinct_count(layers.products, "stock_code", "stock_codes"),
+        distinct_count(rows, "country", "countries"),
     ]
     return pl.concat([scalars, invoices, *distinct], how="horizontal").select(
-        _count(pl.col("lines")),
+        as_count(pl.col("lines")),
         "invoices", "purchase_invoices", "credit_notes", "customers",
         "customers_with_purchase", "stock_codes", "countries", "first_invoice", "last_invoice",
         "placed_sales", "cancelled_value", "net_revenue", "mean_invoice_total",
@@ -123,7 +112,7 @@ def _distribution(values: pl.LazyFrame, view: str) -> pl.LazyFrame:
     amount = pl.col("amount")
     stats = values.select(
         view=pl.lit(view),
-        count=_count(pl.len()),
+        count=as_count(pl.len()),
         min=amount.min(),
         mean=amount.mean(),
         **{name: amount.quantile(q, "linear") for name, q in _QUANTILES.items()},
@@ -173,7 +162,7 @@ def _histogram(values: pl.LazyFrame, view: str, bins: int) -> pl.LazyFrame:
             .cast(pl.Int32)
         )
         .group_by("bin")
-        .agg(count=_count(pl.len()))
+        .agg(count=as_count(pl.len()))
     )
     grid = bounds.filter(pl.col("lo").is_not_null()).join(
         pl.LazyFrame({"bin": pl.int_range(0, bins, eager=True).cast(pl.Int32)}), how="cross"
@@ -212,8 +201,8 @@ def _coverage(lines: pl.LazyFrame) -> pl.LazyFrame:
     first month from its first day (`starts_whole`) and the last to its last day (`ends_whole`)."""
     first, last = pl.col("invoice_date").min(), pl.col("invoice_date").max()
     return lines.select(
-        first_month=_month_index(first),
-        last_month=_month_index(last),
+        first_month=month_index(first),
+        last_month=month_index(last),
         starts_whole=first.dt.day() == 1,
         ends_whole=last.dt.offset_by("1d").dt.day() == 1,
     )
@@ -243,20 +232,20 @@ def monthly(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         dated.select("month", "invoice_no", "cancellation")
         .unique()
         .group_by("month")
-        .agg(placed_orders=_count((~cancel).sum()), cancelled_orders=_count(cancel.sum()))
+        .agg(placed_orders=as_count((~cancel).sum()), cancelled_orders=as_count(cancel.sum()))
     )
     active = (
         dated.filter(HAS_CUSTOMER)
         .select("month", "customer_id")
         .unique()
         .group_by("month")
-        .agg(active_customers=_count(pl.len()))
+        .agg(active_customers=as_count(pl.len()))
     )
     per_month = (
         dated.group_by("month")
         .agg(
-            placed_lines=_count(pl.col("lines").filter(~cancel).sum()),
-            cancelled_lines=_count(pl.col("lines").filter(cancel).sum()),
+            placed_lines=as_count(pl.col("lines").filter(~cancel).sum()),
+            cancelled_lines=as_count(pl.col("lines").filter(cancel).sum()),
             sales=pl.col("amount").filter(~cancel).sum(),
         )
         .join(orders, on="month", how="left")
@@ -267,7 +256,7 @@ def monthly(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         .group_by("customer_id")
         .agg(pl.col("month").min())
         .group_by("month")
-        .agg(new_customers=_count(pl.len()))
+        .agg(new_customers=as_count(pl.len()))
     )
     # Month numbers, not date_range, so an empty input gives an empty spine rather than an error.
     spine = (
@@ -290,7 +279,7 @@ def monthly(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         .sort("month")
         .select(
             "month",
-            _yyyymm("month"),
+            yyyymm("month"),
             *counts[:4],
             "sales",
             sales_growth_pct=pl.when(previous != 0).then(100 * (pl.col("sales") / previous - 1)),
@@ -327,7 +316,10 @@ def weekly_sales(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         placed_sales=pl.col("amount").filter(~CANCELLATION).sum(),
     )
     invoices = (
-        dated.select("week", "invoice_no").unique().group_by("week").agg(invoices=_count(pl.len()))
+        dated.select("week", "invoice_no")
+        .unique()
+        .group_by("week")
+        .agg(invoices=as_count(pl.len()))
     )
     # An empty input has null ends: no range, an empty spine rather than an error.
     spine = (
@@ -349,254 +341,6 @@ def weekly_sales(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     )
 
 
-def _score_bin(x: pl.Expr, bins: int) -> pl.Expr:
-    """bin = smallest i ≥ 1 with x ≤ e_i, e_i = quantile(x, i/B) (linear), exactly, on integers.
-
-    With the n values sorted, v_0 ≤ … ≤ v_{n-1}, and k(n − 1) = jB + r (0 ≤ r < B), the edge is
-    e_k = v_j + (r/B)(v_{j+1} − v_j), so x ≤ e_k  ⟺  B(x − v_j) ≤ r(v_{j+1} − v_j): integers
-    only, no float position or interpolation that could land a value on either side of its
-    edge (queries/rfm.sql does the same). bin = 1 + #{inner edges k with x > e_k}.
-    """
-    n = pl.len().cast(pl.Int64)
-    ordered = x.sort()
-    above = []
-    for k in range(1, bins):
-        j = k * (n - 1) // bins
-        r = k * (n - 1) % bins
-        # slice + first, not get: a plan holding `get` panics in Polars' streaming engine (2.1)
-        # when a join reading it stops early (one side empty).
-        lo = ordered.slice(j, 1).first()
-        hi = ordered.slice(pl.min_horizontal(j + 1, n - 1), 1).first()
-        above.append((bins * (x - lo) > r * (hi - lo)).cast(pl.Int32))
-    return (1 + pl.sum_horizontal(above)).cast(pl.Int32)
-
-
-def _segment(rf: pl.Expr, options: Options) -> pl.Expr:
-    expr: pl.Expr = pl.lit(UNCLASSIFIED)
-    for rule in reversed(options.rules):
-        expr = pl.when(rf.str.contains(rule.regex)).then(pl.lit(rule.name)).otherwise(expr)
-    return expr
-
-
-# Net spend is added up exactly: each line's amount in whole millionths of a pound (the invoice
-# layer's `micro`, `lgs_fast.lake.layers`; exact for
-# prices of up to six decimals; the real data has at most three), summed as integers, which give
-# the same total in any order. A float sum depends on the order of addition, which differs
-# between engines and between runs: a spend that is mathematically zero came out as 3.3e-13, and
-# equal spends could fall on either side of a score edge. `monetary` is that exact total as the
-# nearest float (full precision, not rounded to the penny; DuckDB divides, and Polars, which
-# divides by a constant through its reciprocal, goes through a decimal so as to round the same
-# way); the m_score compares the total in whole pence, half away from zero, the money an analyst
-# sees. `conform` bounds a line's amount, and the sums are taken in 128 bits: no overflow.
-_MICRO = 1_000_000
-_MICRO_PER_PENNY = _MICRO // 100
-
-
-def _pounds_of_micro(micro: pl.Expr) -> pl.Expr:
-    """micro / 10^6, correctly rounded (a decimal with 6 places, then the nearest float)."""
-    return (micro.cast(pl.Decimal(38, 0)) * pl.lit(Decimal(1) / _MICRO)).cast(pl.Float64)
-
-
-def _pence_of_micro(micro: pl.Expr) -> pl.Expr:
-    """Whole pence of an exact amount in millionths of a pound, half away from zero."""
-    half = _MICRO_PER_PENNY // 2
-    return (
-        pl.when(micro >= 0)
-        .then((micro + half) // _MICRO_PER_PENNY)
-        # -((half - micro) // p) written as a ceiling: Polars has no negation for 128 bits.
-        .otherwise((micro - half + _MICRO_PER_PENNY - 1) // _MICRO_PER_PENNY)
-    )
-
-
-def reference_time(rows: pl.LazyFrame, options: Options) -> pl.LazyFrame:
-    """One row, `t`: T of DESIGN.md, from invoice rows (or lines: both have what it reads)."""
-    if options.as_of is not None:
-        return pl.LazyFrame({"t": [options.as_of]}, schema={"t": pl.Datetime("us")})
-    scope = rows.filter(HAS_CUSTOMER) if options.preset == "notebook" else rows
-    return scope.select(t=pl.col("invoice_date").max())
-
-
-def _main_country(customers: pl.LazyFrame) -> pl.LazyFrame:
-    """Each customer's country with the most lines, alphabetically first on ties (from the
-    customers' invoice rows)."""
-    return (
-        customers.group_by("customer_id", "country")
-        .agg(n=pl.col("lines").sum())
-        .sort(["customer_id", "n", "country"], descending=[False, True, False], nulls_last=True)
-        .unique("customer_id", keep="first", maintain_order=True)
-        .select("customer_id", "country")
-    )
-
-
-def rfm(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
-    """Per customer: recency (days), frequency, monetary, quintile scores, rfm_score, segment.
-
-    standard: customers with a purchase line; recency from the last purchase; frequency =
-    distinct purchase invoices; monetary = net spend over all lines. notebook: every customer
-    with any line, recency from any line, frequency = lines. `as_of` drops later lines.
-    """
-    rows = as_layers(data).invoices
-    if options.as_of is not None:
-        rows = rows.filter(pl.col("invoice_date") <= options.as_of)
-    return rfm_at(rows, options, reference_time(rows, options))
-
-
-def rfm_at(invoices: pl.LazyFrame, options: Options, reference: pl.LazyFrame) -> pl.LazyFrame:
-    """`rfm` at the time in `reference` (one row, column `t`), over invoice-layer rows none of
-    which is later: segment movement scores the same customers at two times with this one
-    definition."""
-    customers = invoices.filter(HAS_CUSTOMER)
-    if options.preset == "notebook":
-        per_customer = customers.group_by("customer_id").agg(
-            last=pl.col("invoice_date").max(),
-            frequency=_count(pl.col("lines").sum()),
-            micro=pl.col("micro").cast(pl.Int128).sum(),
-        )
-    else:
-        purchases = (
-            customers.filter(~CANCELLATION)
-            .group_by("customer_id")
-            .agg(
-                last=pl.col("invoice_date").max(),
-                frequency=_count(pl.col("invoice_no").n_unique()),
-            )
-        )
-        spend = customers.group_by("customer_id").agg(pl.col("micro").cast(pl.Int128).sum())
-        per_customer = purchases.join(spend, on="customer_id", how="left")
-    b = options.bins
-    scored = (
-        per_customer.join(reference, how="cross")
-        .with_columns(
-            recency=((pl.col("t") - pl.col("last")).dt.total_microseconds() // _DAY_US).cast(
-                pl.Int64
-            ),
-            monetary=_pounds_of_micro(pl.col("micro")),
-            pence=_pence_of_micro(pl.col("micro")).cast(pl.Int64),
-        )
-        .sort(["frequency", "customer_id"])
-        .with_columns(f_rank=pl.int_range(1, pl.len() + 1))
-        .with_columns(
-            r_score=(b + 1 - _score_bin(pl.col("recency"), b)).cast(pl.Int32),
-            f_score=_score_bin(pl.col("f_rank"), b),
-            m_score=_score_bin(pl.col("pence"), b),
-        )
-        .with_columns(
-            rfm_score=pl.concat_str(pl.col("r_score", "f_score", "m_score").cast(pl.String)),
-            segment=_segment(pl.concat_str(pl.col("r_score", "f_score").cast(pl.String)), options),
-        )
-    )
-    return (
-        scored.join(_main_country(customers), on="customer_id", how="left")
-        .select(
-            "customer_id",
-            "country",
-            "recency",
-            "frequency",
-            "monetary",
-            "r_score",
-            "f_score",
-            "m_score",
-            "rfm_score",
-            "segment",
-        )  # fmt: skip
-        .sort("customer_id")
-    )
-
-
-def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFrame:
-    """Segment summary from an `rfm` table: size, share, means, total monetary, action.
-
-    Every segment of the map appears, empty ones with 0 customers, customers no rule matches
-    counted as `Unclassified`; largest total net spend first, then the empty ones by name: the
-    one order of segments in every table, list, sheet and chart.
-    """
-    rules = (
-        segment_rules_frame(options.rules)
-        .lazy()
-        .group_by("segment")
-        .agg(pl.col("priority").min(), pl.col("action").first())
-    )
-    sized = rfm_table.group_by("segment").agg(
-        customers=_count(pl.len()),
-        mean_recency=pl.col("recency").mean(),
-        mean_frequency=pl.col("frequency").mean(),
-        mean_monetary=pl.col("monetary").mean(),
-        total_monetary=pl.col("monetary").sum(),
-    )
-    return (
-        rules.join(sized, on="segment", how="full", coalesce=True)
-        .with_columns(
-            pl.col("customers").fill_null(0),
-            pl.col("total_monetary").fill_null(0.0),
-            pl.col("action").fill_null(""),
-        )
-        .with_columns(
-            share=pl.when(pl.col("customers").sum() > 0).then(
-                pl.col("customers") / pl.col("customers").sum()
-            )
-        )
-        .sort(
-            [pl.col("customers") > 0, "total_monetary", "segment"],
-            descending=[True, True, False],
-        )
-        .select(
-            "segment",
-            "customers",
-            "share",
-            "mean_recency",
-            "mean_frequency",
-            "mean_monetary",
-            "total_monetary",
-            "action",
-        )  # fmt: skip
-    )
-
-
-def clv_summary(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
-    """Per customer with a purchase, the input of the CLV models, in days (DESIGN.md "CLV summary").
-
-    purchase days = distinct calendar days with a purchase line; frequency = purchase days − 1;
-    recency = days from the first to the last purchase day; T = days from the first purchase
-    day to the reference time's day (`rfm`'s T; `as_of` drops later lines); monetary_value =
-    mean over the repeat purchase days (all but the first) of the day's placed sales, null when
-    there is none. A day's sales are summed exactly in millionths of a pound, as `rfm` does, so
-    both engines divide the same two numbers.
-    """
-    rows = as_layers(data).invoices
-    if options.as_of is not None:
-        rows = rows.filter(pl.col("invoice_date") <= options.as_of)
-    days = (
-        rows.filter(HAS_CUSTOMER, ~CANCELLATION)
-        .with_columns(day=pl.col("invoice_date").dt.date())
-        .group_by("customer_id", "day")
-        .agg(pl.col("micro").cast(pl.Int128).sum())
-    )
-    day = pl.col("day")
-    per_customer = days.group_by("customer_id").agg(
-        first_purchase=day.min(),
-        last_purchase=day.max(),
-        frequency=_count(pl.len()) - 1,
-        repeat_micro=pl.col("micro").sum() - pl.col("micro").get(day.arg_min()),
-    )
-    end = reference_time(rows, options).select(end=pl.col("t").dt.date())
-    first = pl.col("first_purchase")
-    return (
-        per_customer.join(end, how="cross")
-        .select(
-            "customer_id",
-            "first_purchase",
-            "last_purchase",
-            "frequency",
-            recency=(pl.col("last_purchase") - first).dt.total_days().cast(pl.Int64),
-            T=(pl.col("end") - first).dt.total_days().cast(pl.Int64),
-            monetary_value=pl.when(pl.col("frequency") > 0).then(
-                _pounds_of_micro(pl.col("repeat_micro")) / pl.col("frequency")
-            ),
-        )
-        .sort("customer_id")
-    )
-
-
 def top_countries(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     """Countries by sales (non-cancellation lines), with orders, customers and share of sales."""
     placed = as_layers(data).invoices.filter(~CANCELLATION)
@@ -604,13 +348,13 @@ def top_countries(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         placed.group_by("country")
         .agg(
             sales=pl.col("amount").sum(),
-            orders=_count(pl.col("invoice_no").n_unique()),
-            customers=_count(pl.col("customer_id").drop_nulls().n_unique()),
+            orders=as_count(pl.col("invoice_no").n_unique()),
+            customers=as_count(pl.col("customer_id").drop_nulls().n_unique()),
         )
         .with_columns(share=pl.col("sales") / pl.col("sales").sum())
         .sort(["sales", "country"], descending=[True, False], nulls_last=True)
         .head(options.top)
-        .select(_RANK, "country", "sales", "share", "orders", "customers")
+        .select(RANK, "country", "sales", "share", "orders", "customers")
     )
 
 
@@ -650,13 +394,13 @@ def top_products(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     invoices = (
         chosen.filter(~IS_CANCELLATION)
         .group_by("stock_code")
-        .agg(purchase_invoices=_count(pl.col("invoice_no").n_unique()))
+        .agg(purchase_invoices=as_count(pl.col("invoice_no").n_unique()))
     )
     return (
         top.join(invoices, on="stock_code", how="left", maintain_order="left")
         .join(descriptions(chosen), on="stock_code", how="left", maintain_order="left")
         .select(
-            _RANK,
+            RANK,
             "stock_code",
             "description",
             "net_revenue",
@@ -686,7 +430,7 @@ def reversed_invoices(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         layers.invoices.filter(HAS_CUSTOMER)
         .group_by("invoice_no", "customer_id")
         .agg(date=pl.col("invoice_date").min(), micro=pl.col("micro").cast(pl.Int128).sum())
-        .with_columns(pence=_pence_of_micro(pl.col("micro")).cast(pl.Int64))
+        .with_columns(pence=pence_of_micro(pl.col("micro")).cast(pl.Int64))
     )
     invoices = documents.filter(~IS_CANCELLATION).rename({"date": "invoice_date"})
     credits = documents.filter(IS_CANCELLATION).select(
@@ -728,7 +472,7 @@ def reversed_invoices(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
             "customer_id",
             "invoice_date",
             "credit_date",
-            total=_pounds_of_micro(pl.col("micro")),
+            total=pounds_of_micro(pl.col("micro")),
         )  # fmt: skip
         .sort(["total", "invoice_no"], descending=[True, False])
     )
@@ -740,19 +484,19 @@ def cohorts(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     rows = as_layers(data).invoices
     active = rows.filter(HAS_CUSTOMER).select("customer_id", MONTH).unique()
     first = active.group_by("customer_id").agg(cohort=pl.col("month").min())
-    last_index = active.select(last=_month_index("month").max())
-    sizes = first.group_by("cohort").agg(cohort_size=_count(pl.len()))
+    last_index = active.select(last=month_index("month").max())
+    sizes = first.group_by("cohort").agg(cohort_size=as_count(pl.len()))
     grid = (
         sizes.join(last_index, how="cross")
-        .with_columns(months_since=pl.int_ranges(0, pl.col("last") - _month_index("cohort") + 1))
+        .with_columns(months_since=pl.int_ranges(0, pl.col("last") - month_index("cohort") + 1))
         .explode("months_since")
         .with_columns(pl.col("months_since").cast(pl.Int32))
     )
     kept = (
         active.join(first, on="customer_id")
-        .with_columns(months_since=(_month_index("month") - _month_index("cohort")).cast(pl.Int32))
+        .with_columns(months_since=(month_index("month") - month_index("cohort")).cast(pl.Int32))
         .group_by("cohort", "months_since")
-        .agg(customers=_count(pl.len()))
+        .agg(customers=as_count(pl.len()))
     )
     return (
         grid.join(kept, on=["cohort", "months_since"], how="left")
@@ -760,12 +504,12 @@ def cohorts(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         .with_columns(pl.col("customers").fill_null(0))
         .select(
             "cohort",
-            _yyyymm("cohort").alias("cohort_yyyymm"),
+            yyyymm("cohort").alias("cohort_yyyymm"),
             "months_since",
             "cohort_size",
             "customers",
             retention=pl.col("customers") / pl.col("cohort_size"),
-            complete=_complete(_month_index("cohort") + pl.col("months_since")),
+            complete=_complete(month_index("cohort") + pl.col("months_since")),
         )
         .sort("cohort", "months_since")
     )
@@ -777,7 +521,9 @@ def data_quality(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     invoice layer."""
     layers = as_layers(data)
     counts = layers.quality.select(pl.all().sum())
-    cancelled = _distinct(layers.invoices.filter(CANCELLATION), "invoice_no", "cancelled_invoices")
+    cancelled = distinct_count(
+        layers.invoices.filter(CANCELLATION), "invoice_no", "cancelled_invoices"
+    )
     return (
         pl.concat([counts, cancelled], how="horizontal")
         .select(
@@ -847,7 +593,7 @@ def customer_products(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         .join(last, on=["customer_id", "invoice_no"], how="left")
         .group_by("customer_id", "stock_code")
         .agg(
-            invoices=_count(pl.col("invoice_no").n_unique()),
+            invoices=as_count(pl.col("invoice_no").n_unique()),
             last_purchase=pl.col("invoice_date").max().dt.date(),
             on_last_invoice=pl.col("last").any().fill_null(False),
         )
@@ -868,21 +614,6 @@ def product_names(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     )
 
 
-ANALYSES = (
-    "overview", "invoice_amounts", "invoice_histogram", "monthly", "rfm", "segments",
-    "segment_movement", "segment_transitions", "top_countries", "top_products",
-    "reversed_invoices", "cohorts", "data_quality",
-    "clv_summary", "weekly_sales", "customer_products", "product_names",
-)  # fmt: skip
-# Tables only the recommendation model reads: `analyze` does not write them (customer_products
-# has a row per customer and product, millions on a large lake); `compute_tables` returns them.
-MODEL_INPUTS = ("customer_products", "product_names")
-# Tables whose rows come in no set order, with the key that identifies a row: sorting millions
-# of (customer, product) rows would cost more than computing them (0.9 s of 2.5 at 10M lines),
-# and the model builds its matrix the same from any order. Compare them sorted by the key.
-UNORDERED: dict[str, tuple[str, ...]] = {"customer_products": ("customer_id", "stock_code")}
-
-
 def tables(
     data: Data,
     options: Options = DEFAULT,
@@ -898,9 +629,6 @@ def tables(
     layers = as_layers(data)
     totals = invoice_totals(layers, options) if totals is None else totals
     table = rfm(layers, options) if rfm_table is None else rfm_table
-    # Imported here: lgs_fast.engines.polars.movement builds on this module's rfm.
-    from lgs_fast.engines.polars.movement import segment_movement, segment_transitions
-
     movement = segment_movement(layers, options, rfm_now=table)
     derived = {
         "invoice_amounts": amount_distribution(totals),

@@ -16,7 +16,8 @@ from lgs_fast.config import (
     MOVEMENT_SAME,
     Options,
 )
-from lgs_fast.engines.polars import DEFAULT, Data, reference_time, rfm, rfm_at
+from lgs_fast.engines.polars.customers import reference_time, rfm, rfm_at
+from lgs_fast.engines.polars.expressions import DEFAULT, Data
 from lgs_fast.lake.layers import as_layers
 
 

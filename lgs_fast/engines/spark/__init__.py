@@ -6,7 +6,7 @@ Spark sees what DuckDB sees: view `invoice_lines` (exactly the manifest's files,
 the derived layers as views `invoices`, `products` and `quality` (`lake.layer_plan` says which
 months are read from the stored layers and which are computed from the lines by
 `queries/layer_*.sql`), and `segment_rules`. Options are typed session variables, set from bound
-values. Tables come back as Polars frames in the DuckDB engine's schema (`_schemas`), so every
+values. Tables come back as Polars frames in their schemas of `lgs_fast.catalog`, so every
 engine's output has one shape.
 
 PySpark is an extra (`pip install 'lgs-fast[spark]'`); it is imported only here, when the engine
@@ -36,16 +36,20 @@ from urllib.parse import urlparse
 
 import polars as pl
 
+from lgs_fast.catalog import ANALYSES
 from lgs_fast.config import Options, as_datetime, segment_rules_frame
+from lgs_fast.engines.base import EngineSettings, Span
 from lgs_fast.engines.duckdb import MACROS, VIEWS, load_query, variables
 from lgs_fast.engines.spark.dialect import to_spark
-from lgs_fast.errors import DamagedError, EngineError, LakeError, LgsError
+from lgs_fast.errors import DamagedError, EngineError, InputError, LakeError, LgsError
 from lgs_fast.lake import MANIFEST, Manifest, Snapshot, first_line, layer_plan
 from lgs_fast.lake.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
-from lgs_fast.schema import COLUMNS
+from lgs_fast.schema import COLUMNS, table_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from lgs_fast.engines.base import Version
 
 DEFAULT_MASTER = "local[*]"
 # Master URLs Spark accepts (`spark-submit --master`), checked before a JVM is started so that
@@ -504,14 +508,12 @@ def query(con: Connection, name: str) -> DataFrame:
 
 
 def table(con: Connection, name: str) -> pl.DataFrame:
-    """`queries/NAME.sql` computed by Spark, as a Polars frame in the DuckDB engine's schema."""
-    return to_polars(query(con, name), _schemas(con.options)[name])
+    """`queries/NAME.sql` computed by Spark, as a Polars frame in its schema of the catalog."""
+    return to_polars(query(con, name), table_schema(name))
 
 
 def tables(con: Connection) -> dict[str, pl.DataFrame]:
-    """Every analysis of `queries/`, as Polars frames in the DuckDB engine's schema."""
-    from lgs_fast.engines.polars import ANALYSES
-
+    """Every analysis of `queries/`, as Polars frames in the catalog's schemas."""
     for name in VIEWS:  # computed once here, not once per query that reads them
         con.spark.table(name).cache()
     try:
@@ -530,14 +532,35 @@ def to_polars(df: DataFrame, schema: pl.Schema) -> pl.DataFrame:
     return frame.cast(dict(schema))  # type: ignore[arg-type]
 
 
-@cache
-def _schemas(options: Options) -> dict[str, pl.Schema]:
-    """Each table's schema as the DuckDB engine gives it: the one shape of every engine."""
-    from lgs_fast.engines import duckdb as sql
-    from lgs_fast.schema import POLARS_SCHEMA
+@dataclass(frozen=True)
+class SparkEngine:
+    """The Spark engine behind the engines' protocol, on `master` (`master_url`)."""
 
-    empty = pl.LazyFrame(schema=POLARS_SCHEMA)
-    return {
-        name: frame.schema
-        for name, frame in sql.tables(sql.connect(options=options, lines=empty)).items()
-    }
+    master: str | None = None
+    name: str = "spark"
+
+    def check(self) -> str | None:
+        check_can_start(self.master)
+        return "starting Spark…"
+
+    def open_uri(self, uri: str) -> SparkLake:
+        return open_uri(session(self.master), uri)
+
+    def _connect(self, version: Version, options: Options, span: Span) -> Connection:
+        lake = from_snapshot(version) if isinstance(version, Snapshot) else version
+        return connect(lake, options, start=span.start, end=span.end, master=self.master)
+
+    def tables(self, version: Version, options: Options, span: Span) -> dict[str, pl.DataFrame]:
+        return tables(self._connect(version, options, span))
+
+    def clv_summary(self, version: Version, options: Options, span: Span) -> pl.DataFrame:
+        return table(self._connect(version, options, span), "clv_summary")
+
+    def tables_of(self, lines: pl.LazyFrame, options: Options) -> dict[str, pl.DataFrame]:
+        raise InputError(
+            "the Spark engine reads a lake, not a frame: compute_tables(lake, engine='spark')"
+        )
+
+
+def open_engine(settings: EngineSettings) -> SparkEngine:
+    return SparkEngine(settings.spark_master)
