@@ -136,8 +136,8 @@ def test_the_layout_of_the_package() -> None:
     # Modules still longer than 700 lines, each at most its present length: none may grow, and
     # a new module stays under 700.
     still_long = {
-        "lgs_fast/lake/__init__.py": 1230, "lgs_fast/ingest/postgres.py": 1300,
-        "lgs_fast/models/clv.py": 1130, "lgs_fast/outputs/report.py": 1030,
+        "lgs_fast/ingest/postgres.py": 1300,
+        "lgs_fast/outputs/report.py": 1030,
         "lgs_fast/cli/__init__.py": 1020, "lgs_fast/outputs/charts.py": 940,
     }  # fmt: skip
     for path in PACKAGE.rglob("*.py"):

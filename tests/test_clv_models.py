@@ -15,7 +15,7 @@ from lgs_fast.config import Options
 from lgs_fast.engines import duckdb as sql
 from lgs_fast.engines import polars as metrics
 from lgs_fast.lake import scan
-from lgs_fast.models import clv
+from lgs_fast.models import clv, clv_fit
 from lgs_fast.schema import POLARS_SCHEMA
 from tests.conftest import SHARED_DATA, shared
 
@@ -87,7 +87,7 @@ def test_cdnow_pareto_nbd_reproduces_fader_hardie_and_lifetimes() -> None:
     lifetimes = pytest.importorskip("lifetimes")
     weeks = pl.read_csv(shared(CDNOW / "cdnow_customers_summary.csv"))
     x, tx, T = (weeks[c].to_numpy().astype(float) for c in ("frequency", "recency", "T"))
-    fit = clv.fit_purchases("pnbd", x, tx, T)
+    fit = clv_fit.fit_purchases("pnbd", x, tx, T)
     assert {k: round(v, 2) for k, v in fit.params.items()} == {
         "r": 0.55, "alpha": 10.58, "s": 0.61, "beta": 11.67,
     }  # fmt: skip
@@ -108,7 +108,7 @@ def test_cdnow_pareto_nbd_reproduces_fader_hardie_and_lifetimes() -> None:
 
 def test_cdnow_gamma_gamma_reproduces_fader_hardie(cdnow_summary: pl.DataFrame) -> None:
     """p = 6.25, q = 3.74, v = 15.44 on the 946 repeat customers (Fader and Hardie, 2013)."""
-    fit = clv.fit_gamma_gamma(cdnow_summary["frequency"], cdnow_summary["monetary_value"])
+    fit = clv_fit.fit_gamma_gamma(cdnow_summary["frequency"], cdnow_summary["monetary_value"])
     assert fit.customers == 946
     assert {k: round(v, 2) for k, v in fit.params.items()} == {"p": 6.25, "q": 3.74, "v": 15.44}
     assert fit.identified
@@ -154,7 +154,7 @@ def test_lgs_dropout_is_not_identified_so_the_nbd_predicts(lgs_summary: pl.DataF
     # it stops once fewer than 1 customer in 1,000 would drop out, at the NBD's likelihood.
     pareto = model.purchases["pnbd"]
     assert pareto.problems[0].startswith("search stopped early: the dropout fades out")
-    assert pareto["s"] / pareto["beta"] * lgs_summary["T"].mean() < clv.FADED
+    assert pareto["s"] / pareto["beta"] * lgs_summary["T"].mean() < clv_fit.FADED
     assert pareto.log_likelihood == pytest.approx(model.purchases["nbd"].log_likelihood, abs=1)
     assert all(math.isnan(v) for v in pareto.standard_errors.values())
     assert model.purchases["nbd"].identified and model.used == "nbd"
@@ -265,7 +265,7 @@ def test_lgs_nbd_holdout(retail_lake: Path) -> None:
     assert (window["mae"], window["rmse"]) == pytest.approx((0.9864, 1.5615), abs=1e-4)
     assert window["spearman"] == pytest.approx(0.457, abs=0.001)
     assert window["spearman"] < nbd["spearman"]
-    assert list(rows) == [*clv.PURCHASE_MODELS, clv.OWN_RATE, clv.EQUAL_WINDOW]
+    assert list(rows) == [*clv_fit.PURCHASE_MODELS, clv.OWN_RATE, clv.EQUAL_WINDOW]
 
 
 def test_lifetimes_agrees_on_lgs_data(lgs_summary: pl.DataFrame) -> None:
@@ -280,7 +280,7 @@ def test_lifetimes_agrees_on_lgs_data(lgs_summary: pl.DataFrame) -> None:
             ("mbgnbd", lifetimes.ModifiedBetaGeoFitter),
         ):
             theirs = fitter().fit(x, tx, T)
-            ours = clv.fit_purchases(name, x, tx, T)
+            ours = clv_fit.fit_purchases(name, x, tx, T)
             assert ours.params == pytest.approx(theirs.params_.to_dict(), rel=1e-4), name
             assert clv.probability_alive(ours, x, tx, T) == pytest.approx(
                 theirs.conditional_probability_alive(x, tx, T), rel=1e-4, abs=1e-6
@@ -291,7 +291,7 @@ def test_lifetimes_agrees_on_lgs_data(lgs_summary: pl.DataFrame) -> None:
             )  # fmt: skip
         repeat = data[(data["frequency"] > 0) & (data["monetary_value"] > 0)]
         gg = lifetimes.GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
-        ours_gg = clv.fit_gamma_gamma(x, data["monetary_value"])
+        ours_gg = clv_fit.fit_gamma_gamma(x, data["monetary_value"])
         assert ours_gg.params == pytest.approx(gg.params_.to_dict(), rel=1e-4)
         assert clv.expected_spend(ours_gg, repeat["frequency"], repeat["monetary_value"]) == pytest.approx(
             gg.conditional_expected_average_profit(repeat["frequency"], repeat["monetary_value"]).to_numpy(),
@@ -311,10 +311,10 @@ def test_bad_input_is_one_clear_error() -> None:
 @pytest.mark.parametrize(
     ("loglik", "params"),
     [
-        (clv._bgnbd_ll, [0.5, 8.0, 0.7, 2.5]),
-        (clv._mbgnbd_ll, [0.5, 8.0, 0.7, 2.5]),
-        (clv._nbd_ll, [0.5, 8.0]),
-        (clv._gamma_gamma_ll, [6.0, 3.7, 15.0]),
+        (clv_fit._bgnbd_ll, [0.5, 8.0, 0.7, 2.5]),
+        (clv_fit._mbgnbd_ll, [0.5, 8.0, 0.7, 2.5]),
+        (clv_fit._nbd_ll, [0.5, 8.0]),
+        (clv_fit._gamma_gamma_ll, [6.0, 3.7, 15.0]),
     ],
     ids=["bgnbd", "mbgnbd", "nbd", "gamma_gamma"],
 )
@@ -326,7 +326,7 @@ def test_exact_gradients_equal_finite_differences(loglik: object, params: list[f
     T = rng.uniform(5, 400, x.size)
     tx = np.where(x > 0, rng.uniform(0, 1, x.size) * T, 0.0)
     columns = [np.maximum(x, 1), rng.uniform(2, 80, x.size)] if len(params) == 3 else [x, tx, T]
-    data = clv._Data.of(columns)
+    data = clv_fit._Data.of(columns)
     p = np.array(params)
 
     def total(q: np.ndarray) -> float:
@@ -346,7 +346,7 @@ def test_expected_purchases_with_a_large_a_are_finite() -> None:
     2F1 overflows: the expected purchases were NaN, and the CLV matrix's chart stopped the whole
     analysis. Near the NBD (no dropout), they are close to its (r + x) t / (alpha + T)."""
     params = {"r": 0.9535, "alpha": 91.52, "a": 67454.5, "b": 5.2972e6}
-    fit = clv.Fit(
+    fit = clv_fit.Fit(
         model="bgnbd", params=params,
         log_likelihood=0.0, standard_errors={}, converged=True, customers=1,
     )  # fmt: skip
@@ -363,7 +363,7 @@ def test_expected_purchases_with_a_large_a_are_finite() -> None:
 
 def test_expected_purchases_at_a_equal_to_one() -> None:
     """The closed form is 0/0 at a = 1; its limit, from 60-digit mpmath: 0.342219347608427."""
-    fit = clv.Fit(
+    fit = clv_fit.Fit(
         model="bgnbd", params={"r": 0.5, "alpha": 10.0, "a": 1.0, "b": 3.0},
         log_likelihood=0.0, standard_errors={}, converged=True, customers=1,
     )  # fmt: skip
