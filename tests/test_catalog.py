@@ -137,8 +137,8 @@ def test_the_layout_of_the_package() -> None:
     # a new module stays under 700.
     still_long = {
         "lgs_fast/ingest/postgres.py": 1300,
-        "lgs_fast/outputs/report.py": 1030,
-        "lgs_fast/cli/__init__.py": 1020, "lgs_fast/outputs/charts.py": 940,
+        
+        "lgs_fast/cli/__init__.py": 1020, 
     }  # fmt: skip
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(ROOT).as_posix()

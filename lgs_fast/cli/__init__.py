@@ -920,7 +920,7 @@ def clv_command(
     from lgs_fast.config import Options
     from lgs_fast.lake import default_lake
     from lgs_fast.outputs.lists import check_csv_target, write_csv_file
-    from lgs_fast.outputs.report import clv_verdicts, holdout_sentences
+    from lgs_fast.outputs.report_sections import clv_verdicts, holdout_sentences
 
     lake_arg = _lake(lake)
     if csv_path is not None:

@@ -19,7 +19,6 @@ In a notebook, each public function returns an Altair chart that Jupyter draws i
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,38 @@ from typing import Any
 import altair as alt
 import polars as pl
 
-from lgs_fast.config import MOVEMENT_NEW, currency
+from lgs_fast.config import currency
+from lgs_fast.outputs.chart_style import (
+    ACCENT,
+    DARK,
+    GREY,
+    LIGHT,
+    PERIOD,
+    STATISTIC_COLOURS,
+    WIDTH,
+    Tables,
+    chart_data,
+    ink,
+    labelled_bars,
+    left_out,
+    log_ticks,
+    month_axis,
+    monthly_pair,
+    pounds_axis,
+    product_bars,
+    segment_colours,
+    segment_scale,
+    with_text,
+)
+from lgs_fast.outputs.model_charts import (
+    campaign_results,
+    clv_by_segment,
+    clv_holdout,
+    clv_matrix,
+    recommended_products,
+    sales_forecast,
+    segment_transitions,
+)
 from lgs_fast.outputs.wording import (
     labelled_months,
     largest_reversal,
@@ -35,26 +65,6 @@ from lgs_fast.outputs.wording import (
     segments_by_value,
     shown_tables,
 )
-
-# Two-way comparisons use a dark and a light blue (ColorBrewer "Blues"), which also read apart
-# in greyscale; falls and reversals take the orange, which no colour blindness confuses with
-# blue. Months the data covers only in part are drawn faint.
-DARK, LIGHT, ACCENT, GREY = "#08519c", "#9ecae1", "#d94801", "#bdbdbd"
-PARTIAL_OPACITY = 0.4
-# Paul Tol's "muted" scheme, nine colours built to stay distinct under every common colour
-# blindness, plus its pale grey: one colour per segment, fixed by the segment map's order so a
-# segment keeps its colour in every chart whatever order the chart lists it in.
-SEGMENT_COLOURS = [
-    "#DDDDDD", "#CC6677", "#882255", "#DDCC77", "#999933",
-    "#117733", "#88CCEE", "#44AA99", "#332288", "#AA4499",
-]  # fmt: skip
-# Okabe and Ito's colour-blind-safe colours for the statistics drawn over a histogram.
-STATISTIC_COLOURS = {
-    "min": "#56B4E9", "mode": "#CC79A7", "median": "#009E73", "mean": "#E69F00", "max": "#D55E00",
-}  # fmt: skip
-WIDTH = 640
-
-Tables = dict[str, pl.DataFrame]
 
 __all__ = [
     "CHARTS",
@@ -84,45 +94,6 @@ __all__ = [
 ]
 
 
-def _data(frame: pl.DataFrame) -> alt.Data:
-    # Dates as ISO strings: Vega-Lite parses them, and the JSON stays plain. A NaN is written
-    # as null (JSON has no NaN; one made the whole analysis fail to draw its charts).
-    rows = frame.with_columns(
-        pl.col(pl.Date, pl.Datetime).dt.strftime("%Y-%m-%d"),
-        pl.col(pl.Float32, pl.Float64).fill_nan(None),
-    ).to_dicts()
-    return alt.Data(values=rows)
-
-
-def _dark(colour: str) -> bool:
-    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    return 0.299 * red + 0.587 * green + 0.114 * blue < 140
-
-
-def _pounds(field: str, title: str) -> alt.Y:
-    return alt.Y(f"{field}:Q", title=title, axis=alt.Axis(format=",.0f"))
-
-
-def segment_colours(tables: Tables) -> dict[str, str]:
-    """Each segment's colour, by its place in the segment map (`SEGMENT_COLOURS`, repeating)."""
-    names = tables["segments"]["segment"].to_list()
-    return {n: SEGMENT_COLOURS[i % len(SEGMENT_COLOURS)] for i, n in enumerate(names)}
-
-
-def _ink(colours: dict[str, str]) -> dict[str, str]:
-    """Text colour readable on each segment's colour."""
-    return {s: "white" if _dark(c) else "black" for s, c in colours.items()}
-
-
-def _log_ticks(low: float, high: float) -> list[float]:
-    """Decades 1, 10, 100, … spanning [low, high] (positive), for a labelled log axis."""
-    ticks, tick = [], 10.0 ** math.floor(math.log10(max(low, 1e-2)))
-    while tick <= high * 10:
-        ticks.append(tick)
-        tick *= 10
-    return ticks
-
-
 STATISTICS = ["min", "mode", "median", "mean", "max"]
 
 
@@ -137,7 +108,7 @@ def invoice_distribution(tables: Tables, view: str = "all") -> alt.LayerChart:
     stats = tables["invoice_amounts"].filter(pl.col("view") == view)
     label = "all invoices" if view == "all" else "invoices at or below the 85th percentile"
     bars = (
-        alt.Chart(_data(hist))
+        alt.Chart(chart_data(hist))
         .mark_bar(color=DARK, binSpacing=0)
         .encode(
             x=alt.X("bin_start:Q", bin="binned", title=f"Invoice total ({currency()})"),
@@ -154,7 +125,7 @@ def invoice_distribution(tables: Tables, view: str = "all") -> alt.LayerChart:
         index="view", on=STATISTICS, variable_name="statistic", value_name="amount"
     ).with_columns(text=pl.col("statistic") + " " + pl.col("amount").map_elements(money, str))
     rules = (
-        alt.Chart(_data(marks))
+        alt.Chart(chart_data(marks))
         .mark_rule(strokeWidth=2)
         .encode(
             x="amount:Q",
@@ -186,7 +157,7 @@ def invoice_distribution(tables: Tables, view: str = "all") -> alt.LayerChart:
             }
         )
         layers.append(
-            alt.Chart(_data(note))
+            alt.Chart(chart_data(note))
             .mark_text(align="right", baseline="top", dx=-6, dy=4, color=ACCENT, fontSize=11)
             .encode(x="amount:Q", y=alt.value(0), text="text:N")
         )
@@ -201,7 +172,7 @@ def invoice_box(tables: Tables) -> alt.LayerChart:
     )
     positive = stats.filter(pl.col("min") > 0)
     ticks = (
-        _log_ticks(float(positive["min"].min()), float(positive["max"].max()))  # type: ignore[arg-type]
+        log_ticks(float(positive["min"].min()), float(positive["max"].max()))  # type: ignore[arg-type]
         if positive.height
         else [1.0]
     )
@@ -209,7 +180,7 @@ def invoice_box(tables: Tables) -> alt.LayerChart:
         values=ticks,
         labelExpr=f"'{currency()}' + format(datum.value, datum.value < 1 ? '.2~f' : ',')",
     )
-    base = alt.Chart(_data(positive)).encode(y=alt.Y("view:N", title=None))
+    base = alt.Chart(chart_data(positive)).encode(y=alt.Y("view:N", title=None))
     scale = alt.Scale(type="log", domain=[ticks[0], ticks[-1]])
     whisker = base.mark_rule(color=DARK).encode(
         x=alt.X("min:Q", title=f"Invoice total ({currency()}, log scale)", scale=scale, axis=axis),
@@ -226,56 +197,13 @@ def invoice_box(tables: Tables) -> alt.LayerChart:
     )
 
 
-def _months(tables: Tables) -> tuple[pl.DataFrame, alt.X, alt.Tooltip]:
-    """The complete months of the monthly table labelled by `labelled_months`, its x axis in
-    month order, and a tooltip.
-
-    A month the data covers only in part is left out of the monthly charts: a few days drawn
-    beside whole months read as a collapse, whatever the label says. The charts' titles name
-    what was left out (`_left_out`). Where no month is complete, every month is drawn, named
-    with the days it covers, `Dec 2011 (1–9)`, and faint.
-    """
-    labelled = labelled_months(tables)
-    frame = labelled.filter(pl.col("complete")) if labelled["complete"].any() else labelled
-    x = alt.X(
-        "label:N", title="Month", sort=frame["label"].to_list(), axis=alt.Axis(labelAngle=-40)
-    )
-    return frame, x, alt.Tooltip("label:N", title="Month")
-
-
-def _left_out(tables: Tables, title: str) -> str | list[str]:
-    """`title`, with a second line naming the partial months the chart leaves out."""
-    labelled = labelled_months(tables)
-    if not labelled["complete"].any():
-        return title
-    partial = labelled.filter(~pl.col("complete"))["label"].to_list()
-    if not partial:
-        return title
-    return [title, f"{' and '.join(partial)} left out: only part of the month is in the data"]
-
-
-PERIOD = alt.Opacity(
-    "period:N",
-    title="Month",
-    scale=alt.Scale(domain=["complete", "partial"], range=[1.0, PARTIAL_OPACITY]),
-    legend=alt.Legend(labelExpr="datum.label == 'partial' ? 'partial (days covered)' : 'complete'"),
-)
-
-
-def _monthly_pair(frame: pl.DataFrame, labels: dict[str, str], value: str) -> pl.DataFrame:
-    """Two monthly columns as long (label, period, kind, value) rows, kinds named by `labels`."""
-    return frame.unpivot(
-        index=["label", "period"], on=list(labels), variable_name="kind", value_name=value
-    ).with_columns(pl.col("kind").replace(labels))
-
-
 def orders_per_month(tables: Tables) -> alt.Chart:
     """Purchase invoices and credit notes (distinct invoices) per month."""
-    months, x, tip = _months(tables)
+    months, x, tip = month_axis(tables)
     names = {"placed_orders": "Purchase invoices", "cancelled_orders": "Credit notes"}
-    frame = _monthly_pair(months, names, "invoices")
+    frame = monthly_pair(months, names, "invoices")
     return (
-        alt.Chart(_data(frame))
+        alt.Chart(chart_data(frame))
         .mark_bar()
         .encode(
             x=x,
@@ -292,17 +220,17 @@ def orders_per_month(tables: Tables) -> alt.Chart:
         .properties(
             width=WIDTH,
             height=260,
-            title=_left_out(tables, "Purchase invoices and credit notes per month"),
+            title=left_out(tables, "Purchase invoices and credit notes per month"),
         )
     )
 
 
 def monthly_sales(tables: Tables) -> alt.LayerChart:
     """Placed sales per month: a line through the complete months (partial ones left out)."""
-    months, x, tip = _months(tables)
-    base = alt.Chart(_data(months)).encode(
+    months, x, tip = month_axis(tables)
+    base = alt.Chart(chart_data(months)).encode(
         x=x,
-        y=_pounds("sales", f"Placed sales ({currency()})"),
+        y=pounds_axis("sales", f"Placed sales ({currency()})"),
         tooltip=[
             tip,
             alt.Tooltip("sales:Q", title=f"Placed sales {currency()}", format=",.2f"),
@@ -318,7 +246,7 @@ def monthly_sales(tables: Tables) -> alt.LayerChart:
         )
     )
     return alt.layer(line, points).properties(
-        width=WIDTH, height=260, title=_left_out(tables, "Placed sales per month")
+        width=WIDTH, height=260, title=left_out(tables, "Placed sales per month")
     )
 
 
@@ -326,7 +254,7 @@ def sales_growth(tables: Tables) -> alt.Chart:
     """Placed sales growth on the previous month in %, between complete months only: a change
     to or from a partial month compares days with a whole month, not trade (left out, named in
     the title)."""
-    months, x, tip = _months(tables)
+    months, x, tip = month_axis(tables)
     frame = (
         labelled_months(tables)
         .with_columns(
@@ -345,7 +273,7 @@ def sales_growth(tables: Tables) -> alt.Chart:
         : 3 if (frame["change"] == "involves a partial month").any() else 2
     ]
     return (
-        alt.Chart(_data(frame))
+        alt.Chart(chart_data(frame))
         .mark_bar()
         .encode(
             x=x,
@@ -364,16 +292,16 @@ def sales_growth(tables: Tables) -> alt.Chart:
         .properties(
             width=WIDTH,
             height=220,
-            title=_left_out(tables, "Placed sales growth on the previous month"),
+            title=left_out(tables, "Placed sales growth on the previous month"),
         )
     )
 
 
 def active_customers(tables: Tables) -> alt.Chart:
     """Customers with a line in each month (complete months)."""
-    months, x, tip = _months(tables)
+    months, x, tip = month_axis(tables)
     return (
-        alt.Chart(_data(months))
+        alt.Chart(chart_data(months))
         .mark_bar(color=DARK)
         .encode(
             x=x,
@@ -381,7 +309,7 @@ def active_customers(tables: Tables) -> alt.Chart:
             opacity=PERIOD,
             tooltip=[tip, alt.Tooltip("active_customers:Q", format=",")],
         )
-        .properties(width=WIDTH, height=220, title=_left_out(tables, "Active customers per month"))
+        .properties(width=WIDTH, height=220, title=left_out(tables, "Active customers per month"))
     )
 
 
@@ -389,14 +317,14 @@ def new_vs_existing(tables: Tables) -> alt.Chart:
     """New and existing customers per month, stacked. Where the table cannot tell them apart
     (the first month of the data: nobody's history is known), the month's active customers are
     one grey bar, "not known"."""
-    months, x, tip = _months(tables)
+    months, x, tip = month_axis(tables)
     months = months.with_columns(
         unknown=pl.when(pl.col("new_customers").is_null()).then(pl.col("active_customers"))
     )
     names = {"existing_customers": "Existing", "new_customers": "New", "unknown": "Not known"}
-    frame = _monthly_pair(months, names, "customers").drop_nulls("customers")
+    frame = monthly_pair(months, names, "customers").drop_nulls("customers")
     return (
-        alt.Chart(_data(frame))
+        alt.Chart(chart_data(frame))
         .mark_bar()
         .encode(
             x=x,
@@ -413,16 +341,11 @@ def new_vs_existing(tables: Tables) -> alt.Chart:
         .properties(
             width=WIDTH,
             height=240,
-            title=_left_out(
+            title=left_out(
                 tables, "New and existing customers per month (first month: history not known)"
             ),
         )
     )
-
-
-def _segment_scale(tables: Tables, order: list[str]) -> alt.Scale:
-    colours = segment_colours(tables)
-    return alt.Scale(domain=order, range=[colours[s] for s in order])
 
 
 def rf_grid(tables: Tables) -> alt.LayerChart:
@@ -436,9 +359,9 @@ def rf_grid(tables: Tables) -> alt.LayerChart:
     )
     order = segments_by_value(tables)["segment"].to_list()
     grid = grid.with_columns(
-        ink=pl.col("segment").replace_strict(_ink(segment_colours(tables)), default="black")
+        ink=pl.col("segment").replace_strict(ink(segment_colours(tables)), default="black")
     )
-    base = alt.Chart(_data(grid)).encode(
+    base = alt.Chart(chart_data(grid)).encode(
         x=alt.X(
             "r_score:O", title="Recency score (higher = more recent)", axis=alt.Axis(labelAngle=0)
         ),
@@ -446,7 +369,7 @@ def rf_grid(tables: Tables) -> alt.LayerChart:
     )
     cells = base.mark_rect(stroke="white").encode(
         color=alt.Color(
-            "segment:N", title="Segment", sort=order, scale=_segment_scale(tables, order)
+            "segment:N", title="Segment", sort=order, scale=segment_scale(tables, order)
         ),
         tooltip=["segment:N", "r_score:O", "f_score:O", alt.Tooltip("customers:Q", format=",")],
     )
@@ -459,62 +382,20 @@ def rf_grid(tables: Tables) -> alt.LayerChart:
     )
 
 
-def _labelled_bars(
-    frame: pl.DataFrame,
-    value: str,
-    title: str,
-    y: alt.Y,
-    colour: alt.Color | str,
-    width: int,
-) -> alt.LayerChart:
-    """Horizontal bars of `value`, each with its `text` column written at its end.
-
-    The axis is linear from 0 (or the smallest negative value), with room kept on the right
-    for the labels, so a bar's length stays proportional to its value.
-    """
-    low = min(float(frame[value].min() or 0.0), 0.0)
-    high = max(float(frame[value].max() or 0.0), 0.0)
-    x = alt.X(
-        f"{value}:Q",
-        title=title,
-        scale=alt.Scale(domain=[low, high * 1.5 if high > 0 else 1.0]),
-        axis=alt.Axis(format=",.0f", labelOverlap=True),
-    )
-    base = alt.Chart(_data(frame)).encode(y=y)
-    if isinstance(colour, str):
-        bars = base.mark_bar(color=colour).encode(x=x)
-    else:
-        bars = base.mark_bar().encode(x=x, color=colour)
-    labels = base.mark_text(align="left", dx=4, fontSize=11).encode(x=f"{value}:Q", text="text:N")
-    return alt.layer(bars, labels).properties(width=width, height=22 * max(frame.height, 1))
-
-
-def _with_text(
-    frame: pl.DataFrame, value: str, share: pl.Expr | None, pounds: bool
-) -> pl.DataFrame:
-    """`frame` with `text`: the value (in whole pounds when `pounds`) and its share in %."""
-    shown = pl.col(value).map_elements(
-        (lambda v: f"{currency()}{v:,.0f}") if pounds else (lambda v: f"{v:,}"), pl.String
-    )
-    if share is None:
-        return frame.with_columns(text=shown)
-    return frame.with_columns(text=pl.format("{} ({}%)", shown, (share * 100).round(1)))
-
-
 def segment_sizes(tables: Tables) -> alt.HConcatChart:
     """Customers and net spend per segment, largest net spend first, each bar labelled with its
     value and share."""
     frame = segments_by_value(tables).filter(pl.col("customers") > 0)
     order = frame["segment"].to_list()
     y = alt.Y("segment:N", title=None, sort=order)
-    colour = alt.Color("segment:N", scale=_segment_scale(tables, order), legend=None)
+    colour = alt.Color("segment:N", scale=segment_scale(tables, order), legend=None)
     spend_share = pl.col("total_monetary") / pl.col("total_monetary").sum()
-    customers = _labelled_bars(
-        _with_text(frame, "customers", pl.col("share"), pounds=False),
+    customers = labelled_bars(
+        with_text(frame, "customers", pl.col("share"), pounds=False),
         "customers", "Customers", y, colour, 220,
     ).properties(title="Customers per segment")  # fmt: skip
-    spend = _labelled_bars(
-        _with_text(frame, "total_monetary", spend_share, pounds=True),
+    spend = labelled_bars(
+        with_text(frame, "total_monetary", spend_share, pounds=True),
         "total_monetary", f"Net spend ({currency()})", y, colour, 240,
     ).properties(title="Net spend per segment")  # fmt: skip
     return alt.hconcat(customers, spend)
@@ -523,8 +404,8 @@ def segment_sizes(tables: Tables) -> alt.HConcatChart:
 def top_countries(tables: Tables) -> alt.LayerChart:
     """Placed sales per country, largest first, on a linear axis: every bar is labelled with its
     value and share, so the small ones read however long the first is."""
-    frame = _with_text(tables["top_countries"], "sales", pl.col("share"), pounds=True)
-    return _labelled_bars(
+    frame = with_text(tables["top_countries"], "sales", pl.col("share"), pounds=True)
+    return labelled_bars(
         frame,
         "sales",
         f"Placed sales ({currency()})",
@@ -534,24 +415,9 @@ def top_countries(tables: Tables) -> alt.LayerChart:
     ).properties(title="Top countries by placed sales (share of all placed sales)")
 
 
-def _product_bars(frame: pl.DataFrame, value: str, title: str, pounds: bool) -> alt.LayerChart:
-    """Bars of `value` per product, in `frame`'s order, named by code and full description."""
-    frame = _with_text(frame, value, None, pounds=pounds).with_columns(
-        label=pl.concat_str("stock_code", "description", separator=" ", ignore_nulls=True)
-    )
-    return _labelled_bars(
-        frame,
-        value,
-        title,
-        alt.Y("label:N", title=None, sort=frame["label"].to_list(), axis=alt.Axis(labelLimit=0)),
-        DARK,
-        WIDTH - 330,
-    )
-
-
 def top_products(tables: Tables) -> alt.LayerChart:
     """Net revenue per product (its lines, credit notes included), labelled with the full name."""
-    return _product_bars(
+    return product_bars(
         tables["top_products"], "net_revenue", f"Net revenue ({currency()})", True
     ).properties(title="Top products by net revenue (credit notes included)")
 
@@ -594,7 +460,7 @@ def cohort_retention(tables: Tables) -> alt.LayerChart:
         alt.Tooltip("customers:Q", format=","),
         alt.Tooltip("cohort_size:Q", format=","),
     ]
-    base = alt.Chart(_data(complete)).encode(x=x, y=y)
+    base = alt.Chart(chart_data(complete)).encode(x=x, y=y)
     cells = base.mark_rect().encode(
         color=alt.Color(
             "retention:Q",
@@ -611,7 +477,7 @@ def cohort_retention(tables: Tables) -> alt.LayerChart:
         ),
     )
     partial = (
-        alt.Chart(_data(frame.filter(~pl.col("complete"))))
+        alt.Chart(chart_data(frame.filter(~pl.col("complete"))))
         .mark_text(fontSize=9, color="#555")
         .encode(x=x, y=y, text="text:N", tooltip=tooltip)
     )
@@ -625,218 +491,6 @@ def cohort_retention(tables: Tables) -> alt.LayerChart:
     )
 
 
-def segment_transitions(tables: Tables) -> alt.LayerChart:
-    """Customers by segment then (rows, `new` first) and segment now (columns), each cell
-    labelled; the diagonal is who stayed, everything off it moved."""
-    frame = tables["segment_transitions"]
-    now = segments_by_value(tables)["segment"].to_list()
-    then = [MOVEMENT_NEW, *now]
-    strongest = float(frame["customers"].max() or 0)
-    base = alt.Chart(_data(frame)).encode(
-        x=alt.X(
-            "segment:N", title="Segment now", sort=now, axis=alt.Axis(labelAngle=-40, labelLimit=0)
-        ),
-        y=alt.Y("segment_then:N", title="Segment then", sort=then, axis=alt.Axis(labelLimit=0)),
-    )
-    cells = base.mark_rect().encode(
-        color=alt.Color("customers:Q", title="Customers", scale=alt.Scale(scheme="blues")),
-        tooltip=[
-            alt.Tooltip("segment_then:N", title="Then"),
-            alt.Tooltip("segment:N", title="Now"),
-            alt.Tooltip("customers:Q", format=","),
-            alt.Tooltip("net_revenue:Q", title=f"Their net spend {currency()}", format=",.2f"),
-        ],
-    )
-    text = base.mark_text(fontSize=10).encode(
-        text=alt.Text("customers:Q", format=","),
-        color=alt.condition(
-            f"datum.customers > {strongest * 0.6}", alt.value("white"), alt.value("black")
-        ),
-    )
-    return alt.layer(cells, text).properties(
-        width=36 * len(now), height=24 * len(then), title="Who moved between segments"
-    )
-
-
-def recommended_products(tables: Tables) -> alt.LayerChart:
-    """The new-to-you products recommended most often, by how many customers of the target
-    segments get each (the `recommendations` table of kind `new`, counted)."""
-    frame = (
-        tables["recommendations"]
-        .filter(pl.col("kind") == "new")
-        .group_by("stock_code", "description")
-        .agg(customers=pl.col("customer_id").n_unique().cast(pl.Int64))
-        .sort(["customers", "stock_code"], descending=[True, False])
-        .head(15)
-    )
-    return _product_bars(frame, "customers", "Customers it is recommended to", False).properties(
-        title="New-to-you products recommended most often"
-    )
-
-
-def sales_forecast(tables: Tables) -> alt.LayerChart:
-    """Weekly net revenue, then the forecast with its 80% and 95% intervals as bands."""
-    frame = tables["sales_forecast"]
-    x = alt.X("week:T", title="Week", axis=alt.Axis(format="%b %Y"))
-    base = alt.Chart(_data(frame))
-    ahead = base.transform_filter("datum.kind == 'forecast'")
-    band95 = ahead.mark_area(color=LIGHT, opacity=0.45).encode(
-        x=x, y=alt.Y("lo_95:Q"), y2="hi_95:Q"
-    )
-    band80 = ahead.mark_area(color=LIGHT, opacity=0.9).encode(x=x, y="lo_80:Q", y2="hi_80:Q")
-    line = base.mark_line(point=alt.OverlayMarkDef(size=20)).encode(
-        x=x,
-        y=_pounds("net_revenue", f"Net revenue per week ({currency()})"),
-        color=alt.Color(
-            "kind:N",
-            title=None,
-            scale=alt.Scale(domain=["actual", "forecast"], range=[DARK, ACCENT]),
-        ),
-        tooltip=[
-            alt.Tooltip("week:T", title="Week of", format="%d %b %Y"),
-            "kind:N",
-            alt.Tooltip("net_revenue:Q", title=f"Net revenue {currency()}", format=",.0f"),
-            alt.Tooltip("lo_80:Q", title=f"80% from {currency()}", format=",.0f"),
-            alt.Tooltip("hi_80:Q", title=f"80% to {currency()}", format=",.0f"),
-            alt.Tooltip("lo_95:Q", title=f"95% from {currency()}", format=",.0f"),
-            alt.Tooltip("hi_95:Q", title=f"95% to {currency()}", format=",.0f"),
-        ],
-    )
-    return alt.layer(band95, band80, line).properties(
-        width=WIDTH, height=260, title="Weekly net revenue and forecast (bands: 80% and 95%)"
-    )
-
-
-def clv_by_segment(tables: Tables) -> alt.Chart:
-    """Total CLV per RFM segment (empty, and titled so, when no purchase model fits)."""
-    frame = tables["clv_segments"]
-    fitted = frame["total_clv"].null_count() < frame.height
-    title = "CLV by segment" if fitted else "CLV by segment: none, no purchase model fits"
-    return (
-        alt.Chart(_data(frame.with_columns(pl.col("total_clv").fill_null(0.0))))
-        .mark_bar(color=DARK)
-        .encode(
-            x=alt.X("total_clv:Q", title=f"Total CLV ({currency()})", axis=alt.Axis(format=",.0f")),
-            y=alt.Y("segment:N", title=None, sort="-x"),
-            tooltip=[
-                "segment:N",
-                alt.Tooltip("customers:Q", format=","),
-                alt.Tooltip("total_clv:Q", title=f"Total CLV {currency()}", format=",.0f"),
-                alt.Tooltip("mean_clv:Q", title=f"Mean CLV {currency()}", format=",.2f"),
-                alt.Tooltip("mean_probability_alive:Q", title="P(alive)", format=".1%"),
-            ],
-        )
-        .properties(width=WIDTH - 200, height=22 * max(frame.height, 1), title=title)
-    )
-
-
-def clv_holdout(tables: Tables) -> alt.Chart:
-    """Holdout purchases per customer, actual against each model's prediction, by the
-    customer's repeat purchases in the calibration period (the papers' conditional check)."""
-    frame = tables["clv_holdout_by_frequency"]
-    long = pl.concat(
-        [
-            frame.select(
-                "calibration_frequency", series=pl.lit("actual"), purchases="actual_purchases"
-            ).unique(),
-            frame.select(
-                "calibration_frequency",
-                series=pl.col("model"),
-                purchases="predicted_purchases",
-            ),
-        ]
-    ).sort("series", "calibration_frequency")
-    return (
-        alt.Chart(_data(long))
-        .mark_line(point=True)
-        .encode(
-            x=alt.X(
-                "calibration_frequency:O",
-                title="Repeat purchase days before the holdout (7 = 7 or more)",
-            ),
-            y=alt.Y("purchases:Q", title="Mean purchase days in the holdout"),
-            color=alt.Color("series:N", title=None, scale=alt.Scale(range=[ACCENT, DARK, LIGHT])),
-            tooltip=[
-                "series:N",
-                "calibration_frequency:O",
-                alt.Tooltip("purchases:Q", format=".2f"),
-            ],
-        )
-        .properties(
-            width=WIDTH - 100, height=260, title="Holdout: actual against predicted purchases"
-        )
-    )
-
-
-def clv_matrix(tables: Tables) -> alt.Chart:
-    """What the model in use expects of a customer, by repeat purchase days and days since the
-    last purchase (lifetimes' frequency/recency matrix), for customers as old as the oldest."""
-    frame = tables["clv_matrix"]
-    age = int(frame["age"][0]) if frame.height else 0
-    horizon = int(frame["horizon_days"][0]) if frame.height else 0
-    return (
-        alt.Chart(_data(frame))
-        .mark_rect()
-        .encode(
-            x=alt.X("days_since_last:O", title="Days since the last purchase"),
-            y=alt.Y("frequency:O", title="Repeat purchase days so far", sort="descending"),
-            color=alt.Color(
-                "expected_purchases:Q",
-                title=f"Purchase days, next {horizon} days",
-                scale=alt.Scale(scheme="blues"),
-            ),
-            tooltip=[
-                alt.Tooltip("frequency:O", title="Repeat purchase days"),
-                alt.Tooltip("days_since_last:O", title="Days since the last"),
-                alt.Tooltip("expected_purchases:Q", title="Expected purchase days", format=".2f"),
-                alt.Tooltip("probability_alive:Q", title="Still buying", format=".0%"),
-            ],
-        )
-        .properties(
-            width=WIDTH - 200,
-            height=12 * max(frame["frequency"].n_unique(), 1),
-            title=f"What the model expects of a customer who first bought {age} days ago",
-        )
-    )
-
-
-def campaign_results(tables: Tables) -> alt.Chart:
-    """Per list, how many more of the contacted than of the held back bought (points), with
-    its 95% interval; lists too small to tell are left out (the report says so)."""
-    frame = (
-        tables["campaign_results"]
-        .filter(pl.col("measure") == "bought", pl.col("lo_95").is_not_null())
-        .select(
-            "segment",
-            points=pl.col("difference") * 100,
-            lo=pl.col("lo_95") * 100,
-            hi=pl.col("hi_95") * 100,
-        )
-    )
-    base = alt.Chart(_data(frame)).encode(
-        y=alt.Y("segment:N", title=None, sort=frame["segment"].to_list())
-    )
-    bars = base.mark_rule(strokeWidth=2, color=DARK).encode(
-        x=alt.X("lo:Q", title="Contacted − held back who bought (points, 95% interval)"),
-        x2="hi:Q",
-    )
-    dots = base.mark_point(filled=True, size=60, color=DARK).encode(
-        x="points:Q",
-        tooltip=[
-            alt.Tooltip("segment:N", title="List"),
-            alt.Tooltip("points:Q", title="Difference (points)", format="+.1f"),
-            alt.Tooltip("lo:Q", title="95% from", format="+.1f"),
-            alt.Tooltip("hi:Q", title="95% to", format="+.1f"),
-        ],
-    )
-    zero = alt.Chart(_data(pl.DataFrame({"x": [0.0]}))).mark_rule(color=GREY).encode(x="x:Q")
-    return (zero + bars + dots).properties(
-        width=WIDTH - 200,
-        height=28 * max(frame.height, 1),
-        title="Did contacting them make them buy?",
-    )
-
-
 # Charts drawn only when their table exists and has rows (the holdout needs --calibration-end).
 OPTIONAL_CHARTS: dict[str, str] = {
     "campaign_results": "campaign_results",
@@ -847,6 +501,7 @@ OPTIONAL_CHARTS: dict[str, str] = {
     "recommended_products": "recommendations",
     "sales_forecast": "sales_forecast",
 }
+
 
 CHARTS: dict[str, Callable[[Tables], Any]] = {
     "invoice_amounts_all": lambda t: invoice_distribution(t, "all"),
