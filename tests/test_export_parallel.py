@@ -15,11 +15,12 @@ from psycopg import sql
 
 from lgs_fast.errors import InputError, SourceError
 from lgs_fast.ingest import postgres
-from lgs_fast.ingest.postgres import export
+from lgs_fast.ingest.postgres import connection, export, exporting
+from lgs_fast.ingest.postgres import shares as splitting
 from lgs_fast.lake import LakeWriter, scan, verify_lake
 from tests.conftest import EMBEDDED
 
-needs_psql = pytest.mark.skipif(postgres._psql() is None, reason="no psql on PATH")
+needs_psql = pytest.mark.skipif(connection.psql_path() is None, reason="no psql on PATH")
 
 
 def _files(lake: Path) -> dict[str, bytes]:
@@ -98,15 +99,17 @@ def test_workers_read_the_coordinators_snapshot(
     for psql in (None, ""):
         if psql is not None:
             monkeypatch.setenv("LGS_PSQL", psql)
-        conn = postgres._connect(pg_dsn)
+        conn = connection.open_connection(pg_dsn)
         try:
-            postgres._snapshot_transaction(conn)
-            with conn.transaction(), postgres._psql_environment(pg_dsn) as env:
-                postgres._session(conn)
-                select = postgres._select_list(postgres._columns(conn, pg_table), {}, pg_table)
-                shares = postgres._shares_of_table({(2011, m): 1 for m in (1, 2, 3)}, 3)
+            connection.snapshot_transaction(conn)
+            with conn.transaction(), connection.psql_environment(pg_dsn) as env:
+                connection.set_session(conn)
+                select = connection.select_list(
+                    connection.table_columns(conn, pg_table), {}, pg_table
+                )
+                shares = splitting.shares_of_table({(2011, m): 1 for m in (1, 2, 3)}, 3)
                 assert len(shares) == 3
-                database = postgres._Export(conn, pg_dsn, env, shares, select, pg_table, "t")
+                database = exporting.Export(conn, pg_dsn, env, shares, select, pg_table, "t")
                 with psycopg.connect(pg_dsn) as other:  # committed before the workers start
                     for day in months:
                         other.execute(
@@ -121,7 +124,7 @@ def test_workers_read_the_coordinators_snapshot(
                     assert writer_rows == {
                         "year=2011/month=01": 1, "year=2011/month=02": 1, "year=2011/month=03": 1,
                     }  # fmt: skip
-                server = postgres._fingerprints(conn, select, pg_table)
+                server = splitting.read_fingerprints(conn, select, pg_table)
                 assert {k: v["source_rows"] for k, v in server.items()} == writer_rows
         finally:
             conn.close()
@@ -295,7 +298,7 @@ def test_password_reaches_psql_through_a_private_file(pg_dsn: str) -> None:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     dsn = make_conninfo(pg_dsn, password="S3cret:pw\\x")
-    with postgres._psql_environment(dsn) as env:
+    with connection.psql_environment(dsn) as env:
         assert env is not None
         assert "S3cret" not in repr(env) and "PGPASSWORD" not in env
         passfile = Path(env["PGPASSFILE"])
@@ -303,24 +306,24 @@ def test_password_reaches_psql_through_a_private_file(pg_dsn: str) -> None:
         assert passfile.read_text() == "*:*:*:*:S3cret\\:pw\\\\x\n"
         assert env["PGAPPNAME"] == "lgs_fast"
         parts = conninfo_to_dict(pg_dsn)
-        assert all(env[postgres._ENVIRONMENT[k]] == str(v) for k, v in parts.items())
+        assert all(env[connection.PSQL_ENVIRONMENT[k]] == str(v) for k, v in parts.items())
     assert not passfile.exists()
     # A setting psql cannot take from its environment: the workers connect in this process.
-    with postgres._psql_environment(make_conninfo(pg_dsn, keepalives="1")) as env:
+    with connection.psql_environment(make_conninfo(pg_dsn, keepalives="1")) as env:
         assert env is None
 
 
 def test_splitting_months_between_workers() -> None:
-    groups = postgres._groups({(2011, m): n for m, n in enumerate([5, 1, 1, 1, 5, 1], 1)}, 3)
+    groups = splitting.month_groups({(2011, m): n for m, n in enumerate([5, 1, 1, 1, 5, 1], 1)}, 3)
     assert groups == [[(2011, 1)], [(2011, 2), (2011, 3), (2011, 4)], [(2011, 5), (2011, 6)]]
-    assert postgres._groups({(2011, 1): 9}, 4) == [[(2011, 1)]]
-    assert postgres._groups({}, 4) == []
-    shares = postgres._shares_of_table({(2010, 12): 3, (2011, 1): 1, (2011, 2): 1, (2011, 3): 3}, 2)
+    assert splitting.month_groups({(2011, 1): 9}, 4) == [[(2011, 1)]]
+    assert splitting.month_groups({}, 4) == []
+    shares = splitting.shares_of_table({(2010, 12): 3, (2011, 1): 1, (2011, 2): 1, (2011, 3): 3}, 2)
     assert [s.label() for s in shares] == [
         "lines dated up to 2011-01",
         "lines dated from 2011-02 on or undated",
     ]
-    months = postgres._shares_of_months({(2011, 1): 1, (2011, 2): 1, (2011, 5): 1}, 1)
+    months = splitting.shares_of_months({(2011, 1): 1, (2011, 2): 1, (2011, 5): 1}, 1)
     assert [s.label() for s in months] == ["lines dated 2011-01 to 2011-02, 2011-05"]
 
 

@@ -339,7 +339,7 @@ def test_closed_stream_releases_a_waiting_reader() -> None:
     The export once hung when a bad value stopped it while that thread waited for a block the
     stopped COPY reader would never send.
     """
-    from lgs_fast.ingest.postgres import _CopyStream
+    from lgs_fast.ingest.postgres.transport import CopyStream
 
     built = threading.Event()
 
@@ -348,7 +348,7 @@ def test_closed_stream_releases_a_waiting_reader() -> None:
         built.wait(10)
         stream._stop.wait(10)  # a COPY whose next row arrives only once the stream is closed
 
-    stream = _CopyStream(rows(), block=1)
+    stream = CopyStream(rows(), block=1)
     built.set()
     buffer = bytearray(64)
     assert stream.readinto(buffer) == 14
