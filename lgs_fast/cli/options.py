@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from lgs_fast.engines import check_settings
+from lgs_fast.engines.base import EngineSettings
 from lgs_fast.errors import InputError
 
 LAKE_HELP = "Lake directory (default: $LGS_LAKE or data/lake)."
@@ -161,8 +163,8 @@ URI_LAKE_HELP = (
 
 
 def check_spark_master(engine: str, master: str | None) -> None:
-    if master is not None and engine != "spark":
-        raise InputError(f"--spark-master is for --engine spark, not {engine}")
+    """Before any engine is imported: the registry's own check (it loads no engine)."""
+    check_settings(engine, EngineSettings(spark_master=master))
 
 
 def parse_share(value: str, option: str) -> float:

@@ -23,9 +23,17 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def engine(name: str, settings: EngineSettings | None = None) -> Engine:
-    """The engine called `name`, set up with `settings`."""
+def check_settings(name: str, settings: EngineSettings) -> None:
+    """Refuse a setting given to an engine that does not read it (the API and the CLI alike)."""
     if name not in REGISTRY:
         raise InputError(f"unknown engine {name!r}; choose one of {', '.join(REGISTRY)}")
+    if settings.spark_master is not None and name != "spark":
+        raise InputError(f"--spark-master is for --engine spark, not {name}")
+
+
+def engine(name: str, settings: EngineSettings | None = None) -> Engine:
+    """The engine called `name`, set up with `settings`."""
+    settings = settings or EngineSettings()
+    check_settings(name, settings)
     module = importlib.import_module(REGISTRY[name])
-    return module.open_engine(settings or EngineSettings())
+    return module.open_engine(settings)
