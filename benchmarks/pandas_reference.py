@@ -2,7 +2,8 @@
 
 It follows DESIGN.md ("Definitions") independently of lgs_fast's engines: it is the third
 opinion in the tests and the baseline in the benchmarks. It deliberately shares no code with
-`lgs_fast.engines.polars` or `queries/` beyond the option values (bins, presets, segment rules).
+`lgs_fast.engines.polars` or `queries/` beyond the option values (bins, presets, segment rules)
+and the lines' schema.
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ import numpy as np
 import pandas as pd
 
 from lgs_fast.config import COMPARE_DAYS, NON_PRODUCT_PATTERN, UNCLASSIFIED, Options
+from lgs_fast.schema import COLUMNS, POLARS_SCHEMA, pandas_dtypes
 
-COLUMNS = [
-    "invoice_no", "stock_code", "description", "quantity",
-    "invoice_date", "unit_price", "customer_id", "country",
-]  # fmt: skip
 QUANTILES = {"median": 0.5, "p25": 0.25, "p75": 0.75, "p85": 0.85, "p95": 0.95, "p99": 0.99}
 
 
@@ -37,20 +35,26 @@ def load_lines(lake: str | Path) -> pd.DataFrame:
     if not files:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _EMPTY.items()})
     return pd.concat(
-        (pd.read_parquet(f, columns=COLUMNS, dtype_backend="numpy_nullable") for f in files),
+        (pd.read_parquet(f, columns=list(COLUMNS), dtype_backend="numpy_nullable") for f in files),
         ignore_index=True,
     )
 
 
-_EMPTY = {
-    "invoice_no": "string", "stock_code": "string", "description": "string",
-    "quantity": "Int32", "invoice_date": "datetime64[us]", "unit_price": "Float64",
-    "customer_id": "Int64", "country": "string",
-}  # fmt: skip
+_EMPTY = pandas_dtypes(POLARS_SCHEMA)
 
 
 def _amount(df: pd.DataFrame) -> pd.Series:
     return df["quantity"].astype("float64") * df["unit_price"].astype("float64")
+
+
+def _micro_of(df: pd.DataFrame) -> pd.Series:
+    """Each line's amount in whole millionths of a pound: money is summed as these integers and
+    turned into pounds once (`_pounds`), docs/analysis.md "Money"."""
+    return _micro(_amount(df))
+
+
+def _pounds(micro: pd.Series | int) -> pd.Series | float:
+    return micro / 1_000_000
 
 
 def _cancel(df: pd.DataFrame) -> pd.Series:
@@ -62,8 +66,8 @@ def _month(dates: pd.Series) -> pd.Series:
 
 
 def overview(df: pd.DataFrame, options: Options) -> pd.DataFrame:
-    amount, cancel = _amount(df), _cancel(df)
-    totals = amount.groupby(df["invoice_no"]).sum()
+    micro, cancel = _micro_of(df), _cancel(df)
+    totals = micro.groupby(df["invoice_no"]).sum()
     return pd.DataFrame(
         [
             {
@@ -77,48 +81,48 @@ def overview(df: pd.DataFrame, options: Options) -> pd.DataFrame:
                 "countries": df["country"].nunique(),
                 "first_invoice": df["invoice_date"].min(),
                 "last_invoice": df["invoice_date"].max(),
-                "placed_sales": amount[~cancel].sum(),
-                "cancelled_value": amount[cancel].sum(),
-                "net_revenue": amount.sum(),
-                "mean_invoice_total": totals[totals > 0].mean(),
+                "placed_sales": _pounds(micro[~cancel].sum()),
+                "cancelled_value": _pounds(micro[cancel].sum()),
+                "net_revenue": _pounds(micro.sum()),
+                "mean_invoice_total": _pounds(totals[totals > 0]).mean(),
             }
         ]
     )
 
 
 def invoice_totals(df: pd.DataFrame, options: Options) -> pd.Series:
+    """Exact totals in millionths of a pound."""
     if options.preset == "notebook":
         keep = (df["quantity"] > 0) & (df["unit_price"] > 0)
-        return _amount(df[keep]).reset_index(drop=True)
+        return _micro_of(df[keep]).reset_index(drop=True)
     placed = df[~_cancel(df)]
-    totals = _amount(placed).groupby(placed["invoice_no"]).sum()
+    totals = _micro_of(placed).groupby(placed["invoice_no"]).sum()
     return totals[totals > 0].reset_index(drop=True)
 
 
-def _views(values: pd.Series) -> dict[str, pd.Series]:
-    return {"all": values, "le_p85": values[values <= values.quantile(0.85)]}
+def _views(micro: pd.Series) -> dict[str, pd.Series]:
+    pounds = _pounds(micro)
+    return {"all": micro, "le_p85": micro[pounds <= pounds.quantile(0.85)]}
 
 
-def _pence(values: pd.Series) -> pd.Series:
-    """Whole pence, half away from zero (numpy rounds half to even, so ties are fixed up)."""
-    cents = values.astype("float64") * 100
-    rounded = np.round(cents)
-    tie = (cents - np.trunc(cents)).abs() == 0.5
-    return pd.Series(
-        np.where(tie, np.trunc(cents) + np.sign(cents), rounded), index=values.index
-    ).astype("int64")
+def _pence(micro: pd.Series) -> pd.Series:
+    """Whole pence of millionths, half away from zero."""
+    return micro.map(lambda m: (abs(int(m)) + 5_000) // 10_000 * (1 if m >= 0 else -1)).astype(
+        "int64"
+    )
 
 
-def _mode(values: pd.Series) -> float | None:
-    if values.empty:
+def _mode(micro: pd.Series) -> float | None:
+    if micro.empty:
         return None
-    counts = _pence(values).value_counts()
+    counts = _pence(micro).value_counts()
     return float(counts[counts == counts.max()].index.min()) / 100
 
 
 def invoice_amounts(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     rows = []
-    for view, v in _views(invoice_totals(df, options)).items():
+    for view, micro in _views(invoice_totals(df, options)).items():
+        v = _pounds(micro)
         rows.append(
             {
                 "view": view,
@@ -126,7 +130,7 @@ def invoice_amounts(df: pd.DataFrame, options: Options) -> pd.DataFrame:
                 "min": v.min(),
                 "mean": v.mean(),
                 "median": v.quantile(0.5),
-                "mode": _mode(v),
+                "mode": _mode(micro),
                 "max": v.max(),
                 **{k: v.quantile(q) for k, q in QUANTILES.items() if k != "median"},
             }
@@ -137,10 +141,10 @@ def invoice_amounts(df: pd.DataFrame, options: Options) -> pd.DataFrame:
 def invoice_histogram(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     bins = options.histogram_bins
     frames = []
-    for view, v in _views(invoice_totals(df, options)).items():
-        if v.empty:
+    for view, micro in _views(invoice_totals(df, options)).items():
+        if micro.empty:
             continue
-        pence = _pence(v)
+        pence = _pence(micro)
         lo, span = int(pence.min()), int(pence.max() - pence.min())
         index = np.minimum((pence - lo) * bins // span, bins - 1) if span > 0 else pence * 0
         counts = index.value_counts().reindex(range(bins), fill_value=0)
@@ -150,8 +154,14 @@ def invoice_histogram(df: pd.DataFrame, options: Options) -> pd.DataFrame:
                 {
                     "view": view,
                     "bin": b,
-                    "bin_start": (lo + span / bins * b) / 100,
-                    "bin_end": (lo + span / bins * b + span / bins) / 100,
+                    # edges in whole millionths, rounded half up (docs/analysis.md)
+                    "bin_start": [
+                        (lo * 10_000 + (span * k * 10_000 + bins // 2) // bins) / 1e6 for k in b
+                    ],
+                    "bin_end": [
+                        (lo * 10_000 + (span * (k + 1) * 10_000 + bins // 2) // bins) / 1e6
+                        for k in b
+                    ],
                     "count": counts.to_numpy(),
                 }
             )
@@ -172,7 +182,7 @@ def _complete(months: pd.Series, df: pd.DataFrame) -> pd.Series:
 
 
 def monthly(df: pd.DataFrame, options: Options) -> pd.DataFrame:
-    d = df.assign(month=_month(df["invoice_date"]), amount=_amount(df), cancel=_cancel(df))
+    d = df.assign(month=_month(df["invoice_date"]), micro=_micro_of(df), cancel=_cancel(df))
     placed, cancelled = d[~d["cancel"]], d[d["cancel"]]
     out = pd.DataFrame(
         index=pd.date_range(d["month"].min(), d["month"].max(), freq="MS", name="month")
@@ -181,7 +191,7 @@ def monthly(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     out["cancelled_orders"] = cancelled.groupby("month")["invoice_no"].nunique()
     out["placed_lines"] = placed.groupby("month").size()
     out["cancelled_lines"] = cancelled.groupby("month").size()
-    out["sales"] = placed.groupby("month")["amount"].sum()
+    out["sales"] = _pounds(placed.groupby("month")["micro"].sum())
     out["active_customers"] = d.groupby("month")["customer_id"].nunique()
     first = d.dropna(subset=["customer_id"]).groupby("customer_id")["month"].min()
     out["new_customers"] = first.value_counts()
@@ -207,7 +217,7 @@ def monthly(df: pd.DataFrame, options: Options) -> pd.DataFrame:
 def weekly_sales(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     d = df.assign(
         week=df["invoice_date"].dt.to_period("W-SUN").dt.start_time,
-        amount=_amount(df),
+        micro=_micro_of(df),
         cancel=_cancel(df),
     )
     weeks = (
@@ -216,8 +226,8 @@ def weekly_sales(df: pd.DataFrame, options: Options) -> pd.DataFrame:
         else pd.DatetimeIndex([], name="week")
     )
     out = pd.DataFrame(index=weeks)
-    out["net_revenue"] = d.groupby("week")["amount"].sum()
-    out["placed_sales"] = d[~d["cancel"]].groupby("week")["amount"].sum()
+    out["net_revenue"] = _pounds(d.groupby("week")["micro"].sum())
+    out["placed_sales"] = _pounds(d[~d["cancel"]].groupby("week")["micro"].sum())
     out["invoices"] = d.groupby("week")["invoice_no"].nunique()
     out = out.fillna(0).reset_index()
     # A week is complete when the data runs from its Monday (first week) to its Sunday (last).
@@ -259,13 +269,13 @@ def _segment(rf: pd.Series, options: Options) -> pd.Series:
 def rfm(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     if options.as_of is not None:
         df = df[df["invoice_date"] <= options.as_of]
-    customers = df.dropna(subset=["customer_id"]).assign(amount=_amount, cancel=_cancel)
+    customers = df.dropna(subset=["customer_id"]).assign(micro=_micro_of, cancel=_cancel)
     if options.preset == "notebook":
         t = options.as_of or customers["invoice_date"].max()
         g = customers.groupby("customer_id").agg(
             last=("invoice_date", "max"),
             frequency=("invoice_no", "size"),
-            monetary=("amount", "sum"),
+            micro=("micro", "sum"),
         )
     else:
         t = options.as_of or df["invoice_date"].max()
@@ -273,14 +283,15 @@ def rfm(df: pd.DataFrame, options: Options) -> pd.DataFrame:
         g = purchases.groupby("customer_id").agg(
             last=("invoice_date", "max"), frequency=("invoice_no", "nunique")
         )
-        g["monetary"] = customers.groupby("customer_id")["amount"].sum().reindex(g.index)
+        g["micro"] = customers.groupby("customer_id")["micro"].sum().reindex(g.index)
+    g["monetary"] = _pounds(g["micro"])
     g["recency"] = (pd.Timestamp(t) - g["last"]) // pd.Timedelta(days=1)
     g = g.reset_index().sort_values(["frequency", "customer_id"])
     g["f_rank"] = np.arange(1, len(g) + 1)
     g["r_score"] = options.bins + 1 - _score_bin(g["recency"], options)
     g["f_score"] = _score_bin(g["f_rank"], options)
     # Money is scored in whole pence (half away from zero), as both engines score it.
-    g["m_score"] = _score_bin(_pence(g["monetary"]), options)
+    g["m_score"] = _score_bin(_pence(g["micro"]), options)
     digits = g[["r_score", "f_score", "m_score"]].astype(str)
     g["rfm_score"] = digits["r_score"] + digits["f_score"] + digits["m_score"]
     g["segment"] = _segment(digits["r_score"] + digits["f_score"], options)
@@ -370,14 +381,15 @@ def segment_transitions(movement: pd.DataFrame, now: pd.DataFrame) -> pd.DataFra
 
 
 def top_countries(df: pd.DataFrame, options: Options) -> pd.DataFrame:
-    placed = df[~_cancel(df)].assign(amount=_amount)
+    placed = df[~_cancel(df)].assign(micro=_micro_of)
     g = placed.groupby("country", dropna=False).agg(
-        sales=("amount", "sum"),
+        micro=("micro", "sum"),
         orders=("invoice_no", "nunique"),
         customers=("customer_id", "nunique"),
     )
-    g["share"] = g["sales"] / g["sales"].sum()
-    g = g.reset_index().sort_values(["sales", "country"], ascending=[False, True]).head(options.top)
+    g["sales"] = _pounds(g["micro"])
+    g["share"] = g["micro"] / g["micro"].sum()
+    g = g.reset_index().sort_values(["micro", "country"], ascending=[False, True]).head(options.top)
     g.insert(0, "rank", np.arange(1, len(g) + 1))
     return g[["rank", "country", "sales", "share", "orders", "customers"]]
 
@@ -395,13 +407,13 @@ def _names(lines: pd.DataFrame) -> pd.Series:
 
 def top_products(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     products = df[~df["stock_code"].str.contains(NON_PRODUCT_PATTERN, regex=True).astype(bool)]
-    products = products.assign(amount=_amount, cancel=_cancel)
+    products = products.assign(micro=_micro_of, cancel=_cancel)
     placed, cancelled = products[~products["cancel"]], products[products["cancel"]]
     g = pd.DataFrame(
         {
-            "net_revenue": products.groupby("stock_code")["amount"].sum(),
-            "placed_sales": placed.groupby("stock_code")["amount"].sum(),
-            "cancelled_value": cancelled.groupby("stock_code")["amount"].sum(),
+            "net_revenue": products.groupby("stock_code")["micro"].sum(),
+            "placed_sales": placed.groupby("stock_code")["micro"].sum(),
+            "cancelled_value": cancelled.groupby("stock_code")["micro"].sum(),
             "quantity": placed.groupby("stock_code")["quantity"].sum(),
             "purchase_invoices": placed.groupby("stock_code")["invoice_no"].nunique(),
         }
@@ -411,6 +423,8 @@ def top_products(df: pd.DataFrame, options: Options) -> pd.DataFrame:
         .sort_values(["net_revenue", "stock_code"], ascending=[False, True])
         .head(options.top)
     )
+    for money in ("net_revenue", "placed_sales", "cancelled_value"):
+        g[money] = _pounds(g[money])
     g["description"] = g["stock_code"].map(_names(products))
     g.insert(0, "rank", np.arange(1, len(g) + 1))
     return g[
@@ -431,7 +445,7 @@ def _micro(amount: pd.Series) -> pd.Series:
 def reversed_invoices(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     """Purchase invoices undone by a credit note of the same customer, at or after them, with the
     negated quantity of every stock code and the negated total to the penny."""
-    known = df.dropna(subset=["customer_id"]).assign(micro=lambda d: _micro(_amount(d)))
+    known = df.dropna(subset=["customer_id"]).assign(micro=_micro_of)
     docs = known.groupby(["invoice_no", "customer_id"]).agg(
         date=("invoice_date", "min"), micro=("micro", "sum")
     )
@@ -535,9 +549,7 @@ def clv_summary(df: pd.DataFrame, options: Options) -> pd.DataFrame:
     t = _reference_time(df, options)
     purchases = df[df["customer_id"].notna() & ~_cancel(df)]
     days = (
-        purchases.assign(
-            day=purchases["invoice_date"].dt.normalize(), micro=_micro(_amount(purchases))
-        )
+        purchases.assign(day=purchases["invoice_date"].dt.normalize(), micro=_micro_of(purchases))
         .groupby(["customer_id", "day"], as_index=False)["micro"]
         .sum()
         .sort_values(["customer_id", "day"])

@@ -42,20 +42,68 @@ POLARS_SCHEMA: Final = pl.Schema(
     }
 )
 
+# The columns every line must have; the others may be empty (null).
+REQUIRED: Final = frozenset({"invoice_no", "stock_code", "quantity", "invoice_date", "unit_price"})
+
+
+# Each Polars type the lake and the tables use, as every other system spells it: (Arrow,
+# Spark SQL, PostgreSQL, pandas). Every schema outside Polars is derived from a Polars one
+# through this table, never written again by hand. Int128 is the exact money sum (DuckDB's
+# HUGEINT); Parquet stores no such type (`lgs_fast.lake.layers` stores it in 64 bits).
+_TYPES: Final[dict[pl.DataType, tuple[pa.DataType | None, str, str, str]]] = {
+    pl.String(): (pa.string(), "STRING", "text", "string"),
+    pl.Boolean(): (pa.bool_(), "BOOLEAN", "boolean", "boolean"),
+    pl.Int32(): (pa.int32(), "INT", "integer", "Int32"),
+    pl.Int64(): (pa.int64(), "BIGINT", "bigint", "Int64"),
+    pl.Int128(): (None, "DECIMAL(38,0)", "numeric(38,0)", "object"),
+    pl.Float64(): (pa.float64(), "DOUBLE", "double precision", "Float64"),
+    pl.Date(): (pa.date32(), "DATE", "date", "datetime64[s]"),
+    pl.Datetime("us"): (pa.timestamp("us"), "TIMESTAMP_NTZ", "timestamp", "datetime64[us]"),
+}
+
+
+def _spelled(dtype: pl.DataType, system: int) -> object:
+    if isinstance(dtype, pl.List) and system == 1:
+        return f"ARRAY<{_spelled(dtype.inner, 1)}>"
+    try:
+        spelled = _TYPES[dtype][system]
+    except KeyError:
+        spelled = None
+    if spelled is None:
+        raise TypeError(
+            f"{dtype} has no spelling in {('Arrow', 'Spark', 'PostgreSQL', 'pandas')[system]}"
+        )
+    return spelled
+
+
+def spark_type(dtype: pl.DataType) -> str:
+    """The Spark SQL type of a Polars type."""
+    return str(_spelled(dtype, 1))
+
+
+def spark_ddl(schema: pl.Schema) -> str:
+    """A Spark DDL schema string ("a BIGINT, b STRING") of a Polars schema."""
+    return ", ".join(f"{name} {spark_type(dtype)}" for name, dtype in schema.items())
+
+
+def postgres_column(name: str) -> str:
+    """Line column `name`'s PostgreSQL type, NOT NULL when every line must have it."""
+    spelled = str(_spelled(POLARS_SCHEMA[name], 2))
+    return f"{spelled} NOT NULL" if name in REQUIRED else spelled
+
+
+def pandas_dtypes(schema: pl.Schema) -> dict[str, str]:
+    """pandas' nullable dtypes of a Polars schema (what `read_parquet(dtype_backend=
+    "numpy_nullable")` gives)."""
+    return {name: str(_spelled(dtype, 3)) for name, dtype in schema.items()}
+
+
 ARROW_SCHEMA: Final = pa.schema(
     [
-        pa.field("invoice_no", pa.string(), nullable=False),
-        pa.field("stock_code", pa.string(), nullable=False),
-        pa.field("description", pa.string()),
-        pa.field("quantity", pa.int32(), nullable=False),
-        pa.field("invoice_date", pa.timestamp("us"), nullable=False),
-        pa.field("unit_price", pa.float64(), nullable=False),
-        pa.field("customer_id", pa.int64()),
-        pa.field("country", pa.string()),
+        pa.field(name, _spelled(dtype, 0), nullable=name not in REQUIRED)  # type: ignore[arg-type]
+        for name, dtype in POLARS_SCHEMA.items()
     ]
 )
-
-REQUIRED: Final = frozenset(f.name for f in ARROW_SCHEMA if not f.nullable)
 
 # The three header spellings met in the wild, each mapped onto the canonical names in order.
 HEADER_FORMS: Final[dict[str, tuple[str, ...]]] = {

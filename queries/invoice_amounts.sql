@@ -1,32 +1,59 @@
 -- invoice_amounts: distribution of invoice_totals, view `all` and view `le_p85` (totals at or
--- below the 85th percentile). Quantiles interpolate linearly; the mode is the most frequent
--- total in whole pence (half away from zero), the smallest on ties.
-WITH views AS (
-    SELECT 'all' AS view, amount FROM invoice_totals
+-- below the 85th percentile), in pounds. Everything is computed on the exact totals in
+-- millionths: the mean is their exact sum over the count; a quantile interpolates linearly,
+-- in integers (docs/analysis.md, "Quantiles"): with the n totals sorted, v_1 <= ... <= v_n, and
+-- (n - 1) q = 100 j + r for q in percent, 100 × the quantile is 100 v_{j+1} + r (v_{j+2} - v_{j+1}),
+-- turned into pounds once. The mode is the most frequent total in whole pence (half away from
+-- zero), the smallest on ties.
+WITH sorted_all AS (
+    SELECT count(*) AS n, list(micro ORDER BY micro) AS v FROM invoice_totals
+),
+p85 AS (  -- 100 × the 85th percentile of all totals, exactly
+    SELECT 100 * v[(n - 1) * 85 // 100 + 1] + (n - 1) * 85 % 100
+        * (v[least((n - 1) * 85 // 100 + 2, n)] - v[(n - 1) * 85 // 100 + 1]) AS x100
+    FROM sorted_all
+),
+views AS (
+    SELECT 'all' AS view, micro FROM invoice_totals
     UNION ALL
-    SELECT 'le_p85', amount FROM invoice_totals
-    WHERE amount <= (SELECT quantile_cont(amount, 0.85) FROM invoice_totals)
+    SELECT 'le_p85', micro FROM invoice_totals
+    WHERE 100 * micro <= (SELECT x100 FROM p85)
+),
+sorted AS (
+    SELECT view, count(*) AS n, sum(micro) AS total, list(micro ORDER BY micro) AS v
+    FROM views
+    GROUP BY view
+),
+positions AS (
+    -- for each percent q: j + 1 (lists count from 1) and r
+    SELECT
+        *,
+        list_transform(
+            [50, 25, 75, 85, 95, 99],
+            lambda q: {'j': (n - 1) * q // 100 + 1, 'r': (n - 1) * q % 100}
+        ) AS ps
+    FROM sorted
 ),
 stats AS (
     SELECT
         view,
-        count(*)::BIGINT AS count,
-        min(amount) AS min,
-        avg(amount) AS mean,
-        quantile_cont(amount, 0.5) AS median,
-        max(amount) AS max,
-        quantile_cont(amount, 0.25) AS p25,
-        quantile_cont(amount, 0.75) AS p75,
-        quantile_cont(amount, 0.85) AS p85,
-        quantile_cont(amount, 0.95) AS p95,
-        quantile_cont(amount, 0.99) AS p99
-    FROM views
-    GROUP BY view
+        n::BIGINT AS count,
+        v[1]::DOUBLE / 1000000 AS min,
+        total::DOUBLE / 1000000 / n AS mean,
+        v[n]::DOUBLE / 1000000 AS max,
+        list_transform(
+            ps, lambda p: (100 * v[p.j] + p.r * (v[least(p.j + 1, n)] - v[p.j]))::DOUBLE / 100000000
+        ) AS q
+    FROM positions
 ),
 modes AS (
-    SELECT view, pence / 100 AS mode
+    SELECT view, pence::DOUBLE / 100 AS mode
     FROM (
-        SELECT view, round(amount * 100)::BIGINT AS pence, count(*) AS n
+        SELECT
+            view,
+            CASE WHEN micro >= 0 THEN (micro + 5000) // 10000
+                ELSE -((5000 - micro) // 10000) END AS pence,
+            count(*) AS n
         FROM views
         GROUP BY ALL
     )
@@ -35,7 +62,8 @@ modes AS (
 SELECT
     v.view,
     coalesce(s.count, 0)::BIGINT AS count,
-    s.min, s.mean, s.median, m.mode, s.max, s.p25, s.p75, s.p85, s.p95, s.p99
+    s.min, s.mean, s.q[1] AS median, m.mode, s.max, s.q[2] AS p25, s.q[3] AS p75,
+    s.q[4] AS p85, s.q[5] AS p95, s.q[6] AS p99
 FROM (VALUES ('all', 1), ('le_p85', 2)) AS v(view, ord)
 LEFT JOIN stats AS s USING (view)
 LEFT JOIN modes AS m USING (view)

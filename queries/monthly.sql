@@ -1,5 +1,5 @@
 -- monthly: one row per calendar month from the first to the last, empty months as zeros.
--- Orders are distinct invoices, sales the amount of non-cancellation lines, new customers
+-- Orders are distinct invoices, sales the exact amount of non-cancellation lines, new customers
 -- those whose first line ever falls in the month. standard: new and existing customers are
 -- NULL in the first month (nobody's history is known there); notebook: all of them are new.
 -- complete: whether the data covers the month from its first to its last day (coverage.sql).
@@ -11,7 +11,7 @@ WITH rows AS (
         customer_id,
         cancellation AS cancel,
         lines,
-        amount
+        micro
     FROM invoices
 ),
 per_month AS (
@@ -21,7 +21,7 @@ per_month AS (
         count(DISTINCT invoice_no) FILTER (WHERE cancel) AS cancelled_orders,
         sum(lines) FILTER (WHERE NOT cancel) AS placed_lines,
         sum(lines) FILTER (WHERE cancel) AS cancelled_lines,
-        sum(amount) FILTER (WHERE NOT cancel) AS sales,
+        (sum(micro) FILTER (WHERE NOT cancel))::DOUBLE / 1000000 AS sales,
         count(DISTINCT customer_id) AS active_customers
     FROM rows
     GROUP BY month

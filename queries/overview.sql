@@ -3,15 +3,16 @@
 -- countries), the date span, placed sales (non-cancellation lines), cancelled value
 -- (cancellation lines), net revenue (all lines), and the mean invoice total over invoices whose
 -- total > 0. From the invoice layer (stock codes from the products layer), which holds every
--- line's invoice, customer, country, date and amount.
+-- line's invoice, customer, country, date and exact amount (micro: millionths of a pound,
+-- summed as integers and turned into pounds once, lgs_fast/lake/layers.py "Money").
 WITH per_row AS (
     SELECT
         coalesce(sum(lines), 0)::BIGINT AS lines,
         min(invoice_date) AS first_invoice,
         max(invoice_date) AS last_invoice,
-        coalesce(sum(amount) FILTER (WHERE NOT cancellation), 0.0) AS placed_sales,
-        coalesce(sum(amount) FILTER (WHERE cancellation), 0.0) AS cancelled_value,
-        coalesce(sum(amount), 0.0) AS net_revenue,
+        coalesce(sum(micro) FILTER (WHERE NOT cancellation), 0)::DOUBLE / 1000000 AS placed_sales,
+        coalesce(sum(micro) FILTER (WHERE cancellation), 0)::DOUBLE / 1000000 AS cancelled_value,
+        coalesce(sum(micro), 0)::DOUBLE / 1000000 AS net_revenue,
         count(DISTINCT customer_id)::BIGINT AS customers,
         count(DISTINCT customer_id) FILTER (WHERE NOT cancellation)::BIGINT
             AS customers_with_purchase,
@@ -23,9 +24,10 @@ per_invoice AS (
         count(*)::BIGINT AS invoices,
         count(*) FILTER (WHERE NOT cancellation)::BIGINT AS purchase_invoices,
         count(*) FILTER (WHERE cancellation)::BIGINT AS credit_notes,
-        avg(total) FILTER (WHERE total > 0) AS mean_invoice_total
+        (sum(total) FILTER (WHERE total > 0))::DOUBLE / 1000000
+            / nullif(count(*) FILTER (WHERE total > 0), 0) AS mean_invoice_total
     FROM (
-        SELECT invoice_no, cancellation, sum(amount) AS total
+        SELECT invoice_no, cancellation, sum(micro) AS total
         FROM invoices
         GROUP BY invoice_no, cancellation
     )

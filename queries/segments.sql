@@ -12,8 +12,9 @@ sized AS (
         count(*)::BIGINT AS customers,
         avg(recency) AS mean_recency,
         avg(frequency) AS mean_frequency,
-        avg(monetary) AS mean_monetary,
-        sum(monetary) AS total_monetary
+        -- monetary is whole millionths: round(monetary * 10^6) is exact, the sum in integers
+        sum(round(monetary * 1000000)::HUGEINT)::DOUBLE / 1000000 / count(*) AS mean_monetary,
+        sum(round(monetary * 1000000)::HUGEINT)::DOUBLE / 1000000 AS total_monetary
     FROM rfm
     GROUP BY segment
 )

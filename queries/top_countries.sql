@@ -1,9 +1,9 @@
 -- top_countries: countries by sales over non-cancellation lines, with distinct orders and
--- customers and the share of all sales; ties by country name.
+-- customers and the share of all sales (exact totals divided as doubles); ties by country name.
 WITH per_country AS (
     SELECT
         country,
-        sum(amount) AS sales,
+        sum(micro) AS micro,
         count(DISTINCT invoice_no)::BIGINT AS orders,
         count(DISTINCT customer_id)::BIGINT AS customers
     FROM invoices  -- the invoice layer
@@ -11,10 +11,10 @@ WITH per_country AS (
     GROUP BY country
 )
 SELECT
-    row_number() OVER (ORDER BY sales DESC, country ASC NULLS LAST)::BIGINT AS rank,
+    row_number() OVER (ORDER BY micro DESC, country ASC NULLS LAST)::BIGINT AS rank,
     country,
-    sales,
-    sales / sum(sales) OVER () AS share,
+    micro::DOUBLE / 1000000 AS sales,
+    micro::DOUBLE / (sum(micro) OVER ())::DOUBLE AS share,
     orders,
     customers
 FROM per_country

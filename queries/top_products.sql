@@ -6,11 +6,11 @@
 -- found in the lines of those few only.
 WITH top AS (
     SELECT
-        row_number() OVER (ORDER BY sum(net_revenue) DESC, stock_code)::BIGINT AS rank,
+        row_number() OVER (ORDER BY sum(net_micro) DESC, stock_code)::BIGINT AS rank,
         stock_code,
-        sum(net_revenue) AS net_revenue,
-        sum(placed_sales) AS placed_sales,
-        sum(cancelled_value) AS cancelled_value,
+        sum(net_micro) AS net_micro,  -- HUGEINT: exact
+        sum(placed_micro) AS placed_micro,
+        sum(cancelled_micro) AS cancelled_micro,
         sum(quantity)::BIGINT AS quantity
     FROM products
     WHERE NOT regexp_matches(stock_code, getvariable('non_product'))
@@ -44,9 +44,9 @@ SELECT
     t.rank,
     t.stock_code,
     n.description,
-    t.net_revenue,
-    t.placed_sales,
-    t.cancelled_value,
+    t.net_micro::DOUBLE / 1000000 AS net_revenue,
+    t.placed_micro::DOUBLE / 1000000 AS placed_sales,
+    t.cancelled_micro::DOUBLE / 1000000 AS cancelled_value,
     t.quantity,
     coalesce(p.purchase_invoices, 0)::BIGINT AS purchase_invoices
 FROM top AS t

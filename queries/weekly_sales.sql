@@ -9,14 +9,14 @@ WITH rows AS (  -- from the invoice layer
         date_trunc('week', invoice_date)::DATE AS week,
         invoice_no,
         cancellation AS cancel,
-        amount
+        micro
     FROM invoices
 ),
 per_week AS (
     SELECT
         week,
-        sum(amount) AS net_revenue,
-        sum(amount) FILTER (WHERE NOT cancel) AS placed_sales,
+        sum(micro)::DOUBLE / 1000000 AS net_revenue,
+        (sum(micro) FILTER (WHERE NOT cancel))::DOUBLE / 1000000 AS placed_sales,
         count(DISTINCT invoice_no) AS invoices
     FROM rows
     GROUP BY week

@@ -19,6 +19,7 @@ from lgs_fast.cli import cli
 from lgs_fast.errors import DamagedError, LakeError
 from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import MANIFEST, scan, verify_lake
+from lgs_fast.lake.layers import STORED_SCHEMAS
 from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
 
 GOOD_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
@@ -119,11 +120,12 @@ def test_manifest_contents(lake: Path) -> None:
     assert list(raw["partitions"]) == ["year=2009/month=12"]
     part = lake / "invoice_lines" / "year=2009" / "month=12" / entry["file"]
     layers = entry.pop("layers")
-    assert layers["version"] == 1
+    assert layers["version"] == 2  # 2: money as exact micro columns
     assert layers["quality"]["lines"] == 45_228
     for layer in ("invoices", "products"):
         path = lake / layer / "year=2009" / "month=12" / layers[layer]["file"]
         assert layers[layer]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert pl.read_parquet_schema(path) == dict(STORED_SCHEMAS[layer])
     assert entry == {
         "file": f"part-{raw['write_id']}.parquet",
         "rows": 45_228,

@@ -1,4 +1,6 @@
-"""One comparison for every engine: exact for counts, keys and scores; 1e-9 relative for money.
+"""One comparison for every table: engines agree exactly, to the bit, money included (DESIGN.md
+"Money"); the pandas reference, an independent opinion that interpolates and averages in
+floats its own way, within 1e-9 relative on floats.
 
 Also small hand-built frames of lines, and the check that runs every table on one with both
 engines and the pandas reference.
@@ -33,13 +35,26 @@ def to_polars(frame: pl.DataFrame | pd.DataFrame, like: pl.DataFrame) -> pl.Data
     )
 
 
-def assert_agree(expected: pl.DataFrame, got: pl.DataFrame | pd.DataFrame, what: str = "") -> None:
+def _same(x: float | None, y: float | None) -> bool:
+    """Equal floats: both null, both NaN, or equal values."""
+    if x is None or y is None:
+        return x is y
+    return x == y or (math.isnan(x) and math.isnan(y))
+
+
+def assert_agree(
+    expected: pl.DataFrame, got: pl.DataFrame | pd.DataFrame, what: str = "", exact: bool = False
+) -> None:
+    """Equal columns and rows; floats equal to the bit if `exact`, else within `REL`."""
     got = to_polars(got, expected)
     assert got.columns == expected.columns, what
     assert got.height == expected.height, f"{what}: {got.height} rows, expected {expected.height}"
     for name, dtype in expected.schema.items():
         a, b = expected[name].to_list(), got[name].to_list()
-        if dtype.is_float():
+        if dtype.is_float() and exact:
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                assert _same(x, y), f"{what}.{name}[{i}]: {x!r} vs {y!r}"
+        elif dtype.is_float():
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 if x is None or y is None or (isinstance(x, float) and math.isnan(x)):
                     assert (x is None or math.isnan(x)) == (y is None or math.isnan(y)), (
@@ -56,9 +71,13 @@ def assert_agree(expected: pl.DataFrame, got: pl.DataFrame | pd.DataFrame, what:
 
 
 def assert_tables_agree(
-    name: str, expected: pl.DataFrame, got: pl.DataFrame | pd.DataFrame, what: str = ""
+    name: str,
+    expected: pl.DataFrame,
+    got: pl.DataFrame | pd.DataFrame,
+    what: str = "",
+    exact: bool = False,
 ) -> None:
-    """`assert_agree` for table `name`: a table in no set order (`metrics.UNORDERED`) is
+    """`assert_agree` for table `name`: a table in no set order (`catalog.UNORDERED`) is
     compared with both sides sorted by its key."""
     from lgs_fast.catalog import UNORDERED
 
@@ -66,7 +85,15 @@ def assert_tables_agree(
     if key is not None:
         got = to_polars(got, expected).sort(key)
         expected = expected.sort(key)
-    assert_agree(expected, got, what)
+    assert_agree(expected, got, what, exact)
+
+
+def assert_engines_agree(
+    name: str, expected: pl.DataFrame, got: pl.DataFrame, what: str = ""
+) -> None:
+    """Two engines' table `name`: the same schema and the same values to the bit."""
+    assert got.schema == expected.schema, what
+    assert_tables_agree(name, expected, got, what, exact=True)
 
 
 def frame(rows: list[dict[str, object]]) -> pl.LazyFrame:
@@ -106,7 +133,7 @@ def check_agreement(rows: list[dict[str, object]], options: Options) -> dict[str
     duckdb = tables_of(lines, options, engine="duckdb")
     expected = reference.run_all(lines.collect().to_pandas(), options)
     for name in ANALYSES:
-        assert_tables_agree(name, polars[name], duckdb[name], f"duckdb/{name}")
+        assert_engines_agree(name, polars[name], duckdb[name], f"duckdb/{name}")
         if not (name == "invoice_histogram" and polars[name].height == 0):
             assert_tables_agree(name, polars[name], expected[name], f"pandas/{name}")
     return polars

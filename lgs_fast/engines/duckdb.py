@@ -17,7 +17,7 @@ from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import duckdb
 import polars as pl
@@ -74,8 +74,25 @@ def load_query(name: str) -> str:
     return path.read_text()
 
 
+# The queries' variables and their types; Spark declares each with its type (`spark_type`).
+VARIABLE_TYPES: Final = pl.Schema(
+    {
+        "notebook": pl.Boolean,
+        "as_of": pl.Datetime("us"),
+        "compare_as_of": pl.Datetime("us"),
+        "compare_days": pl.Int32,
+        "bins": pl.Int32,
+        "top": pl.Int32,
+        "histogram_bins": pl.Int32,
+        "non_product": pl.String,
+        "recommend_segments": pl.List(pl.String),
+    }
+)
+
+
 def variables(options: Options) -> dict[str, object]:
-    """The options as the queries' variables (`getvariable('bins')`), for every SQL engine."""
+    """The options as the queries' variables (`getvariable('bins')`), for every SQL engine;
+    their names and types are `VARIABLE_TYPES`."""
     return {
         "notebook": options.preset == "notebook",
         "as_of": options.as_of,

@@ -1,12 +1,13 @@
 """Derived layers: what the analyses read instead of re-grouping every line (DESIGN.md "Lake").
 
-- **invoices**: one row per (invoice_no, customer_id, country, invoice_date): lines, amount (the
-  float sum of quantity × unit_price), micro (the exact sum in millionths of a pound) and the
+- **invoices**: one row per (invoice_no, customer_id, country, invoice_date): lines, micro (the
+  exact sum of quantity × unit_price in millionths of a pound, see "Money" below) and the
   cancellation flag. Keyed by every value the invoice-level tables look at, so an invoice that
   spans customers, countries or timestamps stays exact, and a cut at any time (`--from`,
   `--to`, `--as-of`) keeps or drops whole rows, exactly as it would keep or drop their lines.
-- **products**: one row per stock_code: lines, net revenue, placed sales, cancelled value and
-  units (quantity over non-cancellation lines).
+- **products**: one row per stock_code: lines, net revenue (`net_micro`), placed sales
+  (`placed_micro`), cancelled value (`cancelled_micro`), all in millionths of a pound, and units
+  (quantity over non-cancellation lines).
 - **quality**: one row of the data-quality counts that add up line by line (exact duplicates
   included: equal lines share their date, so they are counted within one month).
 
@@ -15,11 +16,20 @@ several months are added up by the analyses, which is exact for every column abo
 and quality rows cover whole months: a date range that cuts through a month reads that month's
 lines instead (`lgs_fast.lake.scan_layers`). Both engines read the same layers; `of_lines`
 builds them from any lines (notebooks, tests, a lake written before the layers existed).
+
+Money (docs/analysis.md, "Money"): each line's amount, quantity × unit_price, is rounded once to
+whole millionths of a pound (`LINE_MICRO`, half away from zero; exact for prices of up to six
+decimals, the real data has at most three), and every money total is a sum of these integers,
+taken in 128 bits. An integer sum is the same in any order, so every engine gives every total
+to the bit; a float sum depends on the order of addition, which differs between engines and
+between runs (a spend that is mathematically zero came out as 3.3e-13). Totals become pounds
+once, at the edge, as the nearest float to micro / 10^6.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import polars as pl
 
@@ -27,16 +37,21 @@ from lgs_fast.config import NON_PRODUCT_PATTERN
 
 # Raised whenever a layer's definition or columns change: a lake whose layers carry another
 # version is read as if it had none (built again from its lines), never trusted.
-LAYERS_VERSION = 1
+LAYERS_VERSION = 2  # 2: money as exact micro columns only
 LAYERS = ("invoices", "products")
 
+MICRO = 1_000_000  # millionths of a pound in a pound
 _AMOUNT = pl.col("quantity").cast(pl.Float64) * pl.col("unit_price")
 _CANCELLATION = pl.col("invoice_no").str.starts_with("C")
-# Each line's amount in whole millionths of a pound, as `metrics.rfm` adds them up.
-_MICRO = (_AMOUNT * 1_000_000).round(0, mode="half_away_from_zero").cast(pl.Int64)
+# A line's amount in whole millionths of a pound: the one rounding of money (see above).
+LINE_MICRO = (_AMOUNT * MICRO).round(0, mode="half_away_from_zero").cast(pl.Int64)
 _INT64_MAX = 2**63 - 1
 _ROWS_THAT_FIT = 9_000  # lines of at most 10^15 millionths each whose sum fits 2^63 - 1
 INVOICE_KEY = ("invoice_no", "customer_id", "country", "invoice_date")
+MICRO_COLUMNS = {
+    "invoices": ("micro",),
+    "products": ("net_micro", "placed_micro", "cancelled_micro"),
+}
 
 INVOICES_SCHEMA = pl.Schema(
     {
@@ -46,20 +61,30 @@ INVOICES_SCHEMA = pl.Schema(
         "invoice_date": pl.Datetime("us"),
         "cancellation": pl.Boolean,
         "lines": pl.Int64,
-        "amount": pl.Float64,
-        "micro": pl.Int128,  # stored as Int64 (`stored_invoices`), read back as Int128
+        "micro": pl.Int128,  # stored as Int64 (`stored`), read back as Int128
     }
 )
 PRODUCTS_SCHEMA = pl.Schema(
     {
         "stock_code": pl.String,
         "lines": pl.Int64,
-        "net_revenue": pl.Float64,
-        "placed_sales": pl.Float64,
-        "cancelled_value": pl.Float64,
+        "net_micro": pl.Int128,  # the three stored as Int64, as the invoices' micro
+        "placed_micro": pl.Int128,
+        "cancelled_micro": pl.Int128,
         "quantity": pl.Int64,
     }
 )
+SCHEMAS = {"invoices": INVOICES_SCHEMA, "products": PRODUCTS_SCHEMA}
+# The layers as Parquet stores them: money in 64 bits (`stored`), read back in 128.
+STORED_SCHEMAS = {
+    layer: pl.Schema(
+        {
+            name: pl.Int64 if name in MICRO_COLUMNS[layer] else dtype
+            for name, dtype in schema.items()
+        }
+    )
+    for layer, schema in SCHEMAS.items()
+}
 QUALITY_COUNTS = (
     "lines",
     "no_customer_id",
@@ -72,6 +97,15 @@ QUALITY_COUNTS = (
     "exact_duplicate_lines",
 )
 QUALITY_SCHEMA = pl.Schema({name: pl.Int64 for name in QUALITY_COUNTS})
+
+
+def pounds(micro: pl.Expr, places: int = 6) -> pl.Expr:
+    """micro / 10^places as the nearest float (places=6: millionths of a pound to pounds).
+
+    SQL divides as doubles; Polars divides by a constant through its reciprocal, which can
+    differ in the last bit, so this goes through a decimal, whose conversion to a float rounds
+    as the division does."""
+    return (micro.cast(pl.Decimal(38, 0)) * pl.lit(Decimal(1).scaleb(-places))).cast(pl.Float64)
 
 
 @dataclass(frozen=True)
@@ -93,40 +127,52 @@ def _invoice_rows(groups: pl.lazyframe.group_by.LazyGroupBy) -> pl.LazyFrame:
     return groups.agg(
         cancellation=_CANCELLATION.first(),
         lines=pl.len().cast(pl.Int64),
-        amount=_AMOUNT.sum(),
-        micro=_MICRO.cast(pl.Int128).sum(),
-    )
-
-
-def stored_invoices(lines: pl.LazyFrame) -> pl.DataFrame:
-    """The invoice layer of one month's lines as the lake stores it: micro in 64 bits (Parquet
-    has no wider integer), sorted by date so that row groups prune on a date range.
-
-    A line is at most a billion pounds (`schema.MAX_LINE_AMOUNT`, 10^15 millionths), so only a
-    key with thousands of such lines can pass 2^63; such a key is stored as several rows of at
-    most `_ROWS_THAT_FIT` lines each. Rows add up, so every analysis stays exact.
-    """
-    rows = invoices(lines).collect(engine="streaming")
-    if (rows["micro"].abs() > _INT64_MAX).any():
-        block = pl.int_range(pl.len()).over(list(INVOICE_KEY)) // _ROWS_THAT_FIT
-        blocks = lines.with_columns(_block=block).group_by(*INVOICE_KEY, "_block")
-        rows = _invoice_rows(blocks).drop("_block").collect()
-    return rows.with_columns(pl.col("micro").cast(pl.Int64)).sort(
-        "invoice_date", "invoice_no", "customer_id", "country"
+        micro=LINE_MICRO.cast(pl.Int128).sum(),
     )
 
 
 def products(lines: pl.LazyFrame) -> pl.LazyFrame:
     """The products layer of `lines`: per stock_code, lines, net revenue (all lines), placed
     sales and units (non-cancellation lines) and cancelled value (cancellation lines)."""
-    amount, placed = _AMOUNT, ~_CANCELLATION
-    return lines.group_by("stock_code").agg(
+    return _product_rows(lines.group_by("stock_code"))
+
+
+def _product_rows(groups: pl.lazyframe.group_by.LazyGroupBy) -> pl.LazyFrame:
+    micro, placed = LINE_MICRO.cast(pl.Int128), ~_CANCELLATION
+    return groups.agg(
         lines=pl.len().cast(pl.Int64),
-        net_revenue=amount.sum(),
-        placed_sales=amount.filter(placed).sum(),
-        cancelled_value=amount.filter(~placed).sum(),
+        net_micro=micro.sum(),
+        placed_micro=micro.filter(placed).sum(),
+        cancelled_micro=micro.filter(~placed).sum(),
         quantity=pl.col("quantity").filter(placed).cast(pl.Int64).sum(),
     )
+
+
+def stored(layer: str, lines: pl.LazyFrame) -> pl.DataFrame:
+    """Layer `layer` ("invoices" or "products") of one month's lines as the lake stores it:
+    money in 64 bits (Parquet has no wider integer), invoices sorted by date so that row groups
+    prune on a date range, products by stock_code.
+
+    A line is at most a billion pounds (`schema.MAX_LINE_AMOUNT`, 10^15 millionths), so only a
+    key with thousands of such lines can pass 2^63; such a key is stored as several rows of at
+    most `_ROWS_THAT_FIT` lines each. Rows add up, so every analysis stays exact.
+    """
+    key, rows_of = (
+        (list(INVOICE_KEY), _invoice_rows)
+        if layer == "invoices"
+        else (["stock_code"], _product_rows)
+    )
+    money = list(MICRO_COLUMNS[layer])
+    rows = rows_of(lines.group_by(*key)).collect(engine="streaming")
+    if rows.select(pl.any_horizontal(pl.col(money).abs() > _INT64_MAX).any()).item():
+        block = pl.int_range(pl.len()).over(key) // _ROWS_THAT_FIT
+        rows = (
+            rows_of(lines.with_columns(_block=block).group_by(*key, "_block"))
+            .drop("_block")
+            .collect()
+        )
+    order = ["invoice_date", "invoice_no", "customer_id", "country"] if layer == "invoices" else key
+    return rows.with_columns(pl.col(money).cast(pl.Int64)).sort(order)
 
 
 def exact_duplicates(lines: pl.LazyFrame) -> pl.LazyFrame:
@@ -179,9 +225,8 @@ def month_layers(lines: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[
     """The invoice and product layers and the quality counts of one month's lines, collected:
     what the lake writer stores beside that month's file. Each is computed by Polars'
     streaming engine, in memory of the order of its result rather than of the month's lines."""
-    product_rows = products(lines).sort("stock_code").collect(engine="streaming")
     counts = quality(lines).collect(engine="streaming")
-    return stored_invoices(lines), product_rows, counts.row(0, named=True)
+    return stored("invoices", lines), stored("products", lines), counts.row(0, named=True)
 
 
 def as_layers(data: pl.LazyFrame | Layers) -> Layers:

@@ -292,9 +292,8 @@ def scan_layers(
     lines = scan(snap=snap, start=start, end=end)
     invoice_months, whole_months, line_months = layer_plan(snap, start, end)
     entries = snap.manifest.layered()
-    invoice_rows = _scan_layer(snap, "invoices", invoice_months, layers.INVOICES_SCHEMA)
-    # Stored in 64 bits, added up in 128: the same type as the layer computed from lines.
-    stored = [_between(invoice_rows, lo, hi).with_columns(pl.col("micro").cast(pl.Int128))]
+    invoice_rows = _scan_layer(snap, "invoices", invoice_months)
+    stored = [_between(invoice_rows, lo, hi)]
     computed = [_between(_scan_months(snap, line_months), lo, hi)] if line_months else []
     unlayered = [k for k in line_months if k not in entries]
     if unlayered:
@@ -306,7 +305,7 @@ def scan_layers(
         lines=lines,
         invoices=pl.concat(stored),
         products=pl.concat(
-            [_scan_layer(snap, "products", whole_months, layers.PRODUCTS_SCHEMA)]
+            [_scan_layer(snap, "products", whole_months)]
             + [layers.products(frame) for frame in computed]
         ),
         # Month by month: exact duplicates are found within a month, in one month's memory.
@@ -317,12 +316,14 @@ def scan_layers(
     )
 
 
-def _scan_layer(snap: Snapshot, layer: str, keys: list[str], schema: pl.Schema) -> pl.LazyFrame:
+def _scan_layer(snap: Snapshot, layer: str, keys: list[str]) -> pl.LazyFrame:
+    """A stored layer's rows of months `keys`, money stored in 64 bits read in 128: the types
+    of the layer computed from lines, so that sums never overflow."""
     stored = snap.manifest.layer_files(snap.root)
     paths = [str(stored[layer, key]) for key in keys]
     if not paths:
-        return pl.LazyFrame(schema=schema)
-    return pl.scan_parquet(paths)
+        return pl.LazyFrame(schema=layers.SCHEMAS[layer])
+    return pl.scan_parquet(paths).with_columns(pl.col(layers.MICRO_COLUMNS[layer]).cast(pl.Int128))
 
 
 def _scan_months(snap: Snapshot, keys: list[str]) -> pl.LazyFrame:

@@ -31,6 +31,7 @@ import polars as pl
 
 from lgs_fast.config import currency
 from lgs_fast.errors import InputError
+from lgs_fast.lake.layers import pounds
 
 MIN_GROUP: Final = 30
 LEVEL: Final = 0.95
@@ -98,7 +99,7 @@ def outcomes(
         after = after.filter(pl.col("invoice_date") < until)
     return after.group_by("customer_id").agg(
         purchase_invoices=pl.col("invoice_no").filter(~pl.col("cancellation")).n_unique(),
-        net_revenue=pl.col("amount").sum(),
+        net_revenue=pounds(pl.col("micro").sum()),
     )
 
 

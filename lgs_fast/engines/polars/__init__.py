@@ -22,23 +22,26 @@ from lgs_fast.engines.polars.customers import rfm as rfm
 from lgs_fast.engines.polars.customers import rfm_at as rfm_at
 from lgs_fast.engines.polars.customers import segments as segments
 from lgs_fast.engines.polars.expressions import (
-    AMOUNT,
     CANCELLATION,
     DEFAULT,
     HAS_CUSTOMER,
     IS_CANCELLATION,
+    MICRO_PER_PENNY,
     MONTH,
     RANK,
     Data,
     as_count,
     distinct_count,
+    mean_money,
+    money_sum,
     month_index,
     pence_of_micro,
-    pounds_of_micro,
+    pounds,
+    share,
     yyyymm,
 )
 from lgs_fast.engines.polars.movement import segment_movement, segment_transitions
-from lgs_fast.lake.layers import as_layers
+from lgs_fast.lake.layers import LINE_MICRO, as_layers
 
 
 def overview(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
@@ -47,24 +50,24 @@ def overview(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     value and net revenue; the mean invoice total over invoices whose total > 0."""
     layers = as_layers(data)
     rows = layers.invoices
-    amount, cancel = pl.col("amount"), CANCELLATION
+    micro, cancel = pl.col("micro"), CANCELLATION
     scalars = rows.select(
         lines=pl.col("lines").sum(),
         first_invoice=pl.col("invoice_date").min(),
         last_invoice=pl.col("invoice_date").max(),
-        placed_sales=amount.filter(~cancel).sum(),
-        cancelled_value=amount.filter(cancel).sum(),
-        net_revenue=amount.sum(),
+        placed_sales=money_sum(micro.filter(~cancel)),
+        cancelled_value=money_sum(micro.filter(cancel)),
+        net_revenue=money_sum(micro),
     )
-    total = pl.col("total")
+    positive = pl.col("total").filter(pl.col("total") > 0)
     invoices = (
         rows.group_by("invoice_no", "cancellation")
-        .agg(amount.sum().alias("total"))
+        .agg(micro.sum().alias("total"))
         .select(
             invoices=as_count(pl.len()),
             purchase_invoices=as_count((~cancel).sum()),
             credit_notes=as_count(cancel.sum()),
-            mean_invoice_total=total.filter(total > 0).mean(),
+            mean_invoice_total=mean_money(positive),
         )
     )
     distinct = [
@@ -82,48 +85,64 @@ def overview(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
 
 
 def invoice_totals(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
-    """The values whose distribution is reported, one column `amount`.
+    """The values whose distribution is reported, one column `micro` (exact, in millionths).
 
     standard: invoice totals of non-cancellation invoices with total > 0 (from the invoice
     layer); notebook: line amounts with quantity > 0 and unit_price > 0 (from the lines).
     """
     layers = as_layers(data)
     if options.preset == "notebook":
-        return layers.lines.filter(pl.col("quantity") > 0, pl.col("unit_price") > 0).select(AMOUNT)
+        return layers.lines.filter(pl.col("quantity") > 0, pl.col("unit_price") > 0).select(
+            micro=LINE_MICRO.cast(pl.Int128)
+        )
     return (
         layers.invoices.filter(~CANCELLATION)
         .group_by("invoice_no")
-        .agg(pl.col("amount").sum())
-        .filter(pl.col("amount") > 0)
-        .select("amount")
+        .agg(pl.col("micro").sum())
+        .filter(pl.col("micro") > 0)
+        .select("micro")
     )
+
+
+def quantile_x100(micro: pl.Expr, percent: int) -> pl.Expr:
+    """100 × the `percent`th percentile of an integer column, exactly (docs/analysis.md, "Quantiles"):
+    with the n values sorted, v_0 <= ... <= v_{n-1}, and (n - 1) × percent = 100 j + r, it is
+    100 v_j + r (v_{j+1} - v_j), linear interpolation in integers; null when n = 0."""
+    values = micro.sort()
+    n = micro.len().cast(pl.Int64)
+    j, r = (n - 1) * percent // 100, (n - 1) * percent % 100
+    lo = values.get(j, null_on_oob=True)
+    hi = values.get(pl.min_horizontal(j + 1, n - 1), null_on_oob=True)
+    return 100 * lo + r * (hi - lo)
 
 
 def _below_p85(values: pl.LazyFrame) -> pl.LazyFrame:
-    return values.filter(pl.col("amount") <= pl.col("amount").quantile(0.85, "linear"))
+    micro = pl.col("micro")
+    return values.filter(100 * micro <= quantile_x100(micro, 85))
 
 
-# Whole pence, half away from zero (DuckDB's `round`), from the one float product amount * 100.
-_PENCE = (pl.col("amount") * 100).round(0, mode="half_away_from_zero").cast(pl.Int64).alias("pence")
-_QUANTILES = {"median": 0.5, "p25": 0.25, "p75": 0.75, "p85": 0.85, "p95": 0.95, "p99": 0.99}
+_QUANTILES = {"median": 50, "p25": 25, "p75": 75, "p85": 85, "p95": 95, "p99": 99}
+_PENCE = pence_of_micro(pl.col("micro")).cast(pl.Int64).alias("pence")
 
 
 def _distribution(values: pl.LazyFrame, view: str) -> pl.LazyFrame:
-    amount = pl.col("amount")
+    micro = pl.col("micro")
     stats = values.select(
         view=pl.lit(view),
         count=as_count(pl.len()),
-        min=amount.min(),
-        mean=amount.mean(),
-        **{name: amount.quantile(q, "linear") for name, q in _QUANTILES.items()},
-        max=amount.max(),
+        min=pounds(micro.min()),
+        mean=mean_money(micro),
+        **{name: pounds(quantile_x100(micro, q), 8) for name, q in _QUANTILES.items()},
+        max=pounds(micro.max()),
     )
-    # Mode in whole pence, smallest on ties, so float noise cannot split a popular total.
+    # Mode in whole pence, smallest on ties, so a popular total is not split by its millionths.
     mode = (
         values.group_by(_PENCE)
         .agg(n=pl.len())
         .select(
-            mode=pl.col("pence").sort_by(["n", "pence"], descending=[True, False]).first() / 100
+            mode=pounds(
+                pl.col("pence").sort_by(["n", "pence"], descending=[True, False]).first(), 2
+            )
         )
     )
     return pl.concat([stats, mode], how="horizontal").select(
@@ -137,14 +156,15 @@ def invoice_amounts(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
 
 
 def amount_distribution(values: pl.LazyFrame) -> pl.LazyFrame:
-    """`invoice_amounts` of the `amount` column of `invoice_totals`."""
+    """`invoice_amounts` of the `micro` column of `invoice_totals`."""
     return pl.concat([_distribution(values, "all"), _distribution(_below_p85(values), "le_p85")])
 
 
 def _histogram(values: pl.LazyFrame, view: str, bins: int) -> pl.LazyFrame:
     # Binned in whole pence with integer arithmetic: engines round float division differently
     # (Polars turns floor(a / b) into an exact floor division, and a * b + c into a fused
-    # multiply-add), so a float formula would put edge values in different bins.
+    # multiply-add), so a float formula would put edge values in different bins. Edges are
+    # whole millionths, lo + k × span / bins rounded half up, in integers too.
     pence = values.select(_PENCE)
     bounds = pence.select(
         lo=pl.col("pence").min(), span=pl.col("pence").max() - pl.col("pence").min()
@@ -167,14 +187,18 @@ def _histogram(values: pl.LazyFrame, view: str, bins: int) -> pl.LazyFrame:
     grid = bounds.filter(pl.col("lo").is_not_null()).join(
         pl.LazyFrame({"bin": pl.int_range(0, bins, eager=True).cast(pl.Int32)}), how="cross"
     )
-    edge = pl.col("lo") + pl.col("span") / bins * pl.col("bin")
+
+    def edge(k: pl.Expr) -> pl.Expr:
+        micro = pl.col("lo").cast(pl.Int128) * MICRO_PER_PENNY
+        return pounds(micro + (pl.col("span") * k * MICRO_PER_PENNY + bins // 2) // bins)
+
     return (
         grid.join(binned, on="bin", how="left")
         .select(
             view=pl.lit(view),
             bin=pl.col("bin"),
-            bin_start=edge / 100,
-            bin_end=(edge + pl.col("span") / bins) / 100,
+            bin_start=edge(pl.col("bin").cast(pl.Int128)),
+            bin_end=edge(pl.col("bin").cast(pl.Int128) + 1),
             count=pl.col("count").fill_null(0),
         )
         .sort("bin")
@@ -190,7 +214,7 @@ def invoice_histogram(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
 
 
 def amount_histogram(values: pl.LazyFrame, bins: int) -> pl.LazyFrame:
-    """`invoice_histogram` of the `amount` column of `invoice_totals`."""
+    """`invoice_histogram` of the `micro` column of `invoice_totals`."""
     return pl.concat(
         [_histogram(values, "all", bins), _histogram(_below_p85(values), "le_p85", bins)]
     )
@@ -246,7 +270,7 @@ def monthly(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
         .agg(
             placed_lines=as_count(pl.col("lines").filter(~cancel).sum()),
             cancelled_lines=as_count(pl.col("lines").filter(cancel).sum()),
-            sales=pl.col("amount").filter(~cancel).sum(),
+            sales=money_sum(pl.col("micro").filter(~cancel)),
         )
         .join(orders, on="month", how="left")
         .join(active, on="month", how="left")
@@ -312,8 +336,8 @@ def weekly_sales(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     rows = as_layers(data).invoices
     dated = rows.with_columns(week=pl.col("invoice_date").dt.truncate("1w").dt.date())
     per_week = dated.group_by("week").agg(
-        net_revenue=pl.col("amount").sum(),
-        placed_sales=pl.col("amount").filter(~CANCELLATION).sum(),
+        net_revenue=money_sum(pl.col("micro")),
+        placed_sales=money_sum(pl.col("micro").filter(~CANCELLATION)),
     )
     invoices = (
         dated.select("week", "invoice_no")
@@ -347,12 +371,15 @@ def top_countries(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     return (
         placed.group_by("country")
         .agg(
-            sales=pl.col("amount").sum(),
+            micro=pl.col("micro").sum(),
             orders=as_count(pl.col("invoice_no").n_unique()),
             customers=as_count(pl.col("customer_id").drop_nulls().n_unique()),
         )
-        .with_columns(share=pl.col("sales") / pl.col("sales").sum())
-        .sort(["sales", "country"], descending=[True, False], nulls_last=True)
+        .with_columns(
+            sales=pounds(pl.col("micro")),
+            share=share(pl.col("micro")),
+        )
+        .sort(["micro", "country"], descending=[True, False], nulls_last=True)
         .head(options.top)
         .select(RANK, "country", "sales", "share", "orders", "customers")
     )
@@ -382,12 +409,12 @@ def top_products(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
     for the thousands of others.
     """
     layers = as_layers(data)
-    money = ["net_revenue", "placed_sales", "cancelled_value", "quantity"]
+    summed = ["net_micro", "placed_micro", "cancelled_micro", "quantity"]
     top = (
         layers.products.filter(~pl.col("stock_code").str.contains(NON_PRODUCT_PATTERN))
         .group_by("stock_code")
-        .agg(pl.col(money).sum())
-        .sort(["net_revenue", "stock_code"], descending=[True, False])
+        .agg(pl.col(summed).sum())
+        .sort(["net_micro", "stock_code"], descending=[True, False])
         .head(options.top)
     )
     chosen = layers.lines.join(top.select("stock_code"), on="stock_code", how="semi")
@@ -403,11 +430,11 @@ def top_products(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
             RANK,
             "stock_code",
             "description",
-            "net_revenue",
-            "placed_sales",
-            "cancelled_value",
-            "quantity",
-            pl.col("purchase_invoices").fill_null(0),
+            net_revenue=pounds(pl.col("net_micro")),
+            placed_sales=pounds(pl.col("placed_micro")),
+            cancelled_value=pounds(pl.col("cancelled_micro")),
+            quantity=pl.col("quantity"),
+            purchase_invoices=pl.col("purchase_invoices").fill_null(0),
         )  # fmt: skip
     )
 
@@ -472,7 +499,7 @@ def reversed_invoices(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
             "customer_id",
             "invoice_date",
             "credit_date",
-            total=pounds_of_micro(pl.col("micro")),
+            total=pounds(pl.col("micro")),
         )  # fmt: skip
         .sort(["total", "invoice_no"], descending=[True, False])
     )

@@ -13,8 +13,12 @@ from lgs_fast.engines.polars.expressions import (
     HAS_CUSTOMER,
     Data,
     as_count,
+    as_micro,
+    mean_money,
+    money_sum,
     pence_of_micro,
-    pounds_of_micro,
+    pounds,
+    share,
 )
 from lgs_fast.lake.layers import as_layers
 
@@ -110,7 +114,7 @@ def rfm_at(invoices: pl.LazyFrame, options: Options, reference: pl.LazyFrame) ->
             recency=((pl.col("t") - pl.col("last")).dt.total_microseconds() // DAY_US).cast(
                 pl.Int64
             ),
-            monetary=pounds_of_micro(pl.col("micro")),
+            monetary=pounds(pl.col("micro")),
             pence=pence_of_micro(pl.col("micro")).cast(pl.Int64),
         )
         .sort(["frequency", "customer_id"])
@@ -160,8 +164,8 @@ def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
         customers=as_count(pl.len()),
         mean_recency=pl.col("recency").mean(),
         mean_frequency=pl.col("frequency").mean(),
-        mean_monetary=pl.col("monetary").mean(),
-        total_monetary=pl.col("monetary").sum(),
+        mean_monetary=mean_money(as_micro(pl.col("monetary"))),
+        total_monetary=money_sum(as_micro(pl.col("monetary"))),
     )
     return (
         rules.join(sized, on="segment", how="full", coalesce=True)
@@ -170,11 +174,7 @@ def segments(rfm_table: pl.LazyFrame, options: Options = DEFAULT) -> pl.LazyFram
             pl.col("total_monetary").fill_null(0.0),
             pl.col("action").fill_null(""),
         )
-        .with_columns(
-            share=pl.when(pl.col("customers").sum() > 0).then(
-                pl.col("customers") / pl.col("customers").sum()
-            )
-        )
+        .with_columns(share=pl.when(pl.col("customers").sum() > 0).then(share(pl.col("customers"))))
         .sort(
             [pl.col("customers") > 0, "total_monetary", "segment"],
             descending=[True, True, False],
@@ -230,7 +230,7 @@ def clv_summary(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
             recency=(pl.col("last_purchase") - first).dt.total_days().cast(pl.Int64),
             T=(pl.col("end") - first).dt.total_days().cast(pl.Int64),
             monetary_value=pl.when(pl.col("frequency") > 0).then(
-                pounds_of_micro(pl.col("repeat_micro")) / pl.col("frequency")
+                pounds(pl.col("repeat_micro")) / pl.col("frequency")
             ),
         )
         .sort("customer_id")

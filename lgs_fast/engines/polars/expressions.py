@@ -1,18 +1,15 @@
-"""Expressions and helpers every part of the Polars engine shares: the amount of a line,
-what a cancellation is, counts and months, and exact money in millionths of a pound."""
+"""Expressions and helpers every part of the Polars engine shares: what a cancellation is,
+counts and months, and exact money in millionths of a pound."""
 
 from __future__ import annotations
-
-from decimal import Decimal
 
 import polars as pl
 
 from lgs_fast.config import Options
-from lgs_fast.lake.layers import Layers
+from lgs_fast.lake.layers import MICRO, Layers, pounds
 
 Data = pl.LazyFrame | Layers  # the lake's layers, or lines to derive them from
 
-AMOUNT = (pl.col("quantity").cast(pl.Float64) * pl.col("unit_price")).alias("amount")
 IS_CANCELLATION = pl.col("invoice_no").str.starts_with("C")
 CANCELLATION = pl.col("cancellation")  # IS_CANCELLATION, as the invoice layer stores it
 HAS_CUSTOMER = pl.col("customer_id").is_not_null()
@@ -45,23 +42,36 @@ def distinct_count(lines: pl.LazyFrame, column: str, name: str) -> pl.LazyFrame:
     return lines.select(column).drop_nulls().unique().select(as_count(pl.len()).alias(name))
 
 
-# Net spend is added up exactly: each line's amount in whole millionths of a pound (the invoice
-# layer's `micro`, `lgs_fast.lake.layers`; exact for
-# prices of up to six decimals; the real data has at most three), summed as integers, which give
-# the same total in any order. A float sum depends on the order of addition, which differs
-# between engines and between runs: a spend that is mathematically zero came out as 3.3e-13, and
-# equal spends could fall on either side of a score edge. `monetary` is that exact total as the
-# nearest float (full precision, not rounded to the penny; DuckDB divides, and Polars, which
-# divides by a constant through its reciprocal, goes through a decimal so as to round the same
-# way); the m_score compares the total in whole pence, half away from zero, the money an analyst
-# sees. `conform` bounds a line's amount, and the sums are taken in 128 bits: no overflow.
-MICRO = 1_000_000
+# Money is summed exactly, in whole millionths of a pound (`lgs_fast.lake.layers`, "Money"), in
+# 128 bits, and turned into pounds once, at the edge, by `pounds`: every engine gives every
+# money column to the bit.
 MICRO_PER_PENNY = MICRO // 100
 
 
-def pounds_of_micro(micro: pl.Expr) -> pl.Expr:
-    """micro / 10^6, correctly rounded (a decimal with 6 places, then the nearest float)."""
-    return (micro.cast(pl.Decimal(38, 0)) * pl.lit(Decimal(1) / MICRO)).cast(pl.Float64)
+def money_sum(micro: pl.Expr) -> pl.Expr:
+    """The exact sum of a micro column, in pounds."""
+    return pounds(micro.cast(pl.Int128).sum())
+
+
+def mean_money(micro: pl.Expr) -> pl.Expr:
+    """The mean of a micro column in pounds: its exact sum in pounds over the count (null when
+    there is nothing to average)."""
+    count = micro.len()
+    return pl.when(count > 0).then(money_sum(micro) / count.cast(pl.Float64))
+
+
+def share(x: pl.Expr) -> pl.Expr:
+    """x / sum(x) as doubles, each row one division, as SQL divides. Polars divides by a
+    scalar through its reciprocal, which can differ in the last bit; the total spread over
+    the rows (`over`) is divided row by row."""
+    x = x.cast(pl.Float64)
+    return x / x.sum().over(pl.lit(0))
+
+
+def as_micro(pounds_column: pl.Expr) -> pl.Expr:
+    """Exact micro again of a column of `pounds` of whole millionths (rfm's monetary): the
+    nearest integer to m × 10^6 is the millionths m came from for any amount under £2 billion."""
+    return (pounds_column * MICRO).round(0, mode="half_away_from_zero").cast(pl.Int128)
 
 
 def pence_of_micro(micro: pl.Expr) -> pl.Expr:

@@ -17,7 +17,7 @@ from lgs_fast.config import (
     Options,
 )
 from lgs_fast.engines.polars.customers import reference_time, rfm, rfm_at
-from lgs_fast.engines.polars.expressions import DEFAULT, Data
+from lgs_fast.engines.polars.expressions import DEFAULT, Data, as_micro, money_sum
 from lgs_fast.lake.layers import as_layers
 
 
@@ -75,6 +75,6 @@ def segment_transitions(movement: pl.LazyFrame, rfm_now: pl.LazyFrame) -> pl.Laz
     return (
         movement.join(rfm_now.select("customer_id", "monetary"), on="customer_id")
         .group_by("segment_then", "segment")
-        .agg(customers=pl.len().cast(pl.Int64), net_revenue=pl.col("monetary").sum())
+        .agg(customers=pl.len().cast(pl.Int64), net_revenue=money_sum(as_micro(pl.col("monetary"))))
         .sort("segment_then", "segment")
     )

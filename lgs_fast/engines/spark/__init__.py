@@ -39,12 +39,12 @@ import polars as pl
 from lgs_fast.catalog import ANALYSES
 from lgs_fast.config import Options, as_datetime, segment_rules_frame
 from lgs_fast.engines.base import EngineSettings, Span
-from lgs_fast.engines.duckdb import MACROS, VIEWS, load_query, variables
+from lgs_fast.engines.duckdb import MACROS, VARIABLE_TYPES, VIEWS, load_query, variables
 from lgs_fast.engines.spark.dialect import to_spark
 from lgs_fast.errors import DamagedError, EngineError, InputError, LakeError, LgsError
 from lgs_fast.lake import MANIFEST, Manifest, Snapshot, first_line, layer_plan
-from lgs_fast.lake.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
-from lgs_fast.schema import COLUMNS, table_schema
+from lgs_fast.lake.layers import MICRO_COLUMNS, QUALITY_SCHEMA, SCHEMAS, STORED_SCHEMAS
+from lgs_fast.schema import POLARS_SCHEMA, spark_ddl, spark_type, table_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -57,19 +57,6 @@ DEFAULT_MASTER = "local[*]"
 _MASTER = re.compile(
     r"^(local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|spark://[^/\s]+|yarn|k8s://\S+|sc://\S+)$"
 )
-# Options as typed session variables (`getvariable('x')` in the queries); each is set with a
-# bound value, never pasted.
-_TYPES = {
-    "notebook": "BOOLEAN",
-    "as_of": "TIMESTAMP_NTZ",
-    "compare_as_of": "TIMESTAMP_NTZ",
-    "compare_days": "INT",
-    "bins": "INT",
-    "top": "INT",
-    "histogram_bins": "INT",
-    "non_product": "STRING",
-    "recommend_segments": "ARRAY<STRING>",
-}
 # Spark's defaults are made for clusters; these keep one machine's runs small and exact.
 _CONF = {
     # Lake times carry no zone: TIMESTAMP means TIMESTAMP_NTZ, and the session zone is UTC, so
@@ -383,25 +370,12 @@ def _between(df: DataFrame, start: dt.datetime | None, end: dt.datetime | None) 
     return df
 
 
-def _read(spark: SparkSession, paths: list[str], columns: list[str], schema_sql: str) -> DataFrame:
-    """The files' rows in the lake's schema, given rather than inferred from every footer."""
+def _read(spark: SparkSession, paths: list[str], schema: pl.Schema) -> DataFrame:
+    """The files' rows in `schema`, given rather than inferred from every footer."""
+    ddl = spark_ddl(schema)
     if not paths:
-        return spark.createDataFrame([], schema_sql)
-    return spark.read.schema(schema_sql).parquet(*paths).select(*columns)
-
-
-_LINES_SCHEMA = (
-    "invoice_no STRING, stock_code STRING, description STRING, quantity INT, "
-    "invoice_date TIMESTAMP_NTZ, unit_price DOUBLE, customer_id BIGINT, country STRING"
-)
-_INVOICES_SCHEMA = (
-    "invoice_no STRING, customer_id BIGINT, country STRING, invoice_date TIMESTAMP_NTZ, "
-    "cancellation BOOLEAN, lines BIGINT, amount DOUBLE, micro BIGINT"
-)
-_PRODUCTS_SCHEMA = (
-    "stock_code STRING, lines BIGINT, net_revenue DOUBLE, placed_sales DOUBLE, "
-    "cancelled_value DOUBLE, quantity BIGINT"
-)
+        return spark.createDataFrame([], ddl)
+    return spark.read.schema(ddl).parquet(*paths).select(*schema.names())
 
 
 @dataclass
@@ -429,16 +403,12 @@ def connect(
     hi = as_datetime(end) if end is not None else None
     invoice_months, whole_months, line_months = layer_plan(lake.manifest, start, end)
     months = sorted(set(invoice_months) | set(line_months))
-    lines = _between(
-        _read(spark, [lake.files[k] for k in months], list(COLUMNS), _LINES_SCHEMA), lo, hi
-    )
+    lines = _between(_read(spark, [lake.files[k] for k in months], POLARS_SCHEMA), lo, hi)
     lines.createOrReplaceTempView("invoice_lines")
     entries = lake.manifest.layered()
 
     def computed(name: str, keys: list[str]) -> DataFrame:
-        rows = _between(
-            _read(spark, [lake.files[k] for k in keys], list(COLUMNS), _LINES_SCHEMA), lo, hi
-        )
+        rows = _between(_read(spark, [lake.files[k] for k in keys], POLARS_SCHEMA), lo, hi)
         rows.createOrReplaceTempView("layer_lines")
         return spark.sql(to_spark(load_query(f"layer_{name}")))
 
@@ -446,32 +416,31 @@ def connect(
     stored_invoices = _read(
         spark,
         [lake.layer_files["invoices", k] for k in invoice_months],
-        INVOICES_SCHEMA.names(),
-        _INVOICES_SCHEMA,
+        STORED_SCHEMAS["invoices"],
     )
     invoices = _between(stored_invoices, lo, hi).unionByName(computed("invoices", unlayered))
     products = _read(
         spark,
         [lake.layer_files["products", k] for k in whole_months],
-        PRODUCTS_SCHEMA.names(),
-        _PRODUCTS_SCHEMA,
+        STORED_SCHEMAS["products"],
     ).unionByName(computed("products", line_months))
     counts = [tuple(entries[k]["quality"][c] for c in QUALITY_SCHEMA.names()) for k in whole_months]
-    quality_schema = ", ".join(f"{c} BIGINT" for c in QUALITY_SCHEMA.names())
+    quality_schema = spark_ddl(QUALITY_SCHEMA)
     quality = spark.createDataFrame(counts, quality_schema).unionByName(
         computed("quality", line_months)
         if line_months
         else spark.createDataFrame([], quality_schema)
     )
     spark.catalog.dropTempView("layer_lines")
-    # micro as DECIMAL(38,0), DuckDB's HUGEINT: sums of it never overflow.
-    invoices.withColumn("micro", invoices["micro"].cast("decimal(38,0)")).createOrReplaceTempView(
-        "invoices"
-    )
-    products.createOrReplaceTempView("products")
+    # Money as DECIMAL(38,0), DuckDB's HUGEINT (the layers' Int128): sums never overflow.
+    for name, frame in (("invoices", invoices), ("products", products)):
+        money = MICRO_COLUMNS[name]
+        frame.withColumns(
+            {c: frame[c].cast(spark_type(SCHEMAS[name][c])) for c in money}
+        ).createOrReplaceTempView(name)
     quality.createOrReplaceTempView("quality")
     rules = segment_rules_frame(options.rules)
-    spark.createDataFrame(rules.rows(), ", ".join(_rules_columns(rules))).createOrReplaceTempView(
+    spark.createDataFrame(rules.rows(), spark_ddl(rules.schema)).createOrReplaceTempView(
         "segment_rules"
     )
     for name in VIEWS:
@@ -479,18 +448,15 @@ def connect(
     return Connection(spark, options)
 
 
-def _rules_columns(rules: pl.DataFrame) -> list[str]:
-    types = {pl.Int64: "BIGINT", pl.Int32: "INT", pl.String: "STRING"}
-    return [f"{name} {types[dtype]}" for name, dtype in rules.schema.items()]
-
-
 def _set_variables(spark: SparkSession, options: Options) -> None:
     for name, value in variables(options).items():
-        spark.sql(f"DECLARE OR REPLACE VARIABLE {name} {_TYPES[name]}")
+        # Options as typed session variables, each set with a bound value, never pasted.
+        kind = spark_type(VARIABLE_TYPES[name])
+        spark.sql(f"DECLARE OR REPLACE VARIABLE {name} {kind}")
         if isinstance(value, dt.datetime | dt.date):
             # As text, cast by Spark: a Python datetime would be converted in the driver's zone.
             spark.sql(
-                f"SET VAR {name} = CAST(:value AS {_TYPES[name]})",
+                f"SET VAR {name} = CAST(:value AS {kind})",
                 args={"value": as_datetime(value).isoformat(sep=" ")},
             )
         elif value is not None:

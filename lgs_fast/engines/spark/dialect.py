@@ -24,6 +24,7 @@ does not translate, or not with DuckDB's meaning:
   are interval constructors; a cast around `unnest` casts the list instead (Spark allows no
   expression around a generator); `hash` is `xxhash64` (it only finds candidates, compared in
   full after);
+- `HUGEINT`, the type of exact money sums, is `DECIMAL(38,0)`;
 - DuckDB's `[NOT] MATERIALIZED` CTE hints, which only steer DuckDB's planner, are dropped.
 
 What remains is kept out of the queries by writing them portably, with DuckDB's results
@@ -117,6 +118,9 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Anonymous) and node.name.lower() == "hash":
         # Only to find candidate duplicates, compared in full after: 64 bits, few collisions.
         return exp.func("xxhash64", *node.expressions)
+    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
+        # HUGEINT, the exact money sums' type: Spark's widest exact integer is DECIMAL(38,0).
+        return exp.DataType.build("DECIMAL(38,0)")
     if isinstance(node, exp.CTE):
         node.set("materialized", None)
     return node

@@ -18,19 +18,9 @@ from lgs_fast.ingest.postgres.connection import (
 from lgs_fast.lake import (
     Progress,
 )
-from lgs_fast.schema import COLUMNS
+from lgs_fast.schema import COLUMNS, postgres_column
 
 # The LGS table, as `load-pg` creates it.
-_DDL_TYPES = {
-    "invoice_no": "text NOT NULL",
-    "stock_code": "text NOT NULL",
-    "description": "text",
-    "quantity": "integer NOT NULL",
-    "invoice_date": "timestamp NOT NULL",
-    "unit_price": "double precision NOT NULL",
-    "customer_id": "bigint",
-    "country": "text",
-}
 
 
 def load_pg(
@@ -62,7 +52,8 @@ def load_pg(
     try:
         with conn, conn.transaction():
             ddl = sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_DDL_TYPES[c])) for c in COLUMNS
+                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(postgres_column(c)))
+                for c in COLUMNS
             )
             conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(ident, ddl))
             if not append:
