@@ -13,13 +13,13 @@ from lgs_fast.ingest.sources import import_files
 
 ROOT = Path(__file__).resolve().parent.parent
 # The real files the tests read (UCI Online Retail, its II extract, CDNOW), in the repository.
-SHARED_DATA = ROOT / "tests" / "data"
+TEST_DATA = ROOT / "tests" / "data"
 EMBEDDED = ROOT / "lgs_fast" / "ingest" / "data" / "online_retail.parquet"
-ONLINE_RETAIL_CSV = SHARED_DATA / "online_retail.csv.gz"
-RETAIL_II_CSV = SHARED_DATA / "online_retail_ii_2009-12.csv.gz"
+ONLINE_RETAIL_CSV = TEST_DATA / "online_retail.csv.gz"
+RETAIL_II_CSV = TEST_DATA / "online_retail_ii_2009-12.csv.gz"
 
 
-def shared(path: Path) -> Path:
+def data_file(path: Path) -> Path:
     """A real data file of tests/data; a missing one is a failure, never a skip."""
     if not path.exists():
         pytest.fail(f"real data file {path} is missing from the repository")
@@ -38,14 +38,14 @@ def retail_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def retail_ii_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """December 2009 of UCI Online Retail II (45,228 real lines) as a lake."""
     lake = tmp_path_factory.mktemp("retail_ii") / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     return lake
 
 
 @pytest.fixture(scope="session")
 def retail_ii_frame() -> pl.DataFrame:
     """The 2009-12 file read the plain way, as an independent check on the importer."""
-    raw = pl.read_csv(shared(RETAIL_II_CSV), infer_schema=False)
+    raw = pl.read_csv(data_file(RETAIL_II_CSV), infer_schema=False)
     return raw.select(
         invoice_no=pl.col("Invoice"),
         stock_code=pl.col("StockCode"),

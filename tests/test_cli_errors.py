@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lgs_fast.ingest.sources import import_files
-from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
+from tests.conftest import EMBEDDED, RETAIL_II_CSV, data_file
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 LINE = "536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
@@ -64,7 +64,7 @@ def setting(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> dict[str, 
     (tmp / "foreign").mkdir()
     (tmp / "foreign" / "thesis.tex").write_text("mine")
     lake = tmp / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     return {"tmp": str(tmp), "lake": str(lake), "good": str(EMBEDDED), "dsn": pg_dsn}
 
 
@@ -104,7 +104,7 @@ def test_error_path(
 def test_full_disk_is_one_line_and_leaves_the_lake(setting: dict[str, str], tmp_path: Path) -> None:
     """A file-size limit makes every write past 200 kB fail as a full disk would (EFBIG)."""
     lake = tmp_path / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     before = _snapshot(lake)
 
     def small_disk() -> None:

@@ -17,16 +17,16 @@ from lgs_fast.engines import polars as metrics
 from lgs_fast.lake import scan
 from lgs_fast.models import clv, clv_fit
 from lgs_fast.schema import POLARS_SCHEMA
-from tests.conftest import SHARED_DATA, shared
+from tests.conftest import TEST_DATA, data_file
 
-CDNOW = SHARED_DATA / "cdnow"
+CDNOW = TEST_DATA / "cdnow"
 CALIBRATION_END = dt.date(1997, 10, 1)  # first day of the holdout: 39 weeks after 1997-01-01
 HOLDOUT_TOLERANCE = 0.05  # cumulative repeat purchases, relative, every week of the holdout
 
 
 def cdnow_lines() -> pl.LazyFrame:
     """CDNOW_sample.txt as canonical invoice lines: one line per transaction, at midnight."""
-    rows = [line.split() for line in shared(CDNOW / "CDNOW_sample.txt").read_text().splitlines()]
+    rows = [line.split() for line in data_file(CDNOW / "CDNOW_sample.txt").read_text().splitlines()]
     return pl.DataFrame(
         {
             "invoice_no": [str(i) for i in range(len(rows))],
@@ -60,14 +60,14 @@ def _weeks(summary: pl.DataFrame) -> pl.DataFrame:
 
 
 def test_cdnow_calibration_summary_equals_the_published_one(cdnow_summary: pl.DataFrame) -> None:
-    published = pl.read_csv(shared(CDNOW / "cdnow_customers_summary.csv"))
+    published = pl.read_csv(data_file(CDNOW / "cdnow_customers_summary.csv"))
     assert _weeks(cdnow_summary).equals(published.with_columns(pl.col("ID").cast(pl.Int64)))
     duckdb = sql.query(sql.connect(options=_calibration(), lines=cdnow_lines()), "clv_summary")
     assert duckdb.pl().equals(cdnow_summary)
 
 
 def test_cdnow_bgnbd_reproduces_fader_hardie_lee() -> None:
-    weeks = pl.read_csv(shared(CDNOW / "cdnow_customers_summary.csv"))
+    weeks = pl.read_csv(data_file(CDNOW / "cdnow_customers_summary.csv"))
     fit = clv.fit_bgnbd(weeks["frequency"], weeks["recency"], weeks["T"])
     assert {k: round(v, 3) for k, v in fit.items() if k != "log_likelihood"} == {
         "r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426,
@@ -85,7 +85,7 @@ def test_cdnow_pareto_nbd_reproduces_fader_hardie_and_lifetimes() -> None:
     "A note on deriving the Pareto/NBD model", 2005); lifetimes' ParetoNBDFitter gives the same
     probability alive and expected purchases over the 39 weeks of the holdout."""
     lifetimes = pytest.importorskip("lifetimes")
-    weeks = pl.read_csv(shared(CDNOW / "cdnow_customers_summary.csv"))
+    weeks = pl.read_csv(data_file(CDNOW / "cdnow_customers_summary.csv"))
     x, tx, T = (weeks[c].to_numpy().astype(float) for c in ("frequency", "recency", "T"))
     fit = clv_fit.fit_purchases("pnbd", x, tx, T)
     assert {k: round(v, 2) for k, v in fit.params.items()} == {

@@ -23,7 +23,7 @@ import pytest
 from lgs_fast.ingest.postgres import load_pg
 from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import MANIFEST, Manifest, reading, scan, verify_lake
-from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
+from tests.conftest import EMBEDDED, RETAIL_II_CSV, data_file
 
 KILLS = 20
 # Each analysis is a whole run with its report: fewer kills than for import and export, whose
@@ -73,7 +73,7 @@ def _whole_lake(lake: Path, versions: set[int]) -> int:
 
 @pytest.fixture(scope="module")
 def sources() -> dict[int, Path]:
-    return {SMALL_ROWS: shared(RETAIL_II_CSV), BIG_ROWS: EMBEDDED}
+    return {SMALL_ROWS: data_file(RETAIL_II_CSV), BIG_ROWS: EMBEDDED}
 
 
 def test_import_killed_at_random_moments(tmp_path: Path, sources: dict[int, Path]) -> None:
@@ -221,6 +221,41 @@ def test_second_writer_fails_at_once_with_one_line(
         f"lgs-fast: error: {lake}: another lgs-fast process is writing this lake; try again when it ends"
     )
     assert (lake / MANIFEST).read_bytes() == before
+
+
+# A command whose library turns the KeyboardInterrupt of a real SIGINT into another error, as
+# Polars does when interrupted while converting a data type (it raised "TypeError:
+# '<unprintable str object>' is not a Polars data type", and the command said "unexpected
+# TypeError", exit 1, instead of what is on disk).
+_SWALLOWED_INTERRUPT = """
+import os, signal, sys, time
+from lgs_fast.cli.group import cli, main
+
+@cli.command("probe")
+def probe():
+    try:
+        os.kill(os.getpid(), signal.{signal})
+        time.sleep(30)
+    except KeyboardInterrupt:
+        raise TypeError("'<unprintable str object>' is not a Polars data type") from None
+
+sys.argv = ["lgs-fast", "probe"]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "word"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")]
+)
+def test_an_error_raised_in_place_of_a_signal_is_told_as_the_signal(
+    name: str, code: int, word: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _SWALLOWED_INTERRUPT.format(signal=name)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr == f"lgs-fast: error: {word}; nothing was changed\n"
 
 
 def test_interrupt_message_tells_what_is_on_disk(tmp_path: Path, sources: dict[int, Path]) -> None:

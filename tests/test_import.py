@@ -15,7 +15,7 @@ from lgs_fast.errors import InputError
 from lgs_fast.ingest.sources import import_files, read_source
 from lgs_fast.lake import scan, verify_lake
 from lgs_fast.schema import COLUMNS, HEADER_FORMS, POLARS_SCHEMA
-from tests.conftest import EMBEDDED, ONLINE_RETAIL_CSV, RETAIL_II_CSV, shared
+from tests.conftest import EMBEDDED, ONLINE_RETAIL_CSV, RETAIL_II_CSV, data_file
 
 # tests/data/README.md, "What is in them (measured)".
 README_FACTS = {
@@ -76,7 +76,7 @@ def _lines(lake: Path) -> pl.DataFrame:
 )
 def test_real_csv_imports_exactly(tmp_path: Path, name: str, path: Path) -> None:
     lake = tmp_path / "lake"
-    result = import_files([shared(path)], lake)
+    result = import_files([data_file(path)], lake)
     assert result.rows == README_FACTS[name]["lines"]
     quality = _quality(lake)
     for check, expected in README_FACTS[name].items():
@@ -93,7 +93,7 @@ def test_csv_import_equals_plain_read(retail_ii_lake: Path, retail_ii_frame: pl.
 
 
 def test_embedded_parquet_is_the_real_csv(retail_lake: Path, tmp_path: Path) -> None:
-    from_csv = pl.concat(list(read_source(shared(ONLINE_RETAIL_CSV))))
+    from_csv = pl.concat(list(read_source(data_file(ONLINE_RETAIL_CSV))))
     shipped = pl.read_parquet(EMBEDDED)
     assert shipped.height == 541_909
     assert shipped.equals(from_csv)  # same lines, same order
@@ -141,7 +141,7 @@ def test_parquet_in_each_header_form(tmp_path: Path, retail_ii_frame: pl.DataFra
 
 def test_several_files_into_one_lake(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    result = import_files([EMBEDDED, shared(RETAIL_II_CSV)], lake)
+    result = import_files([EMBEDDED, data_file(RETAIL_II_CSV)], lake)
     assert result.rows == 541_909 + 45_228
     assert verify_lake(lake).partitions["year=2009/month=12"]["rows"] == 45_228
 

@@ -20,7 +20,7 @@ from lgs_fast.errors import DamagedError, LakeError
 from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import MANIFEST, scan, verify_lake
 from lgs_fast.lake.layers import STORED_SCHEMAS
-from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
+from tests.conftest import EMBEDDED, RETAIL_II_CSV, data_file
 
 GOOD_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 GOOD_LINE = "536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
@@ -30,7 +30,7 @@ GOOD_LINE = "536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,
 def lake(tmp_path: Path) -> Path:
     """A small real lake: December 2009."""
     root = tmp_path / "lake"
-    import_files([shared(RETAIL_II_CSV)], root)
+    import_files([data_file(RETAIL_II_CSV)], root)
     return root
 
 
@@ -80,7 +80,7 @@ def test_bad_input_one_line_error_lake_untouched(lake: Path, tmp_path: Path, nam
     bad.write_text(content)
     before = _snapshot(lake)
     result = CliRunner().invoke(
-        cli, ["import", str(shared(RETAIL_II_CSV)), str(bad), "--lake", str(lake)]
+        cli, ["import", str(data_file(RETAIL_II_CSV)), str(bad), "--lake", str(lake)]
     )
     assert result.exit_code == 2, result.output
     message = result.stderr.strip()
@@ -99,7 +99,7 @@ def test_directory_and_missing_file(lake: Path, tmp_path: Path) -> None:
 
 def test_reimport_changes_nothing(lake: Path) -> None:
     before = _snapshot(lake)
-    result = import_files([shared(RETAIL_II_CSV)], lake)
+    result = import_files([data_file(RETAIL_II_CSV)], lake)
     assert not result.changed
     assert _snapshot(lake) == before
 
@@ -212,7 +212,7 @@ def test_unwritable_lake_parent(tmp_path: Path) -> None:
 
 def test_cli_import_prints_quality(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        cli, ["import", str(shared(RETAIL_II_CSV)), "--lake", str(tmp_path / "l"), "--dedupe"]
+        cli, ["import", str(data_file(RETAIL_II_CSV)), "--lake", str(tmp_path / "l"), "--dedupe"]
     )
     assert result.exit_code == 0, result.output
     assert "45,228 lines" not in result.output  # deduplicated
@@ -235,7 +235,7 @@ def test_a_notebooks_frames_outlive_two_writes_while_its_process_lives(tmp_path:
     import lgs_fast as lgs
 
     lake = tmp_path / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     lines, layers = lgs.scan(lake), lgs.scan_layers(lake)
     first = lines.select(pl.len()).collect().item()
     lines_file = next(iter(lgs.snapshot(lake).files.values()))
@@ -251,7 +251,7 @@ def test_a_notebooks_frames_outlive_two_writes_while_its_process_lives(tmp_path:
         "import lgs_fast as lgs, sys; lgs.scan(sys.argv[1]); "
         "print(len(list(__import__('pathlib').Path(sys.argv[1], '.lgs_fast.pins').glob('*.json'))))"
     )
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     done = subprocess.run([sys.executable, "-c", code, str(lake)], capture_output=True, text=True)
     assert done.returncode == 0 and int(done.stdout) >= 2, done.stderr  # this process's and its
     version = lgs.snapshot(lake).files

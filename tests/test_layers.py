@@ -31,7 +31,7 @@ from lgs_fast.lake import (
     write_lake,
 )
 from lgs_fast.schema import POLARS_SCHEMA
-from tests.conftest import RETAIL_II_CSV, shared
+from tests.conftest import RETAIL_II_CSV, data_file
 from tests.utils import assert_tables_agree
 
 INVOICE_KEY = ["invoice_no", "customer_id", "country", "invoice_date"]
@@ -95,7 +95,7 @@ def _strip_layers(lake: Path) -> None:
 
 def test_an_old_lake_reads_the_same_and_upgrades(tmp_path: Path, engine: str) -> None:
     lake = tmp_path / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     expected = compute_tables(lake, engine=engine)  # type: ignore[arg-type]
     lines_before = {k: m["sha256"] for k, m in Manifest.read(lake).partitions.items()}
     _strip_layers(lake)
@@ -157,7 +157,7 @@ def test_an_invoice_that_spans_customers_countries_and_months(tmp_path: Path, en
 
 def test_a_damaged_layer_is_named_not_read(tmp_path: Path, engine: str) -> None:
     lake = tmp_path / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     entry = Manifest.read(lake).layered()["year=2009/month=12"]["invoices"]
     path = lake / "invoices" / "year=2009" / "month=12" / entry["file"]
     data = bytearray(path.read_bytes())
@@ -195,7 +195,7 @@ def test_upgrade_from_the_command_line(tmp_path: Path) -> None:
     from lgs_fast.cli import cli
 
     lake = tmp_path / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     _strip_layers(lake)
     said = CliRunner().invoke(cli, ["verify", "--lake", str(lake)])
     assert said.exit_code == 0

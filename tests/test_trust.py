@@ -29,7 +29,7 @@ from lgs_fast.lake import MANIFEST, Manifest, scan, verify_lake
 from lgs_fast.outputs.charts import CHARTS
 from lgs_fast.outputs.workbook import WORKBOOK_NAME
 from lgs_fast.schema import COLUMNS
-from tests.conftest import EMBEDDED, RETAIL_II_CSV, shared
+from tests.conftest import EMBEDDED, RETAIL_II_CSV, data_file
 
 
 def _lines_csv(path: Path, *rows: str) -> Path:
@@ -230,7 +230,7 @@ def test_changes_equal_to_the_server_but_not_in_the_lake(
                 "unit_price float8, customer_id bigint, country text COLLATE lgs_test_ci)"
             ).format(sql.Identifier(pg_table))
         )
-    load_pg([shared(RETAIL_II_CSV)], pg_dsn, table=pg_table, append=True)
+    load_pg([data_file(RETAIL_II_CSV)], pg_dsn, table=pg_table, append=True)
     lake = tmp_path / "lake"
     export(pg_dsn, lake, table=pg_table)
     ident = sql.Identifier(pg_table)
@@ -469,7 +469,7 @@ def test_server_lost_at_the_end_of_an_export(pg_dsn: str, pg_retail: str, tmp_pa
     """The connection is cut the moment the lake changes, or just before: either the export
     succeeded and says so, or it failed and the lake is the previous one."""
     lake = tmp_path / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     before = Manifest.read(lake).write_id
     stop = threading.Event()
 
@@ -528,7 +528,7 @@ def test_out_that_is_not_ours_is_left_alone(tmp_path: Path, retail_ii_lake: Path
 
 def test_header_only_input_is_refused_unless_allowed(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     before = _tree(lake)
     empty = tmp_path / "empty.csv"
     empty.write_text(
@@ -615,7 +615,7 @@ def test_what_is_put_inside_out_is_never_removed(tmp_path: Path, retail_ii_lake:
     out = tmp_path / "out"
     args = ["analyze", "--lake", str(retail_ii_lake), "--out", str(out), "--no-report"]
     assert CliRunner().invoke(cli, args).exit_code == 0
-    import_files([shared(RETAIL_II_CSV)], out / "lake")
+    import_files([data_file(RETAIL_II_CSV)], out / "lake")
     (out / "notes.txt").write_text("mine")
     result = CliRunner().invoke(cli, args)
     assert "holds lake/, notes.txt, which lgs_fast did not write there" in _one_line(result, 3)
@@ -747,12 +747,12 @@ def test_sigterm_unwinds_and_says_what_is_on_disk(tmp_path: Path) -> None:
     import sys
 
     lake = tmp_path / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     rng = random.Random(15)
     outcomes = set()
     for _ in range(6):
         before = Manifest.read(lake).write_id
-        target = EMBEDDED if Manifest.read(lake).rows == 45_228 else shared(RETAIL_II_CSV)
+        target = EMBEDDED if Manifest.read(lake).rows == 45_228 else data_file(RETAIL_II_CSV)
         proc = subprocess.Popen(
             [sys.executable, "-m", "lgs_fast", "import", str(target), "--lake", str(lake)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -780,11 +780,11 @@ def test_unfinished_commit_of_a_first_write_does_not_block_the_next(tmp_path: Pa
     """A first import killed between writing the new manifest and renaming it leaves that
     temporary file: it is the lake's own debris, not a reason to refuse the directory."""
     lake = tmp_path / "lake"
-    import_files([shared(RETAIL_II_CSV)], lake)
+    import_files([data_file(RETAIL_II_CSV)], lake)
     manifest = (lake / MANIFEST).read_text()
     (lake / MANIFEST).unlink()  # as if the first commit never happened
     (lake / "._manifest.json.0123456789abcdef").write_text(manifest)
-    assert import_files([shared(RETAIL_II_CSV)], lake).rows == 45_228
+    assert import_files([data_file(RETAIL_II_CSV)], lake).rows == 45_228
     assert not list(lake.glob("._manifest.json.*"))
 
 

@@ -10,18 +10,18 @@ import click
 from lgs_fast.cli.group import cli, print_table
 from lgs_fast.cli.options import (
     LAKE_HELP,
-    SPARK_MASTER_HELP,
-    URI_LAKE_HELP,
     check_spark_master,
     clv_options,
     clv_settings_of,
+    engine_options,
     lake_location,
     parse_day,
     parse_range,
     parse_share,
     parse_when,
+    range_options,
 )
-from lgs_fast.config import COMPARE_DAYS, ENGINES, PRESETS, Presentation, presenting
+from lgs_fast.config import COMPARE_DAYS, PRESETS, Presentation, presenting
 from lgs_fast.errors import InputError
 
 
@@ -78,7 +78,7 @@ def campaign_results_command(
 
 
 @cli.command("analyze")
-@click.option("--lake", metavar="LAKE", help=URI_LAKE_HELP)
+@engine_options("the tables")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -86,14 +86,6 @@ def campaign_results_command(
     show_default=True,
     help="Output directory.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    default="polars",
-    show_default=True,
-    help="Which engine computes the tables (all give the same answers).",
-)
-@click.option("--spark-master", metavar="URL", help=SPARK_MASTER_HELP)
 @click.option(
     "--preset",
     type=click.Choice(PRESETS),
@@ -147,8 +139,7 @@ def campaign_results_command(
     type=click.Path(path_type=Path),
     help="TOML segment map ([[segment]] name, pattern, action).",
 )
-@click.option("--from", "start", metavar="DATE", help="Only lines on or after DATE.")
-@click.option("--to", "end", metavar="DATE", help="Only lines before DATE.")
+@range_options
 @click.option(
     "--top",
     type=click.IntRange(1, 100_000),
@@ -332,23 +323,14 @@ def analyze_command(
 
 
 @cli.command("clv")
-@click.option("--lake", metavar="LAKE", help=URI_LAKE_HELP)
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    default="polars",
-    show_default=True,
-    help="Which engine computes the CLV summary (all give the same).",
-)
-@click.option("--spark-master", metavar="URL", help=SPARK_MASTER_HELP)
+@engine_options("the CLV summary")
 @click.option(
     "--as-of",
     "as_of",
     metavar="DATE",
     help="End of the observation period (default: the latest invoice).",
 )
-@click.option("--from", "start", metavar="DATE", help="Only lines on or after DATE.")
-@click.option("--to", "end", metavar="DATE", help="Only lines before DATE.")
+@range_options
 @click.option(
     "--csv",
     "csv_path",

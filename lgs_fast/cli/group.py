@@ -18,19 +18,22 @@ class _Cli(click.Group):
         try:
             return super().invoke(ctx)
         except LgsError as err:
+            _told_as_signal()
             _fail(str(err), err.exit_code)
         except BrokenPipeError:
             # The reader of our output went away (`| head`): the work is done, say nothing more.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         except OSError as err:
+            _told_as_signal()
             where = f"{err.filename}: " if err.filename else ""
             _fail(f"{where}{err.strerror or err}", 1)
-        except KeyboardInterrupt as err:
-            _interrupted(err)
+        except KeyboardInterrupt:
+            _interrupted()
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
         except Exception as err:
+            _told_as_signal()
             if os.environ.get("LGS_DEBUG"):
                 raise
             text = str(err).strip()
@@ -43,12 +46,25 @@ class Terminated(KeyboardInterrupt):
     half-written and the message says what is on disk."""
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
+# The signals received. Code that catches the KeyboardInterrupt a signal raises may raise
+# something else in its place (Polars, interrupted while converting a type, raises a
+# TypeError): an error that ends a command after a signal is told as that signal.
+_SIGNALLED: list[int] = []
 
 
-def _interrupted(err: KeyboardInterrupt) -> None:
-    if isinstance(err, Terminated):
+def _on_signal(signum: int, frame: object) -> None:
+    _SIGNALLED.append(signum)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _told_as_signal() -> None:
+    """After a signal, whatever error ends the command is the interruption."""
+    if _SIGNALLED:
+        _interrupted()
+
+
+def _interrupted() -> None:
+    if signal.SIGTERM in _SIGNALLED:
         _fail(f"terminated; {_what_changed()}", 143)
     _fail(f"interrupted; {_what_changed()}", 130)
 
@@ -124,7 +140,8 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point: usage errors, like every other error, become one line and exit code 2."""
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         try:
             # `lgs-fast` alone lists the commands, as `lgs-fast --help` does.
@@ -134,8 +151,8 @@ def main() -> None:
         except BrokenPipeError:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
-        except KeyboardInterrupt as err:
-            _interrupted(err)
+        except KeyboardInterrupt:
+            _interrupted()
         except click.exceptions.Abort:
             _fail("aborted", 130)
         except click.ClickException as err:

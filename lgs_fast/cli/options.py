@@ -130,9 +130,7 @@ def clv_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Monthly discount rate of CLV (0.01 = 1% a month).",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _stack(command, options)
 
 
 def clv_settings_of(
@@ -160,6 +158,48 @@ URI_LAKE_HELP = (
     "Lake directory (default: $LGS_LAKE or data/lake), or with --engine spark any URI Spark "
     "reads (s3a://BUCKET/lake, hdfs://HOST/lake, file:///path)."
 )
+
+
+def _stack(command: Callable[..., Any], options: list[Callable[..., Any]]) -> Callable[..., Any]:
+    """`options` applied to `command`, listed in --help in their order."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def engine_options(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--lake (a directory, or a URI for Spark), --engine and --spark-master, shared by the
+    commands that read a lake through an engine; `what` is what the engine computes."""
+    from lgs_fast.config import ENGINES
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        return _stack(
+            command,
+            [
+                click.option("--lake", metavar="LAKE", help=URI_LAKE_HELP),
+                click.option(
+                    "--engine",
+                    type=click.Choice(ENGINES),
+                    default="polars",
+                    show_default=True,
+                    help=f"Which engine computes {what} (all give the same answers).",
+                ),
+                click.option("--spark-master", metavar="URL", help=SPARK_MASTER_HELP),
+            ],
+        )
+
+    return decorate
+
+
+def range_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--from and --to, the lines' date range (`parse_range` checks them)."""
+    return _stack(
+        command,
+        [
+            click.option("--from", "start", metavar="DATE", help="Only lines on or after DATE."),
+            click.option("--to", "end", metavar="DATE", help="Only lines before DATE."),
+        ],
+    )
 
 
 def check_spark_master(engine: str, master: str | None) -> None:

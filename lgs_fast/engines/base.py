@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from lgs_fast.errors import InputError
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -56,3 +58,27 @@ class Engine(Protocol):
 
     def tables_of(self, lines: pl.LazyFrame, options: Options) -> dict[str, pl.DataFrame]:
         """Every table of any LazyFrame of canonical lines (notebooks, tests)."""
+
+
+class LocalEngine:
+    """What the engines that read only local lakes (Polars, DuckDB) share: nothing to start,
+    a lake at a URI refused, a version that is a checked local snapshot."""
+
+    name: str
+    title: str  # the engine's name in messages
+
+    def check(self) -> str | None:
+        return None
+
+    def open_uri(self, uri: str) -> Version:
+        raise InputError(f"{uri}: a lake at a URI is read by the Spark engine: add --engine spark")
+
+    def local(self, version: Version) -> Snapshot:
+        """`version` as the local snapshot it must be."""
+        from lgs_fast.lake import Snapshot  # here: the registry loads no engine, nor Polars
+
+        if not isinstance(version, Snapshot):
+            raise InputError(
+                f"{version.location}: the {self.title} engine reads a lake in a local directory"
+            )
+        return version

@@ -30,8 +30,8 @@ from lgs_fast.config import (
     as_datetime,
     segment_rules_frame,
 )
-from lgs_fast.engines.base import EngineSettings, Span
-from lgs_fast.errors import InputError, LgsError
+from lgs_fast.engines.base import EngineSettings, LocalEngine, Span
+from lgs_fast.errors import LgsError
 from lgs_fast.lake import Snapshot, layer_plan, snapshot
 from lgs_fast.lake.layers import INVOICES_SCHEMA, PRODUCTS_SCHEMA, QUALITY_SCHEMA
 from lgs_fast.schema import ARROW_SCHEMA, COLUMNS
@@ -263,30 +263,19 @@ def tables(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     }
 
 
-def _local(version: Version) -> Snapshot:
-    if not isinstance(version, Snapshot):
-        raise InputError(f"{version.location}: the DuckDB engine reads a lake in a local directory")
-    return version
-
-
 @dataclass(frozen=True)
-class DuckDBEngine:
+class DuckDBEngine(LocalEngine):
     """The DuckDB engine behind the engines' protocol: `queries/*.sql` over the lake's files."""
 
     name: str = "duckdb"
-
-    def check(self) -> str | None:
-        return None
-
-    def open_uri(self, uri: str) -> Version:
-        raise InputError(f"{uri}: a lake at a URI is read by the Spark engine: add --engine spark")
+    title: str = "DuckDB"
 
     def tables(self, version: Version, options: Options, span: Span) -> dict[str, pl.DataFrame]:
-        snap = _local(version)
+        snap = self.local(version)
         return tables(connect(snap=snap, options=options, start=span.start, end=span.end))
 
     def clv_summary(self, version: Version, options: Options, span: Span) -> pl.DataFrame:
-        snap = _local(version)
+        snap = self.local(version)
         con = connect(snap=snap, options=options, start=span.start, end=span.end)
         return query(con, "clv_summary").pl()
 

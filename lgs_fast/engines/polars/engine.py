@@ -11,9 +11,8 @@ import polars as pl
 
 from lgs_fast.config import Options
 from lgs_fast.engines import polars as metrics
-from lgs_fast.engines.base import EngineSettings, Span
-from lgs_fast.errors import InputError
-from lgs_fast.lake import Snapshot, scan_layers
+from lgs_fast.engines.base import EngineSettings, LocalEngine, Span
+from lgs_fast.lake import scan_layers
 from lgs_fast.lake.layers import Layers, of_lines
 
 if TYPE_CHECKING:
@@ -56,30 +55,21 @@ def collect_tables(
     return dict(zip(lazy, pl.collect_all(list(lazy.values()), engine=engine), strict=True))
 
 
-def _local(version: Version) -> Snapshot:
-    if not isinstance(version, Snapshot):
-        raise InputError(f"{version.location}: the Polars engine reads a lake in a local directory")
-    return version
-
-
 @dataclass(frozen=True)
-class PolarsEngine:
+class PolarsEngine(LocalEngine):
+    """The Polars engine behind the engines' protocol: lazy frames over the lake's layers."""
+
     name: str = "polars"
-
-    def check(self) -> str | None:
-        return None
-
-    def open_uri(self, uri: str) -> Version:
-        raise InputError(f"{uri}: a lake at a URI is read by the Spark engine: add --engine spark")
+    title: str = "Polars"
 
     def tables(self, version: Version, options: Options, span: Span) -> dict[str, pl.DataFrame]:
-        snap = _local(version)
+        snap = self.local(version)
         data = scan_layers(snap=snap, start=span.start, end=span.end)
         rows = snap.manifest.rows
         return collect_tables(data, options, rows=rows, streaming=rows > STREAMING_ROWS)
 
     def clv_summary(self, version: Version, options: Options, span: Span) -> pl.DataFrame:
-        data = scan_layers(snap=_local(version), start=span.start, end=span.end)
+        data = scan_layers(snap=self.local(version), start=span.start, end=span.end)
         return metrics.clv_summary(data, options).collect(engine="streaming")
 
     def tables_of(self, lines: pl.LazyFrame, options: Options) -> dict[str, pl.DataFrame]:
