@@ -323,10 +323,10 @@ def _build(
     preset: str,
     say: Callable[[str], None],
     lists: ListSettings | None = None,
-    png: bool = False,
+    images: tuple[bool, bool] = (False, False),
     sent: dt.datetime | None = None,
 ) -> None:
-    """Tables, then (unless `settings` is None: --no-report) charts (PNG too with `png`),
+    """Tables, then (unless `settings` is None: --no-report) charts (`images`: SVG, PNG too),
     lists, workbook, report; worded by the presentation in force."""
     write_tables(tables, build / "tables")
     if settings is None:
@@ -337,7 +337,8 @@ def _build(
     from lgs_fast.outputs import workbook
 
     say(f"drawing {len(charting.CHARTS)} charts…")
-    specs = charting.write_charts(charting.build_charts(tables), build / "charts", png=png)
+    svg, png = images
+    specs = charting.write_charts(charting.build_charts(tables), build / "charts", svg=svg, png=png)
     campaigns.write_segment_exports(tables, build / "segments", lists)
     # The record `lgs-fast campaign-results` reads later: who was on which list, who held back.
     record = campaigns.campaign_record(
@@ -379,6 +380,7 @@ def analyze(
     spark_master: str | None = None,
     lists: ListSettings | None = None,
     presentation: Presentation | None = None,
+    svg: bool = False,
     png: bool = False,
     campaigns: str | Path | None = None,
 ) -> AnalysisResult:
@@ -388,7 +390,7 @@ def analyze(
     (`lgs_fast.outputs.switch`): a failure or a kill leaves the previous outputs as they were.
     `lists`: how the campaign lists are written (contacts joined on, people's headings);
     `presentation`: the report's title, the currency symbol and the time zone shown (default:
-    the one in force); `png`: charts as PNG too; `campaigns`: an earlier run's
+    the one in force); `svg`, `png`: charts as SVG, PNG files too; `campaigns`: an earlier run's
     `campaigns.json`, whose lists are measured since (the `campaign_results` table, a chart
     and the report's "Did the last campaign work?").
     """
@@ -450,7 +452,7 @@ def analyze(
         try:
             with presenting(presentation or current_presentation()):
                 sent = options.as_of or tables["overview"]["last_invoice"][0]
-                _build(tables, switch.build, settings, options.preset, say, lists, png, sent)
+                _build(tables, switch.build, settings, options.preset, say, lists, (svg, png), sent)
         except (LgsError, KeyboardInterrupt):
             raise
         except Exception as err:  # a full disk, say, met inside Polars or the chart renderer

@@ -49,7 +49,7 @@ def output(retail_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     analyze(
         retail_lake, out, clv_settings=ClvSettings(calibration_end=dt.date(2011, 9, 1)),
-        png=True, campaigns=record,
+        svg=True, png=True, campaigns=record,
     )  # fmt: skip
     return out
 
@@ -468,7 +468,9 @@ def test_title_currency_and_time_zone_reach_every_output(retail_lake: Path, tmp_
     charts = {p.name: p.read_text() for p in (out / "charts").glob("*.vl.json")}
     assert "£" not in "".join(charts.values())
     assert '"Placed sales (US$)"' in charts["monthly_sales.vl.json"]
-    assert not list((out / "charts").glob("*.png"))  # drawn on request only (--png)
+    # Images are drawn on request only (--svg, --png): the report draws its charts itself.
+    assert len(charts) >= 17
+    assert not list((out / "charts").glob("*.png")) and not list((out / "charts").glob("*.svg"))
     lists = sorted((out / "segments").glob("*.csv"))
     assert lists and all(
         "Net spend US$" in p.read_text(encoding="utf-8-sig").split("\n")[0] for p in lists

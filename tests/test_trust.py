@@ -918,7 +918,7 @@ def odd_text_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines.write_parquet(root / "odd.parquet")
     import_files([root / "odd.parquet"], root / "lake")
     result = CliRunner().invoke(
-        cli, ["analyze", "--lake", str(root / "lake"), "--out", str(root / "out")]
+        cli, ["analyze", "--lake", str(root / "lake"), "--out", str(root / "out"), "--svg"]
     )
     assert result.exit_code == 0, result.output
     return root / "out"

@@ -210,10 +210,16 @@ def campaign_results_command(
     "writing is shown in it.",
 )
 @click.option(
+    "--svg",
+    is_flag=True,
+    help="Also draw every chart as an SVG file (OUT/charts/NAME.svg; the report draws its "
+    "charts itself, and the Vega-Lite spec NAME.vl.json is always written).",
+)
+@click.option(
     "--png",
     is_flag=True,
-    help="Also draw every chart as PNG at twice its size, for slides and e-mails (OUT/charts/"
-    "NAME.png; the SVG and the Vega-Lite spec are always written).",
+    help="Also draw every chart as PNG at twice its size, for slides and e-mails "
+    "(OUT/charts/NAME.png).",
 )
 @clv_options
 def analyze_command(
@@ -241,6 +247,7 @@ def analyze_command(
     title: str,
     currency: str,
     time_zone: str,
+    svg: bool,
     png: bool,
     calibration_end: str | None,
     model: str,
@@ -255,8 +262,8 @@ def analyze_command(
     recommendation_holdout,
     top_countries, top_products, reversed_invoices, cohorts, data_quality, clv_summary, clv,
     clv_models, clv_segments (and with --calibration-end the clv_holdout tables),
-    sales_forecast, forecast_backtest, forecast_models; OUT/charts/NAME.vl.json and NAME.svg
-    (and NAME.png with --png); OUT/segments/SEGMENT.csv for campaigns (customers with a net spend above £0,
+    sales_forecast, forecast_backtest, forecast_models; OUT/charts/NAME.vl.json
+    (NAME.svg with --svg, NAME.png with --png); OUT/segments/SEGMENT.csv for campaigns (customers with a net spend above £0,
     highest spend first, with their last purchase date, segment movement and recommended
     products: reorder_1…, their own products to order again, and new_1…, products new to them;
     UTF-8 with a byte-order mark for Excel; --contacts joins your contact columns on);
@@ -312,6 +319,7 @@ def analyze_command(
         spark_master=spark_master,
         lists=lists,
         presentation=shown,
+        svg=svg,
         png=png,
         campaigns=campaigns_file,
     )  # fmt: skip
