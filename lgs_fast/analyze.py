@@ -220,8 +220,10 @@ def _measured(record: Campaigns, snap: Version, until: dt.datetime | None = None
 def forecast_outputs(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """sales_forecast, forecast_backtest and forecast_models from the `weekly_sales` table."""
     from lgs_fast.models.forecast import sales_forecast
+    from lgs_fast.models.memo import memoized
 
-    return sales_forecast(tables["weekly_sales"])
+    weekly = tables["weekly_sales"]
+    return memoized("forecast", {"weekly_sales": weekly}, "", lambda: sales_forecast(weekly))
 
 
 def _check_compare_time(options: Options, end: dt.date | None, version: Version) -> None:
@@ -266,12 +268,18 @@ def recommendation_outputs(
     """recommendations and recommendation_holdout from the `customer_products`,
     `product_names` and `rfm` tables."""
     from lgs_fast.models import recommend
+    from lgs_fast.models.memo import memoized
 
     inputs = tables["customer_products"], tables["product_names"], tables["rfm"]
-    return {
-        "recommendations": recommend.recommendations(*inputs, options),
-        "recommendation_holdout": recommend.holdout(inputs[0], inputs[2], options),
-    }
+    return memoized(
+        "recommendations",
+        dict(zip(("customer_products", "product_names", "rfm"), inputs, strict=True)),
+        repr(options),
+        lambda: {
+            "recommendations": recommend.recommendations(*inputs, options),
+            "recommendation_holdout": recommend.holdout(inputs[0], inputs[2], options),
+        },
+    )
 
 
 def _read_failure(snap: Version, engine: str, err: BaseException) -> LgsError:

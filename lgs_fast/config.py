@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import re
 import tomllib
 import unicodedata
@@ -440,3 +441,10 @@ def presenting(chosen: Presentation) -> Iterator[Presentation]:
 def currency() -> str:
     """The currency symbol in force: `£` unless `presenting` says otherwise."""
     return _PRESENTATION.get().currency
+
+
+def cache_directory() -> Path:
+    """Where lgs_fast keeps what it can rebuild: $XDG_CACHE_HOME/lgs_fast, else
+    ~/.cache/lgs_fast."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lgs_fast"

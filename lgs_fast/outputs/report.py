@@ -15,7 +15,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ import polars as pl
 from lgs_fast.config import (
     COMPARE_DAYS,
     Options,
+    cache_directory,
     currency,
     current_presentation,
     load_segment_rules,
@@ -410,10 +410,3 @@ def vega_javascript() -> str:
         partial.write_text(f"// sha256:{hashlib.sha256(text.encode()).hexdigest()}\n{text}")
         os.replace(partial, path)  # whole or not at all, whatever runs at the same time
     return text
-
-
-def cache_directory() -> Path:
-    """Where lgs_fast keeps what it can rebuild: $XDG_CACHE_HOME/lgs_fast, else
-    ~/.cache/lgs_fast."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lgs_fast"
