@@ -11,13 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from lgs_fast.analyze import compute_tables
-from lgs_fast.catalog import ANALYSES, MODEL_INPUTS
 from lgs_fast.config import Options
-from tests.utils import assert_agree
 
 MASTER = "local[2]"
 CLI = Path(sys.executable).parent / "lgs-fast"
@@ -129,22 +126,3 @@ def test_sigterm_during_a_spark_run_is_one_line(retail_ii_lake: Path, tmp_path: 
     assert err.splitlines()[-1] == "lgs-fast: error: terminated; nothing was changed", err
     assert "Traceback" not in err and "py4j" not in err.lower(), err
     assert not out.exists()
-
-
-def test_analyze_command_on_spark_over_a_lake_at_a_uri(
-    retail_ii_lake: Path, tmp_path: Path
-) -> None:
-    """The whole command, as an analyst runs it, on a lake named by URI (read through
-    Hadoop's file systems, as s3a:// or hdfs:// would be): every table written, DuckDB's."""
-    out = tmp_path / "out"
-    done = _run(
-        "analyze", "--lake", f"file://{retail_ii_lake}", "--out", str(out), "--no-report",
-        "--engine", "spark", "--spark-master", MASTER, "--no-recommendations",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines()[:2] == ["starting Spark…", "computing tables with spark…"]
-    assert "Traceback" not in done.stderr and "WARN" not in done.stderr
-    expected = compute_tables(retail_ii_lake, Options(recommend_segments=()), engine="duckdb")
-    for name in ANALYSES:
-        if name not in MODEL_INPUTS:
-            assert_agree(expected[name], pl.read_parquet(out / "tables" / f"{name}.parquet"), name)

@@ -176,9 +176,6 @@ def _session(url: str) -> SparkSession:
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
             )
-            builder = builder.config(
-                "spark.sql.shuffle.partitions", os.environ.get("LGS_SPARK_PARTITIONS", "8")
-            )
     try:
         with warnings.catch_warnings(), _jvm_stderr():
             warnings.simplefilter("ignore", FutureWarning)  # as above, checked at start-up
@@ -378,6 +375,16 @@ def _read(spark: SparkSession, paths: list[str], schema: pl.Schema) -> DataFrame
     return spark.read.schema(ddl).parquet(*paths).select(*schema.names())
 
 
+def shuffle_partitions(rows: int) -> int:
+    """Spark's shuffle partitions for a lake of `rows` lines: `LGS_SPARK_PARTITIONS`, else one
+    per million lines, at least 8. The shuffles carry the aggregations' rows (a few per
+    invoice or customer), and Spark's default of 200 spent most of a small lake's time on
+    empty tasks: `analyze --no-report` of one month (45,228 lines) on a one-worker standalone
+    cluster took 121 s with 200, 71 s with 8 (tests/test_spark_cluster.py, one run each)."""
+    given = os.environ.get("LGS_SPARK_PARTITIONS")
+    return int(given) if given else max(8, rows // 1_000_000)
+
+
 @dataclass
 class Connection:
     """A Spark session with one lake version's views registered, ready for `query`. The views
@@ -398,6 +405,7 @@ def connect(
     """A Spark session with `lake` as views, the options as session variables."""
     options = options or Options()
     spark = session(master)
+    spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions(lake.manifest.rows)))
     _set_variables(spark, options)
     lo = as_datetime(start) if start is not None else None
     hi = as_datetime(end) if end is not None else None
@@ -408,9 +416,11 @@ def connect(
     entries = lake.manifest.layered()
 
     def computed(name: str, keys: list[str]) -> DataFrame:
+        # A view per layer, kept: over Spark Connect a query names its views until it runs.
+        view = f"layer_lines_{name}"
         rows = _between(_read(spark, [lake.files[k] for k in keys], POLARS_SCHEMA), lo, hi)
-        rows.createOrReplaceTempView("layer_lines")
-        return spark.sql(to_spark(load_query(f"layer_{name}")))
+        rows.createOrReplaceTempView(view)
+        return spark.sql(to_spark(load_query(f"layer_{name}").replace("layer_lines", view)))
 
     unlayered = [k for k in line_months if k not in entries]
     stored_invoices = _read(
@@ -431,7 +441,6 @@ def connect(
         if line_months
         else spark.createDataFrame([], quality_schema)
     )
-    spark.catalog.dropTempView("layer_lines")
     # Money as DECIMAL(38,0), DuckDB's HUGEINT (the layers' Int128): sums never overflow.
     for name, frame in (("invoices", invoices), ("products", products)):
         money = MICRO_COLUMNS[name]
