@@ -244,6 +244,36 @@ main()
 """
 
 
+# Polars also calls back into Python where an exception cannot propagate (hashing a data type):
+# the signal's KeyboardInterrupt was printed as "Exception ignored in: 'DataTypeClass'" with a
+# traceback, before the one line. Here a finaliser is that place.
+_UNRAISABLE_INTERRUPT = """
+import os, signal, sys, time
+from lgs_fast.cli.group import cli, main
+
+class Callback:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the KeyboardInterrupt arrives here, where it cannot propagate
+
+@cli.command("probe")
+def probe():
+    Callback()
+    raise TypeError("'<unprintable str object>' is not a Polars data type")
+
+sys.argv = ["lgs-fast", "probe"]
+main()
+"""
+
+
+def test_an_interrupt_that_cannot_propagate_is_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _UNRAISABLE_INTERRUPT], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "lgs-fast: error: interrupted; nothing was changed\n"
+
+
 @pytest.mark.parametrize(
     ("name", "code", "word"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")]
 )

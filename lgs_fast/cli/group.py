@@ -57,6 +57,16 @@ def _on_signal(signum: int, frame: object) -> None:
     raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
+def _quiet_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """A signal's KeyboardInterrupt raised where Python cannot pass it on (Polars called back
+    into Python, to hash a data type) is not printed as "Exception ignored" and a traceback:
+    the command's one line says it was interrupted and what is on disk. Anything else is
+    printed as Python prints it."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _SIGNALLED:
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def _told_as_signal() -> None:
     """After a signal, whatever error ends the command is the interruption."""
     if _SIGNALLED:
@@ -142,6 +152,7 @@ def main() -> None:
     """Entry point: usage errors, like every other error, become one line and exit code 2."""
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    sys.unraisablehook = _quiet_unraisable
     try:
         try:
             # `lgs-fast` alone lists the commands, as `lgs-fast --help` does.
