@@ -1,0 +1,228 @@
+"""Spark beyond one process: a real standalone cluster and a real Spark Connect server, started
+from the installed PySpark, and the whole `lgs-fast analyze --engine spark --no-report` timed on
+them and on `local[2]`.
+
+    python -m benchmarks.spark_cluster [--out benchmarks/results/spark_cluster]
+
+The lakes: one month of Online Retail II (tests/data, 45,228 lines) and the shipped 541,909
+lines. The tests start the same cluster and server (`tests/test_spark_cluster.py`) to check the
+tables; this only times them. Each run is one fresh process, wall time of the whole command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MONTH_CSV = ROOT / "tests" / "data" / "online_retail_ii_2009-12.csv.gz"
+SHIPPED = ROOT / "lgs_fast" / "ingest" / "data" / "online_retail.parquet"
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def java_found() -> bool:
+    home = os.environ.get("JAVA_HOME")
+    return (
+        bool(home and (Path(home) / "bin" / "java").is_file()) or shutil.which("java") is not None
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _wait(until: Callable[[], bool], what: str, log: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if until():
+            return
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"{what} did not start in {seconds:.0f} s; its log:\n{log.read_text()[-3000:]}"
+    )
+
+
+def _environment(work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        SPARK_HOME=str(spark_home()),
+        SPARK_LOG_DIR=str(work / "logs"),
+        SPARK_WORKER_DIR=str(work / "worker"),
+        SPARK_LOCAL_DIRS=str(work / "local"),
+        SPARK_CONF_DIR=str(work / "conf"),  # none of the user's own settings
+    )
+    for name in ("logs", "worker", "local", "conf"):
+        (work / name).mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def _start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        # A session of its own: stopping it stops the JVM and anything it started.
+        return subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+def _stop(*processes: subprocess.Popen[bytes]) -> None:
+    for proc in processes:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in processes:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextlib.contextmanager
+def standalone(work: Path) -> Iterator[str]:
+    """A standalone master and one worker (2 cores, 2 GiB), logs in `work`; yields its URL."""
+    env = _environment(work)
+    spark_class = str(spark_home() / "bin" / "spark-class")
+    port, ui = free_port(), free_port()
+    master = _start(
+        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+         "--port", str(port), "--webui-port", str(ui)],
+        work / "master.log", env,
+    )  # fmt: skip
+    worker = None
+    try:
+        _wait(lambda: listening(port), "the standalone master", work / "master.log")
+        url = f"spark://127.0.0.1:{port}"
+        worker = _start(
+            [spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1",
+             "--cores", "2", "--memory", "2g", "--webui-port", str(free_port()),
+             "--work-dir", str(work / "worker")],
+            work / "worker.log", env,
+        )  # fmt: skip
+
+        def alive() -> bool:
+            try:  # the master's own page, which counts its workers
+                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as page:
+                    return int(json.load(page).get("aliveworkers", 0)) >= 1
+            except OSError:  # its web server not up yet
+                return False
+
+        _wait(alive, "the standalone worker", work / "worker.log")
+        yield url
+    finally:
+        _stop(*(p for p in (worker, master) if p is not None))
+
+
+@contextlib.contextmanager
+def connect_server(work: Path) -> Iterator[str]:
+    """A Spark Connect server on local[2], logs in `work`; yields its sc:// URL."""
+    env = _environment(work)
+    port = free_port()
+    server = _start(
+        [str(spark_home() / "bin" / "spark-submit"),
+         "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+         "--name", "Spark Connect server", "--master", "local[2]",
+         "--conf", f"spark.connect.grpc.binding.port={port}",
+         "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+         "--conf", "spark.ui.enabled=false"],
+        work / "connect.log", env,
+    )  # fmt: skip
+    try:
+        _wait(lambda: listening(port), "the Spark Connect server", work / "connect.log")
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        _stop(server)
+
+
+def _timed(lake: Path | str, out: Path, *engine: str) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "lgs_fast", "analyze", "--lake", str(lake), "--out", str(out),
+         "--no-report", *engine],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "spark_cluster"
+    )
+    args = parser.parse_args()
+    if not java_found():
+        print("no Java here: Spark cannot run", file=sys.stderr)
+        return 1
+    from lgs_fast.ingest.sources import import_files
+
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        lakes = {45_228: work / "month", 541_909: work / "shipped"}
+        import_files([MONTH_CSV], lakes[45_228])
+        import_files([SHIPPED], lakes[541_909])
+
+        def run(where: str, master: str, lines: int, lake: Path | str) -> None:
+            seconds = _timed(lake, work / "out", "--engine", "spark", "--spark-master", master)
+            rows.append({"where": where, "lines": lines, "seconds": round(seconds, 1)})
+            print(f"{where:28s} {lines:>9,} lines  {seconds:6.1f} s", file=sys.stderr)
+
+        for lines, lake in lakes.items():
+            run("local[2]", "local[2]", lines, lake)
+        with standalone(work / "cluster") as url:
+            for lines, lake in lakes.items():
+                run("standalone cluster, 1 worker", url, lines, f"file://{lake}")
+        with connect_server(work / "connect") as url:
+            for lines, lake in lakes.items():
+                run("Spark Connect (local[2])", url, lines, lake)
+        for lines, lake in lakes.items():
+            rows.append({"where": "duckdb (for scale)", "lines": lines,
+                         "seconds": round(_timed(lake, work / "out", "--engine", "duckdb"), 1)})  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+            "command": "python -m benchmarks.spark_cluster", "runs": rows}  # fmt: skip
+    (args.out / "spark_cluster.json").write_text(json.dumps(meta, indent=1))
+    table = ["| where | lines | seconds (whole `analyze --no-report`) |", "|---|---:|---:|"]
+    table += [f"| {r['where']} | {r['lines']:,} | {r['seconds']} |" for r in rows]
+    (args.out / "spark_cluster.md").write_text(
+        f"`python -m benchmarks.spark_cluster`, {meta['date']}, {meta['machine']}, one run each:\n\n"
+        + "\n".join(table)
+        + "\n"
+    )
+    print("\n".join(table))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
