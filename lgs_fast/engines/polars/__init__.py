@@ -85,38 +85,41 @@ def overview(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
 
 
 def invoice_totals(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
-    """The values whose distribution is reported, one column `micro` (exact, in millionths).
+    """The values whose distribution is reported, one column `micro` (exact, in millionths),
+    sorted: the quantiles read positions in it (`quantile_x100`), so it is sorted once here.
 
     standard: invoice totals of non-cancellation invoices with total > 0 (from the invoice
     layer); notebook: line amounts with quantity > 0 and unit_price > 0 (from the lines).
     """
     layers = as_layers(data)
     if options.preset == "notebook":
-        return layers.lines.filter(pl.col("quantity") > 0, pl.col("unit_price") > 0).select(
+        values = layers.lines.filter(pl.col("quantity") > 0, pl.col("unit_price") > 0).select(
             micro=LINE_MICRO.cast(pl.Int128)
         )
-    return (
-        layers.invoices.filter(~CANCELLATION)
-        .group_by("invoice_no")
-        .agg(pl.col("micro").sum())
-        .filter(pl.col("micro") > 0)
-        .select("micro")
-    )
+    else:
+        values = (
+            layers.invoices.filter(~CANCELLATION)
+            .group_by("invoice_no")
+            .agg(pl.col("micro").sum())
+            .filter(pl.col("micro") > 0)
+            .select("micro")
+        )
+    return values.sort("micro")
 
 
-def quantile_x100(micro: pl.Expr, percent: int) -> pl.Expr:
-    """100 × the `percent`th percentile of an integer column, exactly (docs/analysis.md, "Quantiles"):
-    with the n values sorted, v_0 <= ... <= v_{n-1}, and (n - 1) × percent = 100 j + r, it is
-    100 v_j + r (v_{j+1} - v_j), linear interpolation in integers; null when n = 0."""
-    values = micro.sort()
-    n = micro.len().cast(pl.Int64)
+def quantile_x100(sorted_micro: pl.Expr, percent: int) -> pl.Expr:
+    """100 × the `percent`th percentile of a sorted integer column, exactly (docs/analysis.md,
+    "Quantiles"): with the n values v_0 <= ... <= v_{n-1} and (n - 1) × percent = 100 j + r,
+    it is 100 v_j + r (v_{j+1} - v_j), linear interpolation in integers; null when n = 0."""
+    n = sorted_micro.len().cast(pl.Int64)
     j, r = (n - 1) * percent // 100, (n - 1) * percent % 100
-    lo = values.get(j, null_on_oob=True)
-    hi = values.get(pl.min_horizontal(j + 1, n - 1), null_on_oob=True)
+    lo = sorted_micro.get(j, null_on_oob=True)
+    hi = sorted_micro.get(pl.min_horizontal(j + 1, n - 1), null_on_oob=True)
     return 100 * lo + r * (hi - lo)
 
 
 def _below_p85(values: pl.LazyFrame) -> pl.LazyFrame:
+    """The sorted `values` at or below their 85th percentile (still sorted)."""
     micro = pl.col("micro")
     return values.filter(100 * micro <= quantile_x100(micro, 85))
 
@@ -156,7 +159,7 @@ def invoice_amounts(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
 
 
 def amount_distribution(values: pl.LazyFrame) -> pl.LazyFrame:
-    """`invoice_amounts` of the `micro` column of `invoice_totals`."""
+    """`invoice_amounts` of the sorted `micro` column of `invoice_totals`."""
     return pl.concat([_distribution(values, "all"), _distribution(_below_p85(values), "le_p85")])
 
 
@@ -214,7 +217,7 @@ def invoice_histogram(data: Data, options: Options = DEFAULT) -> pl.LazyFrame:
 
 
 def amount_histogram(values: pl.LazyFrame, bins: int) -> pl.LazyFrame:
-    """`invoice_histogram` of the `micro` column of `invoice_totals`."""
+    """`invoice_histogram` of the sorted `micro` column of `invoice_totals`."""
     return pl.concat(
         [_histogram(values, "all", bins), _histogram(_below_p85(values), "le_p85", bins)]
     )
