@@ -202,8 +202,11 @@ def main() -> int:
         for lines, lake in lakes.items():
             run("local[2]", "local[2]", lines, lake)
         with standalone(work / "cluster") as url:
+            # The lake on a path the cluster shares (as a mount would be), then at a URI.
             for lines, lake in lakes.items():
-                run("standalone cluster, 1 worker", url, lines, f"file://{lake}")
+                run("standalone cluster, 1 worker", url, lines, lake)
+            for lines, lake in lakes.items():
+                run("standalone cluster, 1 worker, file:// URI", url, lines, f"file://{lake}")
         with connect_server(work / "connect") as url:
             for lines, lake in lakes.items():
                 run("Spark Connect (local[2])", url, lines, lake)

@@ -131,9 +131,21 @@ def check_can_start(master: str | None = None) -> str:
     return url
 
 
-def session(master: str | None = None) -> SparkSession:
-    """The process's Spark session on `master` (see `master_url`), started on first use."""
-    return _session(check_can_start(master))
+# Below this many lines, the JVMs Spark starts (the driver, and a cluster's executors) compile
+# with the quick compiler only (C1, `-XX:TieredStopAtLevel=1`). A small lake's run is short,
+# and the optimising compiler (C2) spent it compiling: for `analyze --no-report` on `local[2]`
+# it took about a third of the JVM's CPU, and leaving it out took the month (45,228 lines) from
+# 38 s to 31 s and the shipped 541,909 lines from 51 s to 40 s; at 10M lines both were within
+# a run's noise (115 s, 122 s), so larger lakes, and lakes of unknown size, keep the default.
+QUICK_JIT_LINES = 5_000_000
+QUICK_JIT = "-XX:TieredStopAtLevel=1"
+
+
+def session(master: str | None = None, lines: int | None = None) -> SparkSession:
+    """The process's Spark session on `master` (see `master_url`), started on first use; `lines`,
+    the size of the lake it is started for, if known, chooses the JVMs' compilers."""
+    quick = lines is not None and lines < QUICK_JIT_LINES
+    return _session(check_can_start(master), quick)
 
 
 def _from_py4j(record: logging.LogRecord) -> bool:
@@ -152,7 +164,7 @@ def _quiet_py4j() -> None:
 
 
 @cache
-def _session(url: str) -> SparkSession:
+def _session(url: str, quick_jit: bool) -> SparkSession:
     with warnings.catch_warnings():
         # PySpark warns of any pandas it has not been tested with; it is not used here.
         warnings.simplefilter("ignore", FutureWarning)
@@ -163,10 +175,18 @@ def _session(url: str) -> SparkSession:
         builder = builder.remote(url)
     else:
         log4j = resources.files("lgs_fast.engines.spark") / "log4j2.properties"
-        java_options = f"-Dlog4j2.configurationFile=file:{log4j} " + os.environ.get(
-            "LGS_SPARK_JAVA_OPTIONS", ""
+        # $LGS_SPARK_JAVA_OPTIONS last: the JVM takes a flag's last value.
+        jvm = " ".join(
+            filter(
+                None, [QUICK_JIT if quick_jit else "", os.environ.get("LGS_SPARK_JAVA_OPTIONS", "")]
+            )
         )
-        builder = builder.master(url).config("spark.driver.extraJavaOptions", java_options.strip())
+        builder = builder.master(url).config(
+            "spark.driver.extraJavaOptions",
+            f"-Dlog4j2.configurationFile=file:{log4j} {jvm}".strip(),
+        )
+        if jvm and not url.startswith("local"):
+            builder = builder.config("spark.executor.extraJavaOptions", jvm)
         if url.startswith("local"):
             # One process: the driver does the work, with the memory it is given.
             builder = (
@@ -404,12 +424,38 @@ def connect(
 ) -> Connection:
     """A Spark session with `lake` as views, the options as session variables."""
     options = options or Options()
-    spark = session(master)
-    spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions(lake.manifest.rows)))
-    _set_variables(spark, options)
+    spark = session(master, lake.manifest.rows)
     lo = as_datetime(start) if start is not None else None
     hi = as_datetime(end) if end is not None else None
-    invoice_months, whole_months, line_months = layer_plan(lake.manifest, start, end)
+    _set_variables(spark, options)
+    # The layers are the lake's and the range's, not the options' (they read one variable, the
+    # constant `non_product`): a second connection to the same lake version and range (CLV's
+    # calibration, and its baseline, in `analyze`) keeps them.
+    if _LAYERED.get(id(spark)) != (lake, lo, hi):
+        _LAYERED.pop(id(spark), None)
+        _register_layers(spark, lake, lo, hi)
+        _LAYERED[id(spark)] = (lake, lo, hi)
+    rules = segment_rules_frame(options.rules)
+    spark.createDataFrame(rules.rows(), spark_ddl(rules.schema)).createOrReplaceTempView(
+        "segment_rules"
+    )
+    for name in VIEWS:
+        spark.sql(_translated(name)).createOrReplaceTempView(name)
+    return Connection(spark, options)
+
+
+# The lake version and range whose layers a session's views hold, by session.
+_LAYERED: dict[int, tuple[SparkLake, dt.datetime | None, dt.datetime | None]] = {}
+
+
+def _register_layers(
+    spark: SparkSession, lake: SparkLake, lo: dt.datetime | None, hi: dt.datetime | None
+) -> None:
+    """Views `invoice_lines` (the range's lines) and the layers `invoices`, `products` and
+    `quality`: stored where the lake has them, computed from the lines where not, and then
+    computed once (`_materialised`)."""
+    spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions(lake.manifest.rows)))
+    invoice_months, whole_months, line_months = layer_plan(lake.manifest, lo, hi)
     months = sorted(set(invoice_months) | set(line_months))
     lines = _between(_read(spark, [lake.files[k] for k in months], POLARS_SCHEMA), lo, hi)
     lines.createOrReplaceTempView("invoice_lines")
@@ -444,32 +490,32 @@ def connect(
     # Money as DECIMAL(38,0), DuckDB's HUGEINT (the layers' Int128): sums never overflow.
     for name, frame in (("invoices", invoices), ("products", products)):
         money = MICRO_COLUMNS[name]
-        frame.withColumns(
-            {c: frame[c].cast(spark_type(SCHEMAS[name][c])) for c in money}
-        ).createOrReplaceTempView(name)
-    quality.createOrReplaceTempView("quality")
-    rules = segment_rules_frame(options.rules)
-    spark.createDataFrame(rules.rows(), spark_ddl(rules.schema)).createOrReplaceTempView(
-        "segment_rules"
-    )
-    for name in VIEWS:
-        spark.sql(_translated(name)).createOrReplaceTempView(name)
-    return Connection(spark, options)
+        frame = frame.withColumns({c: frame[c].cast(spark_type(SCHEMAS[name][c])) for c in money})
+        _materialised(frame).createOrReplaceTempView(name)
+    _materialised(quality).createOrReplaceTempView("quality")
+
+
+def _materialised(frame: DataFrame) -> DataFrame:
+    """`frame` computed once, now, and kept by the executors: a view of it is read as rows, not
+    planned and computed again by every query that names it. The layers and the shared views
+    are a few rows per invoice, customer or product; Spark inlines a view at each use, and
+    matching a cached plan failed for views holding scalar subqueries, so each of the 17
+    tables computed the layers and rfm again (about 250 jobs for one month)."""
+    return frame.localCheckpoint(eager=True)
 
 
 def _set_variables(spark: SparkSession, options: Options) -> None:
     for name, value in variables(options).items():
-        # Options as typed session variables, each set with a bound value, never pasted.
+        # Options as typed session variables, each declared with a bound value, never pasted:
+        # one statement each (a statement costs a round trip and an analysis in the JVM).
         kind = spark_type(VARIABLE_TYPES[name])
-        spark.sql(f"DECLARE OR REPLACE VARIABLE {name} {kind}")
         if isinstance(value, dt.datetime | dt.date):
             # As text, cast by Spark: a Python datetime would be converted in the driver's zone.
-            spark.sql(
-                f"SET VAR {name} = CAST(:value AS {kind})",
-                args={"value": as_datetime(value).isoformat(sep=" ")},
-            )
-        elif value is not None:
-            spark.sql(f"SET VAR {name} = :value", args={"value": value})
+            value = as_datetime(value).isoformat(sep=" ")
+        spark.sql(
+            f"DECLARE OR REPLACE VARIABLE {name} {kind} DEFAULT CAST(:value AS {kind})",
+            args={"value": value},
+        )
 
 
 def _translated(name: str) -> str:
@@ -489,13 +535,15 @@ def table(con: Connection, name: str) -> pl.DataFrame:
 
 def tables(con: Connection) -> dict[str, pl.DataFrame]:
     """Every analysis of `queries/`, as Polars frames in the catalog's schemas."""
-    for name in VIEWS:  # computed once here, not once per query that reads them
-        con.spark.table(name).cache()
-    try:
-        return {name: table(con, name) for name in ANALYSES}
-    finally:
-        for name in VIEWS:
-            con.spark.catalog.uncacheTable(name)
+    # Each shared view computed once, in order, from the ones before it, then read by the tables.
+    for name in VIEWS:
+        _materialised(query(con, name)).createOrReplaceTempView(name)
+    return {
+        name: to_polars(con.spark.table(name), table_schema(name))
+        if name in VIEWS
+        else table(con, name)
+        for name in ANALYSES
+    }
 
 
 def to_polars(df: DataFrame, schema: pl.Schema) -> pl.DataFrame:
