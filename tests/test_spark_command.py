@@ -16,6 +16,7 @@ import pytest
 from lgs_fast.analyze import compute_tables
 from lgs_fast.config import Options
 
+pytestmark = pytest.mark.spark
 MASTER = "local[2]"
 CLI = Path(sys.executable).parent / "lgs-fast"
 
