@@ -71,9 +71,10 @@ def _wait(until: Callable[[], bool], what: str, log: Path, seconds: float = 120)
     )
 
 
-def _environment(work: Path) -> dict[str, str]:
+def _environment(work: Path, java_options: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
+        SPARK_DAEMON_JAVA_OPTS=java_options,  # the master's and the worker's own JVMs
         SPARK_HOME=str(spark_home()),
         SPARK_LOG_DIR=str(work / "logs"),
         SPARK_WORKER_DIR=str(work / "worker"),
@@ -106,9 +107,10 @@ def _stop(*processes: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def standalone(work: Path) -> Iterator[str]:
-    """A standalone master and one worker (2 cores, 2 GiB), logs in `work`; yields its URL."""
-    env = _environment(work)
+def standalone(work: Path, java_options: str = "") -> Iterator[str]:
+    """A standalone master and one worker (2 cores, 2 GiB), logs in `work`, their JVMs given
+    `java_options`; yields its URL."""
+    env = _environment(work, java_options)
     spark_class = str(spark_home() / "bin" / "spark-class")
     port, ui = free_port(), free_port()
     master = _start(
@@ -141,13 +143,15 @@ def standalone(work: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def connect_server(work: Path) -> Iterator[str]:
-    """A Spark Connect server on local[2], logs in `work`; yields its sc:// URL."""
-    env = _environment(work)
+def connect_server(work: Path, java_options: str = "") -> Iterator[str]:
+    """A Spark Connect server on local[2], logs in `work`, its JVM given `java_options`; yields
+    its sc:// URL."""
+    env = _environment(work, java_options)
     port = free_port()
     server = _start(
         [str(spark_home() / "bin" / "spark-submit"),
          "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+         *(["--driver-java-options", java_options] if java_options else []),
          "--name", "Spark Connect server", "--master", "local[2]",
          "--conf", f"spark.connect.grpc.binding.port={port}",
          "--conf", "spark.connect.grpc.binding.address=127.0.0.1",

@@ -62,28 +62,22 @@ def test_each_connection_reads_its_own_lake_version_range_and_options(
     shutil.copytree(retail_ii_lake, lake)
     cut = dt.date(2009, 12, 10)
     as_of = Options(as_of=dt.datetime(2009, 12, 15))
-    runs: list[tuple[Options, dt.date | None]] = [
-        (Options(), None), (Options(), cut), (as_of, cut), (Options(), None)
-    ]  # fmt: skip
 
-    def compare(what: str) -> None:
+    def compare(options: Options, start: dt.date | None, what: str) -> None:
         snap = snapshot(lake)
-        for options, start in runs:
-            con = spark_engine.connect(
-                spark_engine.from_snapshot(snap), options, start=start, master=MASTER
-            )
-            expected = duck.connect(lake, options, start=start)
-            for name in ("overview", "clv_summary"):
-                assert_engines_agree(
-                    name,
-                    duck.query(expected, name).pl(),
-                    spark_engine.table(con, name),
-                    f"{what}, from {start}, as of {options.as_of}",
-                )
+        con = spark_engine.connect(
+            spark_engine.from_snapshot(snap), options, start=start, master=MASTER
+        )
+        expected = duck.connect(lake, options, start=start)
+        for name in ("overview", "clv_summary"):
+            want, got = duck.query(expected, name).pl(), spark_engine.table(con, name)
+            assert_engines_agree(name, want, got, f"{what}, from {start}, as of {options.as_of}")
 
-    compare("the month")
-    # The same path, another version: the month imported twice over (every line twice), so
-    # every count and total differs.
+    compare(Options(), None, "the month")
+    compare(Options(), cut, "the month")  # another range
+    compare(as_of, cut, "the month")  # other options, the same layers
+    # The same path and range, another version: the month imported twice over (every line
+    # twice), so every count and total differs.
     month = data_file(RETAIL_II_CSV)
     import_files([month, month], lake)
-    compare("the month twice")
+    compare(as_of, cut, "the month twice")
