@@ -16,7 +16,7 @@ import pytest
 from lgs_fast.config import Options
 from lgs_fast.engines import duckdb as duck
 from lgs_fast.engines import spark as spark_engine
-from lgs_fast.engines.spark.dialect import to_spark
+from lgs_fast.engines.spark.dialect import staged, to_spark
 from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import snapshot
 from tests.conftest import RETAIL_II_CSV, data_file
@@ -50,6 +50,31 @@ def test_translated_lists_count_as_duckdb_does(spark) -> None:  # type: ignore[n
     expected = duckdb.sql(query).fetchall()
     got = [tuple(row) for row in spark.sql(to_spark(query)).collect()]
     assert got == expected
+
+
+def test_common_tables_read_twice_are_computed_once(spark) -> None:  # type: ignore[no-untyped-def]
+    """A common table expression read twice becomes a view computed first (Spark would inline
+    it at each use); one marked NOT MATERIALIZED stays inline, carried along by each step that
+    reads it; the answer is DuckDB's."""
+    query = """
+        WITH a AS (SELECT x FROM (VALUES (1), (2), (3), (4)) AS t(x)),
+        b AS NOT MATERIALIZED (SELECT x FROM a WHERE x > 1),
+        c AS (SELECT x, x * 10 AS y FROM b),
+        d AS (SELECT x FROM a WHERE x < 4)
+        SELECT a.x, c.y, (SELECT max(y) FROM c) AS top, b2.x AS again
+        FROM a
+        JOIN c USING (x)
+        JOIN b AS b2 USING (x)
+        JOIN d USING (x)
+        ORDER BY a.x
+    """
+    steps, main = staged(query, "t")
+    assert [view for view, _ in steps] == ["t_a", "t_c"]
+    assert "WITH b AS" in steps[1][1] and "t_a" in steps[1][1]
+    for view, sql in steps:
+        spark.sql(sql).createOrReplaceTempView(view)
+    got = [tuple(row) for row in spark.sql(main).collect()]
+    assert got == duckdb.sql(query).fetchall() == [(2, 20, 40, 2), (3, 30, 40, 3)]
 
 
 def test_each_connection_reads_its_own_lake_version_range_and_options(

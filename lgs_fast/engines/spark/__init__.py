@@ -40,7 +40,7 @@ from lgs_fast.catalog import ANALYSES
 from lgs_fast.config import Options, as_datetime, segment_rules_frame
 from lgs_fast.engines.base import EngineSettings, Span
 from lgs_fast.engines.duckdb import MACROS, VARIABLE_TYPES, VIEWS, load_query, variables
-from lgs_fast.engines.spark.dialect import to_spark
+from lgs_fast.engines.spark.dialect import staged, to_spark
 from lgs_fast.errors import DamagedError, EngineError, InputError, LakeError, LgsError
 from lgs_fast.lake import MANIFEST, Manifest, Snapshot, first_line, layer_plan
 from lgs_fast.lake.layers import MICRO_COLUMNS, QUALITY_SCHEMA, SCHEMAS, STORED_SCHEMAS
@@ -518,14 +518,21 @@ def _set_variables(spark: SparkSession, options: Options) -> None:
         )
 
 
+def _macros() -> tuple[tuple[str, str, str], ...]:
+    return tuple((macro, parameter, load_query(macro)) for macro, parameter in MACROS.items())
+
+
 def _translated(name: str) -> str:
-    macros = tuple((macro, parameter, load_query(macro)) for macro, parameter in MACROS.items())
-    return to_spark(load_query(name), macros)
+    return to_spark(load_query(name), _macros())
 
 
 def query(con: Connection, name: str) -> DataFrame:
-    """The Spark DataFrame of `queries/NAME.sql`; lazy until collected."""
-    return con.spark.sql(_translated(name))
+    """The Spark DataFrame of `queries/NAME.sql`: the common table expressions it reads more than
+    once computed now, each once (`dialect.staged`); the rest lazy until collected."""
+    steps, main = staged(load_query(name), name, _macros())
+    for view, sql in steps:
+        _materialised(con.spark.sql(sql)).createOrReplaceTempView(view)
+    return con.spark.sql(main)
 
 
 def table(con: Connection, name: str) -> pl.DataFrame:

@@ -27,6 +27,10 @@ does not translate, or not with DuckDB's meaning:
 - `HUGEINT`, the type of exact money sums, is `DECIMAL(38,0)`;
 - DuckDB's `[NOT] MATERIALIZED` CTE hints, which only steer DuckDB's planner, are dropped.
 
+A query is also staged (`staged`): each common table expression it reads more than once is
+computed first and kept as a view, as DuckDB computes it once where Spark would inline it at
+every use.
+
 What remains is kept out of the queries by writing them portably, with DuckDB's results
 unchanged: explicit DOUBLE division of exact sums (DuckDB would widen a HUGEINT silently, Spark
 would keep a DECIMAL), the standard UNPIVOT form, `array_length` for lists.
@@ -34,6 +38,7 @@ would keep a DECIMAL), the standard UNPIVOT form, `array_length` for lists.
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import cache
 
 import sqlglot
@@ -154,9 +159,7 @@ def _expand_macros(tree: exp.Expression, macros: dict[str, tuple[str, str]]) -> 
     return tree
 
 
-@cache
-def to_spark(query: str, macros: tuple[tuple[str, str, str], ...] = ()) -> str:
-    """The Spark SQL of a DuckDB query; `macros` are (name, parameter, body) table macros."""
+def _translated(query: str, macros: tuple[tuple[str, str, str], ...]) -> exp.Expression:
     tree = sqlglot.parse_one(query, read=_DuckDB)
     tree = _expand_macros(tree, {name: (param, body) for name, param, body in macros})
     tree = _count_distinct_rows(tree)
@@ -166,4 +169,86 @@ def to_spark(query: str, macros: tuple[tuple[str, str, str], ...] = ()) -> str:
     text = None
     while text != (text := tree.sql(dialect="duckdb")):
         tree = tree.transform(_rewrite)
-    return tree.sql(dialect="spark", comments=False)
+    return tree
+
+
+@cache
+def to_spark(query: str, macros: tuple[tuple[str, str, str], ...] = ()) -> str:
+    """The Spark SQL of a DuckDB query; `macros` are (name, parameter, body) table macros."""
+    return _translated(query, macros).sql(dialect="spark", comments=False)
+
+
+@cache
+def staged(
+    query: str, prefix: str, macros: tuple[tuple[str, str, str], ...] = ()
+) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The Spark SQL of a DuckDB query in steps: (view, SQL) for each of its common table
+    expressions that it reads more than once, to be computed first, in order, and kept as a
+    view named `{prefix}_{name}`; then the query itself, reading those views.
+
+    DuckDB computes such an expression once; Spark inlines every deterministic one at each use
+    (its optimizer rule InlineCTE), so `reversed_invoices` computed its candidate pairs four
+    times. One marked `NOT MATERIALIZED`, which DuckDB also inlines so that filters reach
+    through it, stays inline."""
+    hints = {
+        c.alias: c.args.get("materialized") for c in _ctes(sqlglot.parse_one(query, read=_DuckDB))
+    }
+    tree = _translated(query, macros)
+    ctes = _ctes(tree)
+    uses = Counter(t.name for t in tree.find_all(exp.Table) if not t.db)
+    views = {
+        c.alias: f"{prefix}_{c.alias}"
+        for c in ctes
+        if uses[c.alias] > 1 and hints.get(c.alias) is not False
+    }
+    if not views:
+        return (), tree.sql(dialect="spark", comments=False)
+    inline = [c for c in ctes if c.alias not in views]
+    steps = []
+    for cte in ctes:
+        if cte.alias in views:
+            body = _with_needed(_reading(cte.this.copy(), views), inline, views)
+            steps.append((views[cte.alias], body.sql(dialect="spark", comments=False)))
+    main = _reading(tree.copy(), views)
+    for cte in _ctes(main):
+        if cte.alias in views:
+            with_ = cte.parent
+            cte.pop()
+            if with_ is not None and not with_.expressions:
+                with_.pop()
+    return tuple(steps), main.sql(dialect="spark", comments=False)
+
+
+def _ctes(tree: exp.Expression) -> list[exp.CTE]:
+    """The common table expressions of the query's own WITH (not those of its subqueries)."""
+    return list(tree.ctes) if isinstance(tree, exp.Query) else []
+
+
+def _reading(tree: exp.Expression, views: dict[str, str]) -> exp.Expression:
+    """`tree` with each table named as a key of `views` read from that view instead, under its
+    old name (so that columns it qualifies still resolve)."""
+    for table in list(tree.find_all(exp.Table)):
+        if not table.db and table.name in views:
+            alias = table.alias or table.name
+            table.replace(exp.to_table(views[table.name]).as_(alias))
+    return tree
+
+
+def _with_needed(
+    body: exp.Expression, inline: list[exp.CTE], views: dict[str, str]
+) -> exp.Expression:
+    """`body` with the inline common table expressions it reads, directly or through one
+    another, in their order."""
+    by_name = {c.alias: c for c in inline}
+    needed: set[str] = set()
+    pending = [body]
+    while pending:
+        for table in pending.pop().find_all(exp.Table):
+            if not table.db and table.name in by_name and table.name not in needed:
+                needed.add(table.name)
+                pending.append(by_name[table.name].this)
+    for cte in inline:
+        if cte.alias in needed:
+            assert isinstance(body, exp.Query)
+            body = body.with_(cte.alias, as_=_reading(cte.this.copy(), views), append=True)
+    return body
