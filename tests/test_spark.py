@@ -69,8 +69,8 @@ def test_common_tables_read_twice_are_computed_once(spark) -> None:  # type: ign
         ORDER BY a.x
     """
     steps, main = staged(query, "t")
-    assert [view for view, _ in steps] == ["t_a", "t_c"]
-    assert "WITH b AS" in steps[1][1] and "t_a" in steps[1][1]
+    assert [view for view, _ in steps] == ["t__a", "t__c"]
+    assert "WITH b AS" in steps[1][1] and "t__a" in steps[1][1]
     for view, sql in steps:
         spark.sql(sql).createOrReplaceTempView(view)
     got = [tuple(row) for row in spark.sql(main).collect()]

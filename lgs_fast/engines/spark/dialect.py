@@ -184,7 +184,8 @@ def staged(
 ) -> tuple[tuple[tuple[str, str], ...], str]:
     """The Spark SQL of a DuckDB query in steps: (view, SQL) for each of its common table
     expressions that it reads more than once, to be computed first, in order, and kept as a
-    view named `{prefix}_{name}`; then the query itself, reading those views.
+    view named `{prefix}__{name}` (two underscores: no table or view of the engine is named
+    so); then the query itself, reading those views.
 
     DuckDB computes such an expression once; Spark inlines every deterministic one at each use
     (its optimizer rule InlineCTE), so `reversed_invoices` computed its candidate pairs four
@@ -197,7 +198,7 @@ def staged(
     ctes = _ctes(tree)
     uses = Counter(t.name for t in tree.find_all(exp.Table) if not t.db)
     views = {
-        c.alias: f"{prefix}_{c.alias}"
+        c.alias: f"{prefix}__{c.alias}"
         for c in ctes
         if uses[c.alias] > 1 and hints.get(c.alias) is not False
     }
