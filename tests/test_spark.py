@@ -75,6 +75,13 @@ def test_common_tables_read_twice_are_computed_once(spark) -> None:  # type: ign
         spark.sql(sql).createOrReplaceTempView(view)
     got = [tuple(row) for row in spark.sql(main).collect()]
     assert got == duckdb.sql(query).fetchall() == [(2, 20, 40, 2), (3, 30, 40, 3)]
+    # A name a subquery defines again is not staged: a reference to it may mean either.
+    shadowed = """
+        WITH a AS (SELECT 1 AS x)
+        SELECT (SELECT count(*) FROM a) AS outer_a,
+            (SELECT sum(x) FROM (WITH a AS (SELECT 5 AS x UNION ALL SELECT 6) SELECT x FROM a)) AS inner_a
+    """
+    assert staged(shadowed, "s")[0] == ()
 
 
 def test_each_connection_reads_its_own_lake_version_range_and_options(

@@ -197,10 +197,13 @@ def staged(
     tree = _translated(query, macros)
     ctes = _ctes(tree)
     uses = Counter(t.name for t in tree.find_all(exp.Table) if not t.db)
+    # A name a subquery defines again (an expanded macro's own WITH) is left alone: a reference
+    # to it may mean either.
+    nested = {c.alias for c in tree.find_all(exp.CTE) if not any(c is top for top in ctes)}
     views = {
         c.alias: f"{prefix}__{c.alias}"
         for c in ctes
-        if uses[c.alias] > 1 and hints.get(c.alias) is not False
+        if uses[c.alias] > 1 and hints.get(c.alias) is not False and c.alias not in nested
     }
     if not views:
         return (), tree.sql(dialect="spark", comments=False)
