@@ -44,6 +44,7 @@ from functools import cache
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.transforms import move_ctes_to_top_level
 
 
 class _DuckDB(DuckDB):
@@ -194,16 +195,18 @@ def staged(
     hints = {
         c.alias: c.args.get("materialized") for c in _ctes(sqlglot.parse_one(query, read=_DuckDB))
     }
-    tree = _translated(query, macros)
+    # Spark SQL has its common table expressions at the top (sqlglot moves them there when it
+    # writes Spark): an expanded macro's (rfm_at's) are staged as the query's own.
+    tree = move_ctes_to_top_level(_translated(query, macros))
     ctes = _ctes(tree)
     uses = Counter(t.name for t in tree.find_all(exp.Table) if not t.db)
-    # A name a subquery defines again (an expanded macro's own WITH) is left alone: a reference
-    # to it may mean either.
-    nested = {c.alias for c in tree.find_all(exp.CTE) if not any(c is top for top in ctes)}
+    # A name defined twice (by a subquery, or a macro, as well) is left alone: a reference to it
+    # may mean either.
+    defined = Counter(c.alias for c in tree.find_all(exp.CTE))
     views = {
         c.alias: f"{prefix}__{c.alias}"
         for c in ctes
-        if uses[c.alias] > 1 and hints.get(c.alias) is not False and c.alias not in nested
+        if uses[c.alias] > 1 and hints.get(c.alias) is not False and defined[c.alias] == 1
     }
     if not views:
         return (), tree.sql(dialect="spark", comments=False)
