@@ -28,7 +28,6 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -143,9 +142,15 @@ QUICK_JIT = "-XX:TieredStopAtLevel=1"
 
 def session(master: str | None = None, lines: int | None = None) -> SparkSession:
     """The process's Spark session on `master` (see `master_url`), started on first use; `lines`,
-    the size of the lake it is started for, if known, chooses the JVMs' compilers."""
-    quick = lines is not None and lines < QUICK_JIT_LINES
-    return _session(check_can_start(master), quick)
+    the size of the lake it is started for, if known, chooses the JVMs' compilers then (a JVM's
+    flags are set once, when it starts)."""
+    url = check_can_start(master)
+    if url not in _SESSIONS:
+        _SESSIONS[url] = _start(url, quick_jit=lines is not None and lines < QUICK_JIT_LINES)
+    return _SESSIONS[url]
+
+
+_SESSIONS: dict[str, SparkSession] = {}  # by master URL
 
 
 def _from_py4j(record: logging.LogRecord) -> bool:
@@ -163,8 +168,7 @@ def _quiet_py4j() -> None:
         root.addFilter(_from_py4j)
 
 
-@cache
-def _session(url: str, quick_jit: bool) -> SparkSession:
+def _start(url: str, quick_jit: bool) -> SparkSession:
     with warnings.catch_warnings():
         # PySpark warns of any pandas it has not been tested with; it is not used here.
         warnings.simplefilter("ignore", FutureWarning)
