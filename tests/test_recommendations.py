@@ -244,6 +244,17 @@ def test_most_frequent_description_smallest_on_ties() -> None:
     assert table.filter(pl.col("stock_code") == "P2")["description"].unique().to_list() == ["APPLE"]
 
 
+def test_a_product_without_a_description_keeps_its_name_null() -> None:
+    """Its lines' descriptions are all null: the product is named, as null (the query counts the
+    null with the others, in one pass, and takes it only when it is all there is)."""
+    rows = _basket("1", 0, 1, "P1") + [
+        {**line("2", 1, 2, stock_code=code), "description": text}
+        for code, text in [("P2", None), ("P2", None), ("P3", None), ("P3", None), ("P3", "BOX")]
+    ]
+    names = check_agreement(rows, EVERYONE)["product_names"]
+    assert names.rows() == [("P1", "CAKESTAND"), ("P2", None), ("P3", "BOX")]
+
+
 def test_segments_and_number() -> None:
     rows = [
         *_basket("1", 0, 1, "P1", "P2", "P3", "P4"),

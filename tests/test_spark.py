@@ -52,6 +52,22 @@ def test_translated_lists_count_as_duckdb_does(spark) -> None:  # type: ignore[n
     assert got == expected
 
 
+def test_spark_hints_written_as_comments_reach_spark(spark) -> None:  # type: ignore[no-untyped-def]
+    """`SELECT /*+ HINT */`, a comment to DuckDB, is Spark's hint; other comments are dropped."""
+    query = """
+        SELECT x, count(*) AS n
+        FROM (SELECT /*+ REPARTITION(x) */ * FROM (VALUES (1), (1), (2)) AS t(x))  -- by x
+        GROUP BY x ORDER BY x
+    """
+    sql = to_spark(query)
+    assert "/*+ REPARTITION(x) */" in sql and "by x" not in sql
+    frame = spark.sql(sql)
+    assert "RepartitionByExpression" in frame._jdf.queryExecution().analyzed().toString()
+    assert (
+        [tuple(row) for row in frame.collect()] == duckdb.sql(query).fetchall() == [(1, 2), (2, 1)]
+    )
+
+
 def test_common_tables_read_twice_are_computed_once(spark) -> None:  # type: ignore[no-untyped-def]
     """A common table expression read twice becomes a view computed first (Spark would inline
     it at each use); one marked NOT MATERIALIZED stays inline, carried along by each step that

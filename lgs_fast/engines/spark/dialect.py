@@ -25,7 +25,10 @@ does not translate, or not with DuckDB's meaning:
   expression around a generator); `hash` is `xxhash64` (it only finds candidates, compared in
   full after);
 - `HUGEINT`, the type of exact money sums, is `DECIMAL(38,0)`;
-- DuckDB's `[NOT] MATERIALIZED` CTE hints, which only steer DuckDB's planner, are dropped.
+- DuckDB's `[NOT] MATERIALIZED` CTE hints, which only steer DuckDB's planner, are dropped;
+  the other way round, a Spark hint written as a comment right after a SELECT
+  (`SELECT /*+ REPARTITION(customer_id) */ …`), which DuckDB reads as a comment, is given to
+  Spark as the hint it is.
 
 A query is also staged (`staged`): each common table expression it reads more than once is
 computed first and kept as a view, as DuckDB computes it once where Spark would inline it at
@@ -132,6 +135,18 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _spark_hints(tree: exp.Expression) -> exp.Expression:
+    """Each SELECT's comment `/*+ HINT(args) */` (sqlglot keeps its text) as Spark's hint."""
+    for select in tree.find_all(exp.Select):
+        for comment in select.comments or []:
+            if comment.startswith("+"):
+                hint = sqlglot.parse_one(f"SELECT /*{comment}*/ 1", read="spark").args.get("hint")
+                if not isinstance(hint, exp.Hint):
+                    raise ValueError(f"not a Spark hint: /*{comment}*/")
+                select.set("hint", hint)
+    return tree
+
+
 def _count_distinct_rows(tree: exp.Expression) -> exp.Expression:
     """`count(DISTINCT t)` of a CTE's whole row `t`: count of distinct structs of its columns."""
     ctes = {cte.alias: cte.this for cte in tree.find_all(exp.CTE)}
@@ -170,7 +185,7 @@ def _translated(query: str, macros: tuple[tuple[str, str, str], ...]) -> exp.Exp
     text = None
     while text != (text := tree.sql(dialect="duckdb")):
         tree = tree.transform(_rewrite)
-    return tree
+    return _spark_hints(tree)
 
 
 @cache
