@@ -23,15 +23,30 @@ customers AS (  -- the customers' rows of the invoice layer
     FROM invoices
     WHERE customer_id IS NOT NULL AND invoice_date <= (SELECT t FROM reference)
 ),
+-- Each invoice of a customer once (the layer has a row per invoice, country and date), then
+-- each customer: counting invoices needs no DISTINCT, which Spark computes by copying every row
+-- once per aggregate and shuffling three times. For Spark (DuckDB reads the hint as a comment),
+-- the rows are sent to tasks by customer once, so neither grouping shuffles again.
+per_invoice AS (
+    SELECT
+        customer_id,
+        invoice_no,
+        cancel,
+        max(invoice_date) AS last,
+        sum(lines) AS lines,
+        sum(micro) AS micro  -- HUGEINT: 128 bits, no overflow
+    FROM (SELECT /*+ REPARTITION(customer_id) */ * FROM customers)
+    GROUP BY customer_id, invoice_no, cancel
+),
 per_customer AS (
     SELECT
         customer_id,
-        CASE WHEN getvariable('notebook') THEN max(invoice_date)
-            ELSE max(invoice_date) FILTER (WHERE NOT cancel) END AS last,
+        CASE WHEN getvariable('notebook') THEN max(last)
+            ELSE max(last) FILTER (WHERE NOT cancel) END AS last,
         CASE WHEN getvariable('notebook') THEN sum(lines)
-            ELSE count(DISTINCT invoice_no) FILTER (WHERE NOT cancel) END::BIGINT AS frequency,
-        sum(micro) AS micro  -- HUGEINT: 128 bits, no overflow
-    FROM customers
+            ELSE count(*) FILTER (WHERE NOT cancel) END::BIGINT AS frequency,
+        sum(micro) AS micro
+    FROM per_invoice
     GROUP BY customer_id
     HAVING getvariable('notebook') OR count(*) FILTER (WHERE NOT cancel) > 0
 ),

@@ -18,11 +18,14 @@ WITH top AS (
     ORDER BY rank
     LIMIT getvariable('top')
 ),
--- Read twice below, and NOT MATERIALIZED: a materialised CTE copies its rows first.
-chosen AS NOT MATERIALIZED (
-    SELECT stock_code, description, invoice_no
+-- The lines of those few products, each (product, description, invoice) once with its count:
+-- read twice below, and small, so computed once (Spark read all the lines twice when each of
+-- the two below filtered them).
+chosen AS (
+    SELECT stock_code, description, invoice_no, count(*) AS n
     FROM invoice_lines
     WHERE stock_code IN (SELECT stock_code FROM top)
+    GROUP BY ALL
 ),
 purchases AS (
     SELECT stock_code, count(DISTINCT invoice_no)::BIGINT AS purchase_invoices
@@ -33,7 +36,7 @@ purchases AS (
 names AS (
     SELECT stock_code, description
     FROM (
-        SELECT stock_code, description, count(*) AS n
+        SELECT stock_code, description, sum(n) AS n
         FROM chosen
         WHERE description IS NOT NULL
         GROUP BY ALL
