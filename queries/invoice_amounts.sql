@@ -1,27 +1,13 @@
 -- invoice_amounts: distribution of invoice_totals, view `all` and view `le_p85` (totals at or
--- below the 85th percentile), in pounds. Everything is computed on the exact totals in
--- millionths: the mean is their exact sum over the count; a quantile interpolates linearly,
--- in integers (docs/analysis.md, "Quantiles"): with the n totals sorted, v_1 <= ... <= v_n, and
--- (n - 1) q = 100 j + r for q in percent, 100 × the quantile is 100 v_{j+1} + r (v_{j+2} - v_{j+1}),
--- turned into pounds once. The mode is the most frequent total in whole pence (half away from
--- zero), the smallest on ties.
-WITH sorted_all AS (
-    SELECT count(*) AS n, list(micro ORDER BY micro) AS v FROM invoice_totals
-),
-p85 AS (  -- 100 × the 85th percentile of all totals, exactly
-    SELECT 100 * v[(n - 1) * 85 // 100 + 1] + (n - 1) * 85 % 100
-        * (v[least((n - 1) * 85 // 100 + 2, n)] - v[(n - 1) * 85 // 100 + 1]) AS x100
-    FROM sorted_all
-),
-views AS (
-    SELECT 'all' AS view, micro FROM invoice_totals
-    UNION ALL
-    SELECT 'le_p85', micro FROM invoice_totals
-    WHERE 100 * micro <= (SELECT x100 FROM p85)
-),
-sorted AS (
+-- below the 85th percentile), from invoice_views, in pounds. Everything is computed on the exact
+-- totals in millionths: the mean is their exact sum over the count; a quantile interpolates
+-- linearly, in integers (docs/analysis.md, "Quantiles"): with the n totals sorted, v_1 <= ... <=
+-- v_n, and (n - 1) q = 100 j + r for q in percent, 100 × the quantile is 100 v_{j+1} + r (v_{j+2}
+-- - v_{j+1}), turned into pounds once. The mode is the most frequent total in whole pence (half
+-- away from zero), the smallest on ties.
+WITH sorted AS (
     SELECT view, count(*) AS n, sum(micro) AS total, list(micro ORDER BY micro) AS v
-    FROM views
+    FROM invoice_views
     GROUP BY view
 ),
 positions AS (
@@ -49,12 +35,8 @@ stats AS (
 modes AS (
     SELECT view, pence::DOUBLE / 100 AS mode
     FROM (
-        SELECT
-            view,
-            CASE WHEN micro >= 0 THEN (micro + 5000) // 10000
-                ELSE -((5000 - micro) // 10000) END AS pence,
-            count(*) AS n
-        FROM views
+        SELECT view, pence, count(*) AS n
+        FROM invoice_views
         GROUP BY ALL
     )
     QUALIFY row_number() OVER (PARTITION BY view ORDER BY n DESC, pence) = 1

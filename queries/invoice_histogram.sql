@@ -1,32 +1,12 @@
 -- invoice_histogram: equal-width bins over [min, max] of invoice_totals in whole pence, for the
--- views `all` and `le_p85`; every bin is listed, empty ones with count 0. A total of p pence is
--- in bin floor((p - min) * bins / (max - min)), the last bin closed: integer arithmetic, so no
--- engine's float rounding can move a total across an edge. Edge k is min + k (max - min) / bins
--- in whole millionths of a pound (rounded half up), in integers too, turned into pounds once.
-WITH p85 AS (  -- 100 × the 85th percentile of all totals, exactly (invoice_amounts.sql)
-    SELECT 100 * v[(n - 1) * 85 // 100 + 1] + (n - 1) * 85 % 100
-        * (v[least((n - 1) * 85 // 100 + 2, n)] - v[(n - 1) * 85 // 100 + 1]) AS x100
-    FROM (SELECT count(*) AS n, list(micro ORDER BY micro) AS v FROM invoice_totals)
-),
-views AS (
-    SELECT
-        'all' AS view,
-        1 AS ord,
-        CASE WHEN micro >= 0 THEN (micro + 5000) // 10000
-            ELSE -((5000 - micro) // 10000) END AS pence
-    FROM invoice_totals
-    UNION ALL
-    SELECT
-        'le_p85',
-        2,
-        CASE WHEN micro >= 0 THEN (micro + 5000) // 10000
-            ELSE -((5000 - micro) // 10000) END
-    FROM invoice_totals
-    WHERE 100 * micro <= (SELECT x100 FROM p85)
-),
-bounds AS (
+-- views `all` and `le_p85` (from invoice_views); every bin is listed, empty ones with count 0. A
+-- total of p pence is in bin floor((p - min) * bins / (max - min)), the last bin closed: integer
+-- arithmetic, so no engine's float rounding can move a total across an edge. Edge k is min + k
+-- (max - min) / bins in whole millionths of a pound (rounded half up), in integers too, turned
+-- into pounds once.
+WITH bounds AS (
     SELECT view, ord, min(pence) AS lo, max(pence) - min(pence) AS span
-    FROM views
+    FROM invoice_views
     GROUP BY view, ord
 ),
 binned AS (
@@ -38,7 +18,7 @@ binned AS (
             ELSE 0
         END::INTEGER AS bin,
         count(*)::BIGINT AS count
-    FROM views
+    FROM invoice_views
     JOIN bounds USING (view)
     GROUP BY ALL
 )

@@ -49,11 +49,19 @@ def _queries() -> Traversable:
         return Path(__file__).resolve().parent.parent / "queries"
 
 
-# Queries that others read from, kept as views: `invoice_amounts` reads `invoice_totals`,
+# Queries that others read from, kept as views: `invoice_views` reads `invoice_totals`, and
+# `invoice_amounts` and `invoice_histogram` read `invoice_views`;
 # `segments` reads `rfm`, `monthly` and `cohorts` read `coverage`, `rfm` and `segment_movement`
 # read `reference_time`, `segment_movement` reads `rfm`, `segment_transitions` reads both. Each
 # comes after those it reads.
-VIEWS = ("invoice_totals", "reference_time", "rfm", "coverage", "segment_movement")
+VIEWS = (
+    "invoice_totals",
+    "invoice_views",
+    "reference_time",
+    "rfm",
+    "coverage",
+    "segment_movement",
+)
 # Queries over a parameter, created as table macros: RFM at a given time, once at the reference
 # time (`rfm`) and once at the earlier time of segment movement.
 MACROS = {"rfm_at": "rfm_time"}
