@@ -105,25 +105,26 @@ def test_each_connection_reads_its_own_lake_version_range_and_options(
 ) -> None:
     """A connection keeps the layers of the one before it only for the same lake version and
     range: another range, another version of the lake at the same path, or other options (which
-    the layers do not depend on) each give DuckDB's tables for what they name."""
+    the layers do not depend on) each give DuckDB's tables for what they name; a table that
+    reads the shared views (segments reads rfm) reads them with the connection's options."""
     lake = tmp_path / "lake"
     shutil.copytree(retail_ii_lake, lake)
     cut = dt.date(2009, 12, 10)
     as_of = Options(as_of=dt.datetime(2009, 12, 15))
 
-    def compare(options: Options, start: dt.date | None, what: str) -> None:
+    def compare(options: Options, start: dt.date | None, what: str, *more: str) -> None:
         snap = snapshot(lake)
         con = spark_engine.connect(
             spark_engine.from_snapshot(snap), options, start=start, master=MASTER
         )
         expected = duck.connect(lake, options, start=start)
-        for name in ("overview", "clv_summary"):
+        for name in ("overview", "clv_summary", *more):
             want, got = duck.query(expected, name).pl(), spark_engine.table(con, name)
             assert_engines_agree(name, want, got, f"{what}, from {start}, as of {options.as_of}")
 
     compare(Options(), None, "the month")
-    compare(Options(), cut, "the month")  # another range
-    compare(as_of, cut, "the month")  # other options, the same layers
+    compare(Options(), cut, "the month", "segments")  # another range
+    compare(as_of, cut, "the month", "segments")  # other options, the same layers
     # The same path and range, another version: the month imported twice over (every line
     # twice), so every count and total differs.
     month = data_file(RETAIL_II_CSV)

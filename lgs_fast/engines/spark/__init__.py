@@ -39,7 +39,7 @@ from lgs_fast.catalog import ANALYSES
 from lgs_fast.config import Options, as_datetime, segment_rules_frame
 from lgs_fast.engines.base import EngineSettings, Span
 from lgs_fast.engines.duckdb import MACROS, VARIABLE_TYPES, VIEWS, load_query, variables
-from lgs_fast.engines.spark.dialect import staged, to_spark
+from lgs_fast.engines.spark.dialect import reads, staged, to_spark
 from lgs_fast.errors import DamagedError, EngineError, InputError, LakeError, LgsError
 from lgs_fast.lake import MANIFEST, Manifest, Snapshot, first_line, layer_plan
 from lgs_fast.lake.layers import MICRO_COLUMNS, QUALITY_SCHEMA, SCHEMAS, STORED_SCHEMAS
@@ -416,6 +416,9 @@ class Connection:
 
     spark: SparkSession
     options: Options
+    # Whether the shared views (VIEWS) are registered: on first use, by the first query that
+    # reads one, or computed by `tables`.
+    views: bool = False
 
 
 def connect(
@@ -443,8 +446,6 @@ def connect(
     spark.createDataFrame(rules.rows(), spark_ddl(rules.schema)).createOrReplaceTempView(
         "segment_rules"
     )
-    for name in VIEWS:
-        spark.sql(_translated(name)).createOrReplaceTempView(name)
     return Connection(spark, options)
 
 
@@ -533,6 +534,12 @@ def _translated(name: str) -> str:
 def query(con: Connection, name: str) -> DataFrame:
     """The Spark DataFrame of `queries/NAME.sql`: the common table expressions it reads more than
     once computed now, each once (`dialect.staged`); the rest lazy until collected."""
+    if not con.views and reads(load_query(name)) & set(VIEWS):
+        # Lazy views, registered only when a query needs them: each is analysed when registered,
+        # and `analyze` connects three times (the CLV's summaries read none of them).
+        for view in VIEWS:
+            con.spark.sql(_translated(view)).createOrReplaceTempView(view)
+        con.views = True
     steps, main = staged(load_query(name), name, _macros())
     for view, sql in steps:
         _materialised(con.spark.sql(sql)).createOrReplaceTempView(view)
@@ -547,6 +554,7 @@ def table(con: Connection, name: str) -> pl.DataFrame:
 def tables(con: Connection) -> dict[str, pl.DataFrame]:
     """Every analysis of `queries/`, as Polars frames in the catalog's schemas."""
     # Each shared view computed once, in order, from the ones before it, then read by the tables.
+    con.views = True
     for name in VIEWS:
         _materialised(query(con, name)).createOrReplaceTempView(name)
     return {

@@ -241,6 +241,19 @@ def staged(
     return tuple(steps), main.sql(dialect="spark", comments=False)
 
 
+@cache
+def reads(query: str) -> frozenset[str]:
+    """The names of the tables and views a DuckDB query reads (its own common table expressions
+    and table macros left out)."""
+    tree = sqlglot.parse_one(query, read=_DuckDB)
+    defined = {c.alias for c in tree.find_all(exp.CTE)}
+    return frozenset(
+        t.name
+        for t in tree.find_all(exp.Table)
+        if not t.db and t.name not in defined and isinstance(t.this, exp.Identifier)
+    )
+
+
 def _ctes(tree: exp.Expression) -> list[exp.CTE]:
     """The common table expressions of the query's own WITH (not those of its subqueries)."""
     return list(tree.ctes) if isinstance(tree, exp.Query) else []
