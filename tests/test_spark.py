@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from lgs_fast.config import Options
@@ -66,6 +67,23 @@ def test_spark_hints_written_as_comments_reach_spark(spark) -> None:  # type: ig
     assert (
         [tuple(row) for row in frame.collect()] == duckdb.sql(query).fetchall() == [(1, 2), (2, 1)]
     )
+
+
+def test_rows_lost_with_an_executor_are_told_in_one_line(spark) -> None:  # type: ignore[no-untyped-def]
+    """Rows kept by `localCheckpoint` are lost with the executor that kept them (here removed
+    as its loss would remove them), and the job fails; `analyze` said only Py4J's "An error
+    occurred while calling o343.getResult.". It says the cause and what outlives the loss."""
+    persisted = spark.sparkContext._jsc.getPersistentRDDs
+    before = set(persisted().keys())  # other tests' kept rows, which stay
+    kept = spark.range(10).localCheckpoint(eager=True)
+    for key, rdd in persisted().items():
+        if key not in before:
+            rdd.unpersist(True)
+    with pytest.raises(spark_engine.JobFailed) as failed, spark_engine.java_failures():
+        spark_engine.to_polars(kept, pl.Schema({"id": pl.Int64}))
+    said = str(failed.value)
+    assert said.startswith("[CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND] Checkpoint block rdd_"), said
+    assert "set spark.checkpoint.dir" in said and len(said.splitlines()) == 1, said
 
 
 def test_common_tables_read_twice_are_computed_once(spark) -> None:  # type: ignore[no-untyped-def]

@@ -9,10 +9,14 @@ directory, and are stopped after. Where no Java is found, the tests are skipped 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -29,13 +33,31 @@ pytestmark = pytest.mark.spark
 JVM = {"LGS_SPARK_JAVA_OPTIONS": QUICK_JIT}
 
 
+@dataclass(frozen=True)
+class Cluster:
+    url: str
+    work: Path  # the master's and the worker's logs and directories
+
+    def executors(self) -> list[int]:
+        """The worker's executors' processes: those working in its directory."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):  # gone, or not a process
+                command = (proc / "cmdline").read_bytes()
+                here = Path(os.readlink(proc / "cwd"))
+                if b"CoarseGrainedExecutorBackend" in command and here.is_relative_to(self.work):
+                    found.append(int(proc.name))
+        return found
+
+
 @pytest.fixture(scope="module")
-def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A standalone master and one worker (2 cores, 2 GiB); yields the master URL."""
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A standalone master and one worker (2 cores, 2 GiB)."""
     if not cluster.java_found():
         pytest.skip("no Java here (JAVA_HOME unset, no java on PATH): Spark cannot run")
-    with cluster.standalone(tmp_path_factory.mktemp("standalone"), QUICK_JIT) as url:
-        yield url
+    work = tmp_path_factory.mktemp("standalone")
+    with cluster.standalone(work, QUICK_JIT) as url:
+        yield Cluster(url, work)
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +100,39 @@ def _same_tables(expected: Path, got: Path, what: str) -> None:
         assert_engines_agree(name, want, have, f"{what}/{name}")
 
 
-def test_a_standalone_cluster_gives_duckdb_s_tables_of_a_lake_at_a_uri(
-    standalone: str, retail_ii_lake: Path, duckdb_out: Path, tmp_path: Path
+def test_a_standalone_cluster_gives_duckdb_s_tables_of_a_lake_at_a_uri_though_its_executor_dies(
+    standalone: Cluster, retail_ii_lake: Path, duckdb_out: Path, tmp_path: Path
 ) -> None:
     """The lake named by URI, read through Hadoop's file systems as s3a:// or hdfs:// would be,
-    by the cluster's executor."""
-    said = _analyze(
-        f"file://{retail_ii_lake}", tmp_path / "out", "--engine", "spark",
-        "--spark-master", standalone,
+    by the cluster's executor, which is killed (SIGKILL) once the first rows are checkpointed:
+    with `spark.checkpoint.dir` set, the worker's next executor reads them from there, and the
+    run ends as if nothing happened. The rows kept by the executor itself were lost with it,
+    and the run failed (tests/test_spark.py: …_are_told_in_one_line)."""
+    checkpoints = tmp_path / "checkpoints"
+    env = {**os.environ, **JVM, "LGS_SPARK_CONF": f"spark.checkpoint.dir={checkpoints}"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "lgs_fast", "analyze", "--lake", f"file://{retail_ii_lake}",
+         "--out", str(tmp_path / "out"), "--no-report", "--engine", "spark",
+         "--spark-master", standalone.url],
+        stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not any(checkpoints.glob("*/rdd-*/part-*")) and run.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint written in 300 s"
+            time.sleep(0.1)
+        executors = standalone.executors()
+        assert run.poll() is None and executors, "the run ended before its executor was killed"
+        for pid in executors:
+            os.kill(pid, signal.SIGKILL)
+        said = run.communicate(timeout=600)[1]
+    finally:
+        run.kill()
+    assert run.returncode == 0, said
+    assert "Traceback" not in said and "WARN" not in said, said
     assert said.splitlines()[:2] == ["starting Spark…", "computing tables with spark…"]
-    _same_tables(duckdb_out, tmp_path / "out", f"spark at {standalone}")
+    assert not any(checkpoints.iterdir())  # the run's checkpoints removed when it ended
+    _same_tables(duckdb_out, tmp_path / "out", f"spark at {standalone.url}")
 
 
 def test_spark_connect_gives_duckdb_s_tables(

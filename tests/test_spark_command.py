@@ -101,6 +101,14 @@ def test_bad_master_missing_java_and_uri_without_spark_are_one_line(
         7,
         "sc://localhost:x: 'localhost:x' has no valid port (a number)",
     )
+    # A setting that is not key=value was set as a key with an empty value, which Spark then
+    # refused with a Java stack trace, after the JVM had started.
+    bad_conf = {**os.environ, "LGS_SPARK_CONF": "spark.sql.ansi.enabled=true;nonsense"}
+    _one_line(
+        _run(*base, "--engine", "spark", env=bad_conf),
+        2,
+        "LGS_SPARK_CONF: 'nonsense' is not key=value",
+    )
     assert not out.exists()
 
 

@@ -16,6 +16,7 @@ master, or `$SPARK_REMOTE` (or a `sc://` master) a Spark Connect server.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import importlib.util
@@ -122,6 +123,7 @@ def check_can_start(master: str | None = None) -> str:
     """The master URL, once the cheap checks pass (PySpark, Java, a master that answers):
     `EngineError` in one line otherwise, before any long work or any progress is shown."""
     url = master_url(master)
+    user_conf()
     if importlib.util.find_spec("pyspark") is None:
         raise EngineError("the Spark engine needs PySpark: pip install 'lgs-fast[spark]'")
     if not url.startswith("sc://"):
@@ -200,6 +202,11 @@ def _start(url: str, quick_jit: bool) -> SparkSession:
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
             )
+        # The user's settings when the session starts, where any Spark setting can still be
+        # given (`spark.checkpoint.dir`, executor memory, a file system's credentials); once it
+        # has started only SQL settings can be changed.
+        for key, value in user_conf().items():
+            builder = builder.config(key, value)
     try:
         with warnings.catch_warnings(), _jvm_stderr():
             warnings.simplefilter("ignore", FutureWarning)  # as above, checked at start-up
@@ -210,12 +217,45 @@ def _start(url: str, quick_jit: bool) -> SparkSession:
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     for key, value in _CONF.items():
         spark.conf.set(key, value)
-    for item in filter(None, os.environ.get("LGS_SPARK_CONF", "").split(";")):
-        key, _, value = item.partition("=")
-        spark.conf.set(key.strip(), value.strip())
-    if not url.startswith("sc://"):
+    if url.startswith("sc://"):
+        # Over Spark Connect the server's settings are the server's: the session's SQL ones.
+        for key, value in user_conf().items():
+            spark.conf.set(key, value)
+    else:
         spark.sparkContext.setLogLevel("OFF")
+        _remove_checkpoints_at_exit(spark)
     return spark
+
+
+def user_conf() -> dict[str, str]:
+    """`$LGS_SPARK_CONF`, Spark settings as `key=value;key=value`; `InputError` for an item that
+    is not `key=value`."""
+    conf = {}
+    for item in filter(str.strip, os.environ.get("LGS_SPARK_CONF", "").split(";")):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise InputError(f"LGS_SPARK_CONF: {item.strip()!r} is not key=value")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def _remove_checkpoints_at_exit(spark: SparkSession) -> None:
+    """With `spark.checkpoint.dir` set, the run's checkpoints (`_materialised`) are files under
+    it, in a directory of this session's own, which Spark leaves behind: removed when the
+    process ends, while the JVM still runs (exit handlers run last registered first, and
+    PySpark's, which stops the JVM, was registered before this one)."""
+    directory = spark.sparkContext.getCheckpointDir()
+    if directory is None:
+        return
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    path = jvm.org.apache.hadoop.fs.Path(directory)
+    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+
+    def remove() -> None:
+        with contextlib.suppress(Exception):  # the JVM already gone: nothing more can be done
+            fs.delete(path, True)
+
+    atexit.register(remove)
 
 
 # Where a local Spark's JVM writes what it prints (errors only, with lgs_fast's log4j2 settings,
@@ -501,12 +541,25 @@ def _register_layers(
 
 
 def _materialised(frame: DataFrame) -> DataFrame:
-    """`frame` computed once, now, and kept by the executors: a view of it is read as rows, not
-    planned and computed again by every query that names it. The layers and the shared views
-    are a few rows per invoice, customer or product; Spark inlines a view at each use, and
-    matching a cached plan failed for views holding scalar subqueries, so each of the 17
-    tables computed the layers and rfm again (about 250 jobs for one month)."""
+    """`frame` computed once, now, and kept: a view of it is read as rows, not planned and
+    computed again by every query that names it. The layers and the shared views are a few rows
+    per invoice, customer or product; Spark inlines a view at each use, and matching a cached
+    plan failed for views holding scalar subqueries, so each of the 17 tables computed the
+    layers and rfm again (about 250 jobs for one month).
+
+    Kept by the executors, in memory and on their disks, unless the session has a checkpoint
+    directory (`spark.checkpoint.dir`): then written there, so a run outlives the loss of an
+    executor, which otherwise takes the kept rows with it and fails the run."""
+    if checkpoint_directory(frame.sparkSession):
+        return frame.checkpoint(eager=True)
     return frame.localCheckpoint(eager=True)
+
+
+def checkpoint_directory(spark: SparkSession) -> str | None:
+    """Where the session writes checkpoints, if anywhere (`spark.checkpoint.dir`)."""
+    if getattr(spark, "_jvm", None) is None:  # Spark Connect: the server's setting
+        return spark.conf.get("spark.checkpoint.dir", None) or None
+    return spark.sparkContext.getCheckpointDir()
 
 
 def _set_variables(spark: SparkSession, options: Options) -> None:
@@ -593,15 +646,54 @@ class SparkEngine:
         return connect(lake, options, start=span.start, end=span.end, master=self.master)
 
     def tables(self, version: Version, options: Options, span: Span) -> dict[str, pl.DataFrame]:
-        return tables(self._connect(version, options, span))
+        with java_failures():
+            return tables(self._connect(version, options, span))
 
     def clv_summary(self, version: Version, options: Options, span: Span) -> pl.DataFrame:
-        return table(self._connect(version, options, span), "clv_summary")
+        with java_failures():
+            return table(self._connect(version, options, span), "clv_summary")
 
     def tables_of(self, lines: pl.LazyFrame, options: Options) -> dict[str, pl.DataFrame]:
         raise InputError(
             "the Spark engine reads a lake, not a frame: compute_tables(lake, engine='spark')"
         )
+
+
+class JobFailed(RuntimeError):
+    """A Spark job that failed in the JVM, told by the JVM's own reason."""
+
+
+# What Py4J says first of any failure in the JVM: it names the call, not the cause.
+_PY4J_FIRST = re.compile(r"^An error occurred while calling [\w.]+\.\s*$")
+# What Spark says of a row kept by `localCheckpoint` that died with its executor.
+_LOST_CHECKPOINT = "Checkpoint block"
+
+
+@contextlib.contextmanager
+def java_failures() -> Iterator[None]:
+    """A failure inside the JVM told by its cause, in one line (`JobFailed`): Py4J's message
+    begins "An error occurred while calling o343.getResult.", which names the call, and PySpark
+    passes it on as it is when it does not know the Java cause. An executor lost with the rows
+    kept on it also says what would have outlived it."""
+    try:
+        yield
+    except Exception as err:
+        java = getattr(err, "java_exception", None)
+        said = str(err).strip().splitlines()
+        if java is None or not said or not _PY4J_FIRST.match(said[0]):
+            raise
+        # The deepest cause: the outer ones say where it was awaited ("Exception thrown in
+        # awaitResult:"), the deepest why.
+        while java.getCause() is not None:
+            java = java.getCause()
+        message = java.getMessage()
+        reason = first_line(RuntimeError(str(message) if message else str(java.toString())))
+        if _LOST_CHECKPOINT in reason:
+            reason += (
+                " (an executor was lost, and the rows it kept with it: set spark.checkpoint.dir,"
+                " in LGS_SPARK_CONF, to storage the cluster shares so that a run outlives it)"
+            )
+        raise JobFailed(reason) from None
 
 
 def open_engine(settings: EngineSettings) -> SparkEngine:
