@@ -3,6 +3,11 @@ from the installed PySpark, and the whole `lgs-fast analyze --engine spark --no-
 them and on `local[2]`.
 
     python -m benchmarks.spark_cluster [--out benchmarks/results/spark_cluster]
+    python -m benchmarks.spark_cluster --lake LAKE [--runs 3] --out DIR
+
+With --lake, a lake of your own (say benchmarks/data/lake_10000000) is analysed run after run
+on one Spark Connect server started for it, which shows what a server that stays up saves:
+its first run compiles Spark's code in the JVM, the later ones find it compiled.
 
 The lakes: one month of Online Retail II (tests/data, 45,228 lines) and the shipped 541,909
 lines. The tests start the same cluster and server (`tests/test_spark_cluster.py`) to check the
@@ -143,14 +148,15 @@ def standalone(work: Path, java_options: str = "") -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def connect_server(work: Path, java_options: str = "") -> Iterator[str]:
-    """A Spark Connect server on local[2], logs in `work`, its JVM given `java_options`; yields
-    its sc:// URL."""
+def connect_server(work: Path, java_options: str = "", memory: str = "1g") -> Iterator[str]:
+    """A Spark Connect server on local[2] with `memory`, logs in `work`, its JVM given
+    `java_options`; yields its sc:// URL."""
     env = _environment(work, java_options)
     port = free_port()
     server = _start(
         [str(spark_home() / "bin" / "spark-submit"),
          "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+         "--driver-memory", memory,
          *(["--driver-java-options", java_options] if java_options else []),
          "--name", "Spark Connect server", "--master", "local[2]",
          "--conf", f"spark.connect.grpc.binding.port={port}",
@@ -178,6 +184,43 @@ def _timed(lake: Path | str, out: Path, *engine: str) -> float:
     return time.perf_counter() - start
 
 
+def warm(lake: Path, out: Path, runs: int) -> int:
+    """`lake` analysed `runs` times in a row on one Spark Connect server, started first (its
+    first run pays for the JVM's compiling, the later ones find Spark's code compiled, as on a
+    server that stays up), then by DuckDB `runs` times."""
+    from lgs_fast.lake import snapshot
+
+    lines = snapshot(lake).manifest.rows
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with connect_server(work / "connect", memory="4g") as url:
+            for run in range(1, runs + 1):
+                seconds = _timed(lake, work / "out", "--engine", "spark", "--spark-master", url)
+                rows.append(
+                    {"where": "Spark Connect (local[2])", "run": run, "seconds": round(seconds, 1)}
+                )
+                print(f"spark connect, run {run}: {seconds:6.1f} s", file=sys.stderr)
+        for run in range(1, runs + 1):
+            seconds = _timed(lake, work / "out", "--engine", "duckdb")
+            rows.append({"where": "duckdb", "run": run, "seconds": round(seconds, 1)})
+            print(f"duckdb, run {run}: {seconds:6.1f} s", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    command = f"python -m benchmarks.spark_cluster --lake {lake} --runs {runs} --out {out}"
+    meta = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+            "command": command, "lines": lines, "runs": rows}  # fmt: skip
+    (out / "spark_warm.json").write_text(json.dumps(meta, indent=1))
+    table = ["| where | run | seconds (whole `analyze --no-report`) |", "|---|---:|---:|"]
+    table += [f"| {r['where']} | {r['run']} | {r['seconds']} |" for r in rows]
+    (out / "spark_warm.md").write_text(
+        f"`{command}`, {meta['date']}, {meta['machine']}, {lines:,} lines:\n\n"
+        + "\n".join(table)
+        + "\n"
+    )
+    print("\n".join(table))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,10 +228,16 @@ def main() -> int:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "spark_cluster"
     )
+    parser.add_argument(
+        "--lake", type=Path, help="instead: time this lake on one Connect server, run after run"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="with --lake: runs on the server")
     args = parser.parse_args()
     if not java_found():
         print("no Java here: Spark cannot run", file=sys.stderr)
         return 1
+    if args.lake is not None:
+        return warm(args.lake, args.out, args.runs)
     from lgs_fast.ingest.sources import import_files
 
     rows: list[dict[str, object]] = []
