@@ -17,7 +17,7 @@ import pytest
 from lgs_fast.config import Options
 from lgs_fast.engines import duckdb as duck
 from lgs_fast.engines import spark as spark_engine
-from lgs_fast.engines.spark.dialect import staged, to_spark
+from lgs_fast.engines.spark.dialect import reads, staged, to_spark
 from lgs_fast.ingest.sources import import_files
 from lgs_fast.lake import snapshot
 from tests.conftest import RETAIL_II_CSV, data_file
@@ -84,6 +84,18 @@ def test_rows_lost_with_an_executor_are_told_in_one_line(spark) -> None:  # type
     said = str(failed.value)
     assert said.startswith("[CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND] Checkpoint block rdd_"), said
     assert "set spark.checkpoint.dir" in said and len(said.splitlines()) == 1, said
+
+
+def test_what_a_query_reads_includes_what_its_macros_read() -> None:
+    """A shared view read only inside a table macro's body must be registered before the query
+    that calls the macro runs; `rfm` reads `invoices` through `rfm_at` alone."""
+    macros = (("totals_at", "t", "SELECT * FROM rfm WHERE recency <= t"),)
+    query = "WITH r AS (SELECT 1 AS t) SELECT * FROM totals_at((SELECT t FROM r)), segment_rules"
+    assert reads(query, macros) == {"rfm", "segment_rules"}
+    assert reads(query) == {"segment_rules"}
+    assert "invoices" in reads(
+        duck.load_query("rfm"), tuple((m, p, duck.load_query(m)) for m, p in duck.MACROS.items())
+    )
 
 
 def test_common_tables_read_twice_are_computed_once(spark) -> None:  # type: ignore[no-untyped-def]

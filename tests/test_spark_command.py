@@ -102,36 +102,38 @@ def test_bad_master_missing_java_and_uri_without_spark_are_one_line(
         "sc://localhost:x: 'localhost:x' has no valid port (a number)",
     )
     # A setting that is not key=value was set as a key with an empty value, which Spark then
-    # refused with a Java stack trace, after the JVM had started.
-    bad_conf = {**os.environ, "LGS_SPARK_CONF": "spark.sql.ansi.enabled=true;nonsense"}
-    _one_line(
-        _run(*base, "--engine", "spark", env=bad_conf),
-        2,
-        "LGS_SPARK_CONF: 'nonsense' is not key=value",
-    )
+    # refused with a Java stack trace, after the JVM had started. It is named by its place: a
+    # mistyped credential is still a credential.
+    secret = "spark.hadoop.fs.s3a.secret.key:s3cr3t"
+    bad_conf = {**os.environ, "LGS_SPARK_CONF": f"spark.sql.ansi.enabled=true;{secret}"}
+    said = _run(*base, "--engine", "spark", env=bad_conf)
+    _one_line(said, 2, "LGS_SPARK_CONF: setting 2 of 2 is not key=value")
+    assert "s3cr3t" not in said.stderr + said.stdout
     assert not out.exists()
 
 
 def test_sigterm_during_a_spark_run_is_one_line(retail_ii_lake: Path, tmp_path: Path) -> None:
-    """SIGTERM while Python waits on the JVM printed two Py4J tracebacks before the one line."""
+    """SIGTERM while Python waits on the JVM printed two Py4J tracebacks before the one line.
+    The run's checkpoints, written under spark.checkpoint.dir, go with it."""
     import signal
     import time
 
-    out = tmp_path / "out"
+    out, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
     proc = subprocess.Popen(
         [str(CLI), "analyze", "--lake", str(retail_ii_lake), "--out", str(out), "--no-report",
          "--engine", "spark", "--spark-master", MASTER],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "LGS_SPARK_CONF": f"spark.checkpoint.dir={checkpoints}"},
     )  # fmt: skip
-    # Once the JVM runs and a while after (queries under way), as a scheduler would stop it.
+    # Once the queries are under way (the first checkpoint written), as a scheduler would stop it.
     deadline = time.monotonic() + 600
-    while not subprocess.run(["pgrep", "-P", str(proc.pid), "java"], capture_output=True).stdout:
-        assert proc.poll() is None and time.monotonic() < deadline, "the JVM never started"
-        time.sleep(0.2)
-    time.sleep(8)
+    while not any(checkpoints.glob("*/rdd-*/part-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 143, err
     assert err.splitlines()[-1] == "lgs-fast: error: terminated; nothing was changed", err
     assert "Traceback" not in err and "py4j" not in err.lower(), err
     assert not out.exists()
+    assert list(checkpoints.iterdir()) == []

@@ -229,12 +229,17 @@ def _start(url: str, quick_jit: bool) -> SparkSession:
 
 def user_conf() -> dict[str, str]:
     """`$LGS_SPARK_CONF`, Spark settings as `key=value;key=value`; `InputError` for an item that
-    is not `key=value`."""
+    is not `key=value`, named by its place, not its text: a setting may hold a credential (a
+    file system's secret key), and a mistyped one is still one."""
     conf = {}
-    for item in filter(str.strip, os.environ.get("LGS_SPARK_CONF", "").split(";")):
+    items = [item for item in os.environ.get("LGS_SPARK_CONF", "").split(";") if item.strip()]
+    for place, item in enumerate(items, 1):
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
-            raise InputError(f"LGS_SPARK_CONF: {item.strip()!r} is not key=value")
+            raise InputError(
+                f"LGS_SPARK_CONF: setting {place} of {len(items)} is not key=value "
+                "(settings are separated by ';')"
+            )
         conf[key.strip()] = value.strip()
     return conf
 
@@ -587,7 +592,7 @@ def _translated(name: str) -> str:
 def query(con: Connection, name: str) -> DataFrame:
     """The Spark DataFrame of `queries/NAME.sql`: the common table expressions it reads more than
     once computed now, each once (`dialect.staged`); the rest lazy until collected."""
-    if not con.views and reads(load_query(name)) & set(VIEWS):
+    if not con.views and reads(load_query(name), _macros()) & set(VIEWS):
         # Lazy views, registered only when a query needs them: each is analysed when registered,
         # and `analyze` connects three times (the CLV's summaries read none of them).
         for view in VIEWS:

@@ -242,16 +242,22 @@ def staged(
 
 
 @cache
-def reads(query: str) -> frozenset[str]:
+def reads(query: str, macros: tuple[tuple[str, str, str], ...] = ()) -> frozenset[str]:
     """The names of the tables and views a DuckDB query reads (its own common table expressions
-    and table macros left out)."""
+    left out), and those the body of each of `macros` (name, parameter, body) it calls reads."""
     tree = sqlglot.parse_one(query, read=_DuckDB)
     defined = {c.alias for c in tree.find_all(exp.CTE)}
-    return frozenset(
+    tables = list(tree.find_all(exp.Table))
+    names = {
         t.name
-        for t in tree.find_all(exp.Table)
+        for t in tables
         if not t.db and t.name not in defined and isinstance(t.this, exp.Identifier)
-    )
+    }
+    called = {t.this.name.lower() for t in tables if isinstance(t.this, exp.Anonymous)}
+    for macro, _, body in macros:
+        if macro in called:
+            names |= reads(body, macros)
+    return frozenset(names)
 
 
 def _ctes(tree: exp.Expression) -> list[exp.CTE]:
