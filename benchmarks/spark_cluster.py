@@ -206,7 +206,9 @@ def warm(lake: Path, out: Path, runs: int) -> int:
             rows.append({"where": "duckdb", "run": run, "seconds": round(seconds, 1)})
             print(f"duckdb, run {run}: {seconds:6.1f} s", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
+    memory = os.environ.get("LGS_DUCKDB_MEMORY")
     command = f"python -m benchmarks.spark_cluster --lake {lake} --runs {runs} --out {out}"
+    command = f"LGS_DUCKDB_MEMORY={memory} {command}" if memory else command
     meta = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
             "command": command, "lines": lines, "runs": rows}  # fmt: skip
     (out / "spark_warm.json").write_text(json.dumps(meta, indent=1))

@@ -79,11 +79,23 @@ def test_rows_lost_with_an_executor_are_told_in_one_line(spark) -> None:  # type
     for key, rdd in persisted().items():
         if key not in before:
             rdd.unpersist(True)
-    with pytest.raises(spark_engine.JobFailed) as failed, spark_engine.java_failures():
+    with pytest.raises(spark_engine.JobFailed) as failed, spark_engine.spark_failures():
         spark_engine.to_polars(kept, pl.Schema({"id": pl.Int64}))
     said = str(failed.value)
     assert said.startswith("[CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND] Checkpoint block rdd_"), said
     assert "set spark.checkpoint.dir" in said and len(said.splitlines()) == 1, said
+
+
+def test_a_value_spark_refuses_is_not_shown(spark, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Spark quotes a value it refuses; with ',' typed for ';', the value of one setting holds
+    the next one's, a credential here. Neither the message nor its cause shows it."""
+    secret = "AKIAIOSFODNN7EXAMPLEKEY0"
+    value = f"true,spark.hadoop.fs.s3a.secret.key={secret}"
+    monkeypatch.setenv("LGS_SPARK_CONF", f"spark.sql.ansi.enabled={value}")
+    with pytest.raises(spark_engine.JobFailed) as failed, spark_engine.spark_failures():
+        spark.conf.set("spark.sql.ansi.enabled", value)
+    assert "spark.sql.ansi.enabled" in str(failed.value)
+    assert secret not in str(failed.value) and failed.value.__cause__ is None
 
 
 def test_what_a_query_reads_includes_what_its_macros_read() -> None:

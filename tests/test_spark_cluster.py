@@ -117,12 +117,15 @@ def test_a_standalone_cluster_gives_duckdb_s_tables_of_a_lake_at_a_uri_though_it
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 300
-        while not any(checkpoints.glob("*/rdd-*/part-*")) and run.poll() is None:
-            assert time.monotonic() < deadline, "no checkpoint written in 300 s"
+        # Once a second checkpoint is being written, the first is whole: its rows must outlive
+        # the executor that wrote them.
+        deadline = time.monotonic() + 200
+        while len(list(checkpoints.glob("*/rdd-*"))) < 2 and run.poll() is None:
+            assert time.monotonic() < deadline, "no second checkpoint written in 200 s"
             time.sleep(0.1)
         executors = standalone.executors()
-        assert run.poll() is None and executors, "the run ended before its executor was killed"
+        if run.poll() is not None or not executors:
+            pytest.fail(f"the run ended before its executor was killed: {run.communicate()[1]}")
         for pid in executors:
             os.kill(pid, signal.SIGKILL)
         said = run.communicate(timeout=600)[1]
@@ -142,3 +145,17 @@ def test_spark_connect_gives_duckdb_s_tables(
         retail_ii_lake, tmp_path / "out", "--engine", "spark", "--spark-master", connect_server
     )
     _same_tables(duckdb_out, tmp_path / "out", f"spark at {connect_server}")
+    # A setting of the server's own cannot be given by a client: one line that says so, where
+    # it was "spark failed on …: [CANNOT_MODIFY_CONFIG] …", exit 1.
+    refused = subprocess.run(
+        [sys.executable, "-m", "lgs_fast", "analyze", "--lake", str(retail_ii_lake),
+         "--out", str(tmp_path / "refused"), "--no-report", "--engine", "spark",
+         "--spark-master", connect_server],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, **JVM, "LGS_SPARK_CONF": f"spark.checkpoint.dir={tmp_path}"},
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    said = refused.stderr.splitlines()[-1]
+    assert said.startswith("lgs-fast: error: LGS_SPARK_CONF: the Spark Connect server at sc://")
+    assert "refused spark.checkpoint.dir" in said and "where the server starts" in said
+    assert not (tmp_path / "refused").exists()

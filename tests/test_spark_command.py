@@ -109,6 +109,13 @@ def test_bad_master_missing_java_and_uri_without_spark_are_one_line(
     said = _run(*base, "--engine", "spark", env=bad_conf)
     _one_line(said, 2, "LGS_SPARK_CONF: setting 2 of 2 is not key=value")
     assert "s3cr3t" not in said.stderr + said.stdout
+    # A master given there replaced the one checked before the JVM started.
+    elsewhere = {**os.environ, "LGS_SPARK_CONF": "spark.master=spark://127.0.0.1:9"}
+    _one_line(
+        _run(*base, "--engine", "spark", env=elsewhere),
+        2,
+        "LGS_SPARK_CONF: spark.master is given by --spark-master",
+    )
     assert not out.exists()
 
 

@@ -120,8 +120,9 @@ def _java() -> None:
 
 
 def check_can_start(master: str | None = None) -> str:
-    """The master URL, once the cheap checks pass (PySpark, Java, a master that answers):
-    `EngineError` in one line otherwise, before any long work or any progress is shown."""
+    """The master URL, once the cheap checks pass (PySpark, Java, a master that answers,
+    $LGS_SPARK_CONF's form): `EngineError` or `InputError` in one line otherwise, before any
+    long work or any progress is shown."""
     url = master_url(master)
     user_conf()
     if importlib.util.find_spec("pyspark") is None:
@@ -202,6 +203,9 @@ def _start(url: str, quick_jit: bool) -> SparkSession:
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
             )
+        # With a checkpoint directory (`_materialised`), the files of checkpoints no longer
+        # read are removed as the run goes: a notebook connects again and again.
+        builder = builder.config("spark.cleaner.referenceTracking.cleanCheckpoints", "true")
         # The user's settings when the session starts, where any Spark setting can still be
         # given (`spark.checkpoint.dir`, executor memory, a file system's credentials); once it
         # has started only SQL settings can be changed.
@@ -211,16 +215,23 @@ def _start(url: str, quick_jit: bool) -> SparkSession:
         with warnings.catch_warnings(), _jvm_stderr():
             warnings.simplefilter("ignore", FutureWarning)  # as above, checked at start-up
             spark = builder.getOrCreate()
+        for key, value in _CONF.items():
+            spark.conf.set(key, value)
     except Exception as err:  # PySpark raises its own types, and Py4J's
-        raise EngineError(f"Spark could not start on {url}: {first_line(err)}") from None
+        raise EngineError(f"Spark could not start on {url}: {redacted(first_line(err))}") from None
     # PySpark logs every failed query as JSON on stderr; lgs_fast reports failures itself.
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
-    for key, value in _CONF.items():
-        spark.conf.set(key, value)
     if url.startswith("sc://"):
         # Over Spark Connect the server's settings are the server's: the session's SQL ones.
         for key, value in user_conf().items():
-            spark.conf.set(key, value)
+            try:
+                spark.conf.set(key, value)
+            except Exception as err:  # the server's own refusal
+                raise InputError(
+                    f"LGS_SPARK_CONF: the Spark Connect server at {url} refused {key} "
+                    f"({redacted(first_line(err))}); a setting of the server's own, such as "
+                    "spark.checkpoint.dir, is given where the server starts"
+                ) from None
     else:
         spark.sparkContext.setLogLevel("OFF")
         _remove_checkpoints_at_exit(spark)
@@ -240,15 +251,38 @@ def user_conf() -> dict[str, str]:
                 f"LGS_SPARK_CONF: setting {place} of {len(items)} is not key=value "
                 "(settings are separated by ';')"
             )
+        if key.strip() in ("spark.master", "spark.remote"):
+            # It would replace the master `check_can_start` checked.
+            raise InputError(
+                f"LGS_SPARK_CONF: {key.strip()} is given by --spark-master "
+                "($LGS_SPARK_MASTER, $SPARK_REMOTE), not here"
+            )
         conf[key.strip()] = value.strip()
     return conf
 
 
+# A value of $LGS_SPARK_CONF this long or longer is hidden from messages: shorter ones (true,
+# 4g, 200) are not credentials, and would hide words of the message itself.
+_HIDDEN_FROM = 8
+
+
+def redacted(text: str) -> str:
+    """`text` with each value given in $LGS_SPARK_CONF hidden: Spark quotes a value it refuses,
+    and a value may be a credential, or hold one when a ';' was mistyped."""
+    for item in os.environ.get("LGS_SPARK_CONF", "").split(";"):
+        key, equals, value = item.partition("=")
+        value = (value if equals else key).strip()
+        if len(value) >= _HIDDEN_FROM:
+            text = text.replace(value, "***")
+    return text
+
+
 def _remove_checkpoints_at_exit(spark: SparkSession) -> None:
     """With `spark.checkpoint.dir` set, the run's checkpoints (`_materialised`) are files under
-    it, in a directory of this session's own, which Spark leaves behind: removed when the
-    process ends, while the JVM still runs (exit handlers run last registered first, and
-    PySpark's, which stops the JVM, was registered before this one)."""
+    it, in a directory Spark made for this session, which it leaves behind: removed when the
+    process ends, a failure or SIGTERM included. The session is stopped first, its jobs
+    cancelled: a task still writing a checkpoint made the directory again after it was removed.
+    (The JVM ends after Python's exit handlers, when its standard input closes.)"""
     directory = spark.sparkContext.getCheckpointDir()
     if directory is None:
         return
@@ -257,7 +291,10 @@ def _remove_checkpoints_at_exit(spark: SparkSession) -> None:
     fs = path.getFileSystem(spark._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
 
     def remove() -> None:
-        with contextlib.suppress(Exception):  # the JVM already gone: nothing more can be done
+        # Errors suppressed: the JVM may be gone already, and then nothing more can be done.
+        with contextlib.suppress(Exception):
+            spark.stop()
+        with contextlib.suppress(Exception):
             fs.delete(path, True)
 
     atexit.register(remove)
@@ -644,18 +681,19 @@ class SparkEngine:
         return "starting Spark…"
 
     def open_uri(self, uri: str) -> SparkLake:
-        return open_uri(session(self.master), uri)
+        with spark_failures():
+            return open_uri(session(self.master), uri)
 
     def _connect(self, version: Version, options: Options, span: Span) -> Connection:
         lake = from_snapshot(version) if isinstance(version, Snapshot) else version
         return connect(lake, options, start=span.start, end=span.end, master=self.master)
 
     def tables(self, version: Version, options: Options, span: Span) -> dict[str, pl.DataFrame]:
-        with java_failures():
+        with spark_failures():
             return tables(self._connect(version, options, span))
 
     def clv_summary(self, version: Version, options: Options, span: Span) -> pl.DataFrame:
-        with java_failures():
+        with spark_failures():
             return table(self._connect(version, options, span), "clv_summary")
 
     def tables_of(self, lines: pl.LazyFrame, options: Options) -> dict[str, pl.DataFrame]:
@@ -665,40 +703,67 @@ class SparkEngine:
 
 
 class JobFailed(RuntimeError):
-    """A Spark job that failed in the JVM, told by the JVM's own reason."""
+    """A Spark job that failed, told by Spark's own reason, in one line."""
 
 
-# What Py4J says first of any failure in the JVM: it names the call, not the cause.
-_PY4J_FIRST = re.compile(r"^An error occurred while calling [\w.]+\.\s*$")
-# What Spark says of a row kept by `localCheckpoint` that died with its executor.
-_LOST_CHECKPOINT = "Checkpoint block"
+# What Py4J says first of any failure in the JVM: it names the call (`o343.getResult`, or
+# `z:org.…` for a static one), not the cause.
+_PY4J_FIRST = re.compile(r"^An error occurred while calling [\w.:$]+\.\s*$")
+# Spark's error class for rows kept by `localCheckpoint` that were lost with their executor.
+_LOST_CHECKPOINT = "CHECKPOINT_RDD_BLOCK_ID_NOT_FOUND"
+# Causes followed at most: a chain that led back to itself would not end.
+_CAUSES = 32
+
+
+def _java_reason(err: Exception) -> str | None:
+    """The deepest Java cause's message of a failure in the JVM that PySpark passed on as Py4J
+    gave it (the outer causes say where it was awaited: "Exception thrown in awaitResult:")."""
+    from py4j.protocol import Py4JError, Py4JJavaError
+
+    if not isinstance(err, Py4JJavaError):
+        return None
+    try:
+        if not _PY4J_FIRST.match(str(err).strip().splitlines()[0]):
+            return None
+        java = err.java_exception
+        for _ in range(_CAUSES):
+            cause = java.getCause()
+            if cause is None:
+                break
+            java = cause
+        message = str(java.getMessage() or "").strip()
+        return message.splitlines()[0] if message else str(java.getClass().getName())
+    except (Py4JError, IndexError):  # the JVM gone, or nothing said
+        return None
 
 
 @contextlib.contextmanager
-def java_failures() -> Iterator[None]:
-    """A failure inside the JVM told by its cause, in one line (`JobFailed`): Py4J's message
-    begins "An error occurred while calling o343.getResult.", which names the call, and PySpark
-    passes it on as it is when it does not know the Java cause. An executor lost with the rows
-    kept on it also says what would have outlived it."""
+def spark_failures() -> Iterator[None]:
+    """What Spark says of a failure, in one line (`JobFailed`) and with the values of
+    $LGS_SPARK_CONF hidden (`redacted`). Py4J's message begins "An error occurred while calling
+    o343.getResult.", which names the call, and PySpark passes it on as it is when it does not
+    know the Java cause: the deepest cause is said instead; an executor lost with the rows kept
+    on it also says what would have outlived it."""
     try:
         yield
-    except Exception as err:
-        java = getattr(err, "java_exception", None)
-        said = str(err).strip().splitlines()
-        if java is None or not said or not _PY4J_FIRST.match(said[0]):
+    except LgsError as err:
+        hidden = redacted(str(err))
+        if hidden == str(err):
             raise
-        # The deepest cause: the outer ones say where it was awaited ("Exception thrown in
-        # awaitResult:"), the deepest why.
-        while java.getCause() is not None:
-            java = java.getCause()
-        message = java.getMessage()
-        reason = first_line(RuntimeError(str(message) if message else str(java.toString())))
-        if _LOST_CHECKPOINT in reason:
-            reason += (
+        raise type(err)(hidden) from None
+    except Exception as err:
+        reason = _java_reason(err)
+        said = reason if reason is not None else first_line(err)
+        hidden = redacted(said)
+        if reason is None and hidden == said:
+            raise
+        if _LOST_CHECKPOINT in hidden:
+            hidden += (
                 " (an executor was lost, and the rows it kept with it: set spark.checkpoint.dir,"
                 " in LGS_SPARK_CONF, to storage the cluster shares so that a run outlives it)"
             )
-        raise JobFailed(reason) from None
+        # The Java cause kept for LGS_DEBUG=1, unless it holds a value to hide.
+        raise JobFailed(hidden) from (err if redacted(str(err)) == str(err) else None)
 
 
 def open_engine(settings: EngineSettings) -> SparkEngine:
