@@ -171,13 +171,14 @@ def connect_server(work: Path, java_options: str = "", memory: str = "1g") -> It
         _stop(server)
 
 
-def _timed(lake: Path | str, out: Path, *engine: str) -> float:
+def _timed(lake: Path | str, out: Path, *engine: str, conf: str = "") -> float:
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "lgs_fast", "analyze", "--lake", str(lake), "--out", str(out),
          "--no-report", *engine],
         capture_output=True, text=True,
-        env={**os.environ, "LGS_MODEL_CACHE": "0"},  # the models fitted, not read back
+        # The models fitted, not read back; `conf`, the Spark settings of the run.
+        env={**os.environ, "LGS_MODEL_CACHE": "0", "LGS_SPARK_CONF": conf},
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
@@ -249,8 +250,10 @@ def main() -> int:
         import_files([MONTH_CSV], lakes[45_228])
         import_files([SHIPPED], lakes[541_909])
 
-        def run(where: str, master: str, lines: int, lake: Path | str) -> None:
-            seconds = _timed(lake, work / "out", "--engine", "spark", "--spark-master", master)
+        def run(where: str, master: str, lines: int, lake: Path | str, conf: str = "") -> None:
+            seconds = _timed(
+                lake, work / "out", "--engine", "spark", "--spark-master", master, conf=conf
+            )
             rows.append({"where": where, "lines": lines, "seconds": round(seconds, 1)})
             print(f"{where:28s} {lines:>9,} lines  {seconds:6.1f} s", file=sys.stderr)
 
@@ -262,6 +265,16 @@ def main() -> int:
                 run("standalone cluster, 1 worker", url, lines, lake)
             for lines, lake in lakes.items():
                 run("standalone cluster, 1 worker, file:// URI", url, lines, f"file://{lake}")
+            # What outliving a lost executor costs: the kept rows written to a directory.
+            checkpoints = f"spark.checkpoint.dir={work / 'checkpoints'}"
+            for lines, lake in lakes.items():
+                run(
+                    "standalone cluster, 1 worker, checkpoint directory",
+                    url,
+                    lines,
+                    lake,
+                    checkpoints,
+                )
         with connect_server(work / "connect") as url:
             for lines, lake in lakes.items():
                 run("Spark Connect (local[2])", url, lines, lake)
