@@ -206,22 +206,35 @@ def warm(lake: Path, out: Path, runs: int) -> int:
             seconds = _timed(lake, work / "out", "--engine", "duckdb")
             rows.append({"where": "duckdb", "run": run, "seconds": round(seconds, 1)})
             print(f"duckdb, run {run}: {seconds:6.1f} s", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
     memory = os.environ.get("LGS_DUCKDB_MEMORY")
     command = f"python -m benchmarks.spark_cluster --lake {lake} --runs {runs} --out {out}"
     command = f"LGS_DUCKDB_MEMORY={memory} {command}" if memory else command
+    _write(out, "spark_warm", command, f"{lines:,} lines", "run", rows, lines=lines)
+    return 0
+
+
+def _write(
+    out: Path,
+    name: str,
+    command: str,
+    said: str,
+    column: str,
+    rows: list[dict[str, object]],
+    **more: object,
+) -> None:
+    """`rows` as OUT/NAME.json, with the date, the machine, `command` and `more`, and as
+    OUT/NAME.md, a table of where, `column` and seconds after a line saying `said`; the table
+    printed too."""
+    out.mkdir(parents=True, exist_ok=True)
     meta = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
-            "command": command, "lines": lines, "runs": rows}  # fmt: skip
-    (out / "spark_warm.json").write_text(json.dumps(meta, indent=1))
-    table = ["| where | run | seconds (whole `analyze --no-report`) |", "|---|---:|---:|"]
-    table += [f"| {r['where']} | {r['run']} | {r['seconds']} |" for r in rows]
-    (out / "spark_warm.md").write_text(
-        f"`{command}`, {meta['date']}, {meta['machine']}, {lines:,} lines:\n\n"
-        + "\n".join(table)
-        + "\n"
+            "command": command, **more, "runs": rows}  # fmt: skip
+    (out / f"{name}.json").write_text(json.dumps(meta, indent=1))
+    table = [f"| where | {column} | seconds (whole `analyze --no-report`) |", "|---|---:|---:|"]
+    table += [f"| {r['where']} | {r[column]:,} | {r['seconds']} |" for r in rows]
+    (out / f"{name}.md").write_text(
+        f"`{command}`, {meta['date']}, {meta['machine']}, {said}:\n\n" + "\n".join(table) + "\n"
     )
     print("\n".join(table))
-    return 0
 
 
 def main() -> int:
@@ -281,18 +294,14 @@ def main() -> int:
         for lines, lake in lakes.items():
             rows.append({"where": "duckdb (for scale)", "lines": lines,
                          "seconds": round(_timed(lake, work / "out", "--engine", "duckdb"), 1)})  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
-            "command": "python -m benchmarks.spark_cluster", "runs": rows}  # fmt: skip
-    (args.out / "spark_cluster.json").write_text(json.dumps(meta, indent=1))
-    table = ["| where | lines | seconds (whole `analyze --no-report`) |", "|---|---:|---:|"]
-    table += [f"| {r['where']} | {r['lines']:,} | {r['seconds']} |" for r in rows]
-    (args.out / "spark_cluster.md").write_text(
-        f"`python -m benchmarks.spark_cluster`, {meta['date']}, {meta['machine']}, one run each:\n\n"
-        + "\n".join(table)
-        + "\n"
+    _write(
+        args.out,
+        "spark_cluster",
+        "python -m benchmarks.spark_cluster",
+        "one run each",
+        "lines",
+        rows,
     )
-    print("\n".join(table))
     return 0
 
 
