@@ -33,7 +33,12 @@ from lgs_fast.engines.duckdb import MACROS, VARIABLE_TYPES, VIEWS, load_query, v
 from lgs_fast.engines.spark.dialect import reads, staged, to_spark
 from lgs_fast.engines.spark.session import QUICK_JIT as QUICK_JIT
 from lgs_fast.engines.spark.session import JobFailed as JobFailed
-from lgs_fast.engines.spark.session import check_can_start, session, spark_failures
+from lgs_fast.engines.spark.session import (
+    check_can_start,
+    checkpoint_directory,
+    session,
+    spark_failures,
+)
 from lgs_fast.engines.spark.session import master_url as master_url
 from lgs_fast.errors import DamagedError, EngineError, InputError, LakeError, LgsError
 from lgs_fast.lake import MANIFEST, Manifest, Snapshot, first_line, layer_plan
@@ -317,13 +322,6 @@ def _materialised(frame: DataFrame) -> DataFrame:
     if checkpoint_directory(frame.sparkSession):
         return frame.checkpoint(eager=True)
     return frame.localCheckpoint(eager=True)
-
-
-def checkpoint_directory(spark: SparkSession) -> str | None:
-    """Where the session writes checkpoints, if anywhere (`spark.checkpoint.dir`)."""
-    if getattr(spark, "_jvm", None) is None:  # Spark Connect: the server's setting
-        return spark.conf.get("spark.checkpoint.dir", None) or None
-    return spark.sparkContext.getCheckpointDir()
 
 
 def _set_variables(spark: SparkSession, options: Options) -> None:

@@ -220,7 +220,7 @@ def user_conf() -> dict[str, str]:
     is not `key=value`, named by its place, not its text: a setting may hold a credential (a
     file system's secret key), and a mistyped one is still one."""
     conf = {}
-    items = [item for item in os.environ.get("LGS_SPARK_CONF", "").split(";") if item.strip()]
+    items = _conf_items()
     for place, item in enumerate(items, 1):
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
@@ -238,6 +238,11 @@ def user_conf() -> dict[str, str]:
     return conf
 
 
+def _conf_items() -> list[str]:
+    """The settings of $LGS_SPARK_CONF as written, one per item between ';', blank ones left out."""
+    return [item for item in os.environ.get("LGS_SPARK_CONF", "").split(";") if item.strip()]
+
+
 # A value of $LGS_SPARK_CONF this long or longer is hidden from messages: shorter ones (true,
 # 4g, 200) are not credentials, and would hide words of the message itself.
 _HIDDEN_FROM = 8
@@ -246,7 +251,7 @@ _HIDDEN_FROM = 8
 def redacted(text: str) -> str:
     """`text` with each value given in $LGS_SPARK_CONF hidden: Spark quotes a value it refuses,
     and a value may be a credential, or hold one when a ';' was mistyped."""
-    for item in os.environ.get("LGS_SPARK_CONF", "").split(";"):
+    for item in _conf_items():  # not `user_conf`, which refuses what is not key=value
         key, equals, value = item.partition("=")
         value = (value if equals else key).strip()
         if len(value) >= _HIDDEN_FROM:
@@ -260,7 +265,7 @@ def _remove_checkpoints_at_exit(spark: SparkSession) -> None:
     process ends, a failure or SIGTERM included. The session is stopped first, its jobs
     cancelled: a task still writing a checkpoint made the directory again after it was removed.
     (The JVM ends after Python's exit handlers, when its standard input closes.)"""
-    directory = spark.sparkContext.getCheckpointDir()
+    directory = checkpoint_directory(spark)
     if directory is None:
         return
     jvm = spark._jvm  # type: ignore[attr-defined]
@@ -275,6 +280,13 @@ def _remove_checkpoints_at_exit(spark: SparkSession) -> None:
             fs.delete(path, True)
 
     atexit.register(remove)
+
+
+def checkpoint_directory(spark: SparkSession) -> str | None:
+    """Where the session writes checkpoints, if anywhere (`spark.checkpoint.dir`)."""
+    if getattr(spark, "_jvm", None) is None:  # Spark Connect: the server's setting
+        return spark.conf.get("spark.checkpoint.dir", None) or None
+    return spark.sparkContext.getCheckpointDir()
 
 
 # Where a local Spark's JVM writes what it prints (errors only, with lgs_fast's log4j2 settings,
